@@ -1,0 +1,40 @@
+//! The wire protocol: JSON text frames over WebSocket.
+//!
+//! Two dialects share one node:
+//! - [`v1`] at `/v1/ws`: server-assigned peer ids, targeted signals, typed errors. The version is
+//!   announced in the first frame the server sends ([`v1::ServerMessage::Welcome`]) and, when the
+//!   client asks for it, negotiated as the WebSocket subprotocol [`v1::SUBPROTOCOL`]. A v2 gets a
+//!   new path and subprotocol; v1 clients keep working unchanged.
+//! - [`seed`] at `/ws`: the seed demo's `{type, body}` messages, relayed to every other member
+//!   of a channel, so the seed's React client works unchanged.
+//!
+//! Parsing is two-staged on purpose: an [`Envelope`](v1) borrows the frame and keeps the opaque
+//! `data` as a [`RawValue`](serde_json::value::RawValue), so a 64 KiB SDP is scanned once and
+//! never rebuilt into a JSON tree on the relay path.
+
+mod error;
+mod ids;
+pub mod seed;
+pub mod shape;
+pub mod v1;
+
+pub use error::{ErrorCode, ProtocolError};
+pub use ids::{PeerId, RoomName};
+
+/// WebSocket close codes the server uses, with the reason text it sends alongside.
+pub mod close {
+    /// Normal closure: the client asked to close.
+    pub const NORMAL: u16 = 1000;
+    /// The node is shutting down or draining; reconnect (to any node).
+    pub const GOING_AWAY: u16 = 1001;
+    /// Policy violation: the client broke a limit badly enough to be cut off.
+    pub const POLICY: u16 = 1008;
+    /// A frame or message exceeded the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The node is at its connection limit; try again later (or another node).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// Nothing (not even a pong) arrived within the idle timeout.
+    pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The client read too slowly: its outbound queue passed the bound.
+    pub const SLOW_CONSUMER: u16 = 4001;
+}

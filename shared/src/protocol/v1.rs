@@ -1,0 +1,337 @@
+//! Protocol v1, spoken at `/v1/ws`.
+//!
+//! Client → server: `join`, `leave`, `signal` (targeted), `broadcast`, `ping`; each may carry an
+//! `id` (string or number) that the server echoes on the reply or error it causes.
+//! Server → client: `welcome` (first frame: protocol version, the peer id, limits), `joined`,
+//! `left`, `peer-joined`, `peer-left`, `signal`, `broadcast`, `pong`, `error`.
+//!
+//! The server assigns peer ids and stamps `from` itself: a client can never speak as another
+//! peer, nor address a room it has not joined. See `docs/protocol.md` for every message.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{ErrorCode, PeerId, ProtocolError};
+
+/// The protocol version this module speaks.
+pub const VERSION: u32 = 1;
+/// The WebSocket subprotocol a client may ask for to pin v1.
+pub const SUBPROTOCOL: &str = "switchboard.v1";
+/// Longest `id` (as raw JSON) a client may attach.
+pub const MAX_ID_BYTES: usize = 64;
+
+/// A parsed client frame: the message and the correlation `id` to echo.
+#[derive(Debug)]
+pub struct ClientFrame<'a> {
+    pub id: Option<&'a RawValue>,
+    pub msg: ClientMessage<'a>,
+}
+
+/// What a client can ask of the server. Borrowed from the frame: nothing is copied until the
+/// session decides the message is admissible.
+#[derive(Debug)]
+pub enum ClientMessage<'a> {
+    Join { room: Cow<'a, str>, meta: Option<&'a RawValue> },
+    Leave { room: Cow<'a, str> },
+    Signal { room: Cow<'a, str>, to: PeerId, data: &'a RawValue },
+    Broadcast { room: Cow<'a, str>, data: &'a RawValue },
+    Ping,
+}
+
+impl ClientMessage<'_> {
+    /// The message's `type` on the wire (also its metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
+            Self::Signal { .. } => "signal",
+            Self::Broadcast { .. } => "broadcast",
+            Self::Ping => "ping",
+        }
+    }
+}
+
+/// A frame the server could not accept, with the `id` to echo when one was readable.
+#[derive(Debug)]
+pub struct Rejected<'a> {
+    pub error: ProtocolError,
+    pub id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    to: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    meta: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+}
+
+impl<'a> ClientFrame<'a> {
+    /// Parses one text frame. Unknown fields are ignored so that newer clients can add them.
+    pub fn parse(text: &'a str) -> Result<Self, Rejected<'a>> {
+        let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| Rejected {
+            error: if e.is_data() {
+                ProtocolError::new(ErrorCode::BadMessage, format!("not a v1 message: {e}"))
+            } else {
+                ProtocolError::new(ErrorCode::BadJson, format!("invalid JSON: {e}"))
+            },
+            id: None,
+        })?;
+        let id = env.id;
+        let reject = |code, message: String| Rejected { error: ProtocolError::new(code, message), id };
+        if let Some(raw) = id {
+            let s = raw.get();
+            let scalar = s.starts_with('"') || s.starts_with('-') || s.as_bytes()[0].is_ascii_digit();
+            if !scalar || s.len() > MAX_ID_BYTES {
+                return Err(Rejected {
+                    error: ProtocolError::new(ErrorCode::BadMessage, "`id` must be a string or number of at most 64 bytes"),
+                    id: None,
+                });
+            }
+        }
+        let need_room = |room: Option<Cow<'a, str>>| room.ok_or_else(|| reject(ErrorCode::BadMessage, format!("`{}` needs a `room`", env.kind)));
+        let msg = match &*env.kind {
+            "join" => ClientMessage::Join { room: need_room(env.room)?, meta: env.meta },
+            "leave" => ClientMessage::Leave { room: need_room(env.room)? },
+            "signal" => {
+                let room = need_room(env.room)?;
+                let to = env.to.ok_or_else(|| reject(ErrorCode::BadMessage, "`signal` needs a `to` peer id".into()))?;
+                let to = to.parse().map_err(|e: ProtocolError| Rejected { error: e, id })?;
+                let data = env.data.ok_or_else(|| reject(ErrorCode::BadMessage, "`signal` needs `data`".into()))?;
+                ClientMessage::Signal { room, to, data }
+            }
+            "broadcast" => {
+                let room = need_room(env.room)?;
+                let data = env.data.ok_or_else(|| reject(ErrorCode::BadMessage, "`broadcast` needs `data`".into()))?;
+                ClientMessage::Broadcast { room, data }
+            }
+            "ping" => ClientMessage::Ping,
+            other => {
+                let shown: String = other.chars().take(32).collect();
+                return Err(reject(ErrorCode::UnknownType, format!("unknown message type `{shown}`")));
+            }
+        };
+        Ok(ClientFrame { id, msg })
+    }
+}
+
+/// A member of a room as other members see it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Box<RawValue>>,
+}
+
+/// Why a peer left a room, as `peer-left.reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaveReason {
+    /// It sent `leave` (or the seed's `quit`).
+    Left,
+    /// Its WebSocket closed.
+    Disconnected,
+    /// It stopped answering heartbeats.
+    Timeout,
+    /// It was cut off for reading too slowly.
+    SlowConsumer,
+    /// A newer connection took over its seed user id.
+    Replaced,
+    /// Its node shut down.
+    Shutdown,
+    /// Its node vanished without a goodbye.
+    NodeLost,
+    /// An operator removed it.
+    Kicked,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Disconnected => "disconnected",
+            Self::Timeout => "timeout",
+            Self::SlowConsumer => "slow-consumer",
+            Self::Replaced => "replaced",
+            Self::Shutdown => "shutdown",
+            Self::NodeLost => "node-lost",
+            Self::Kicked => "kicked",
+        }
+    }
+}
+
+/// The limits a node enforces, announced in `welcome` so clients can pace themselves.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_rooms: usize,
+    pub max_peers_per_room: usize,
+    pub messages_per_sec: u32,
+    pub candidates_per_sec: u32,
+    pub descriptions_per_min: u32,
+    pub max_candidates_per_negotiation: u32,
+    pub max_meta_bytes: usize,
+}
+
+/// What the server sends. Serialized once per event and fanned out as the same bytes.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage<'a> {
+    Welcome {
+        protocol: u32,
+        peer_id: PeerId,
+        node_id: &'a str,
+        heartbeat_ms: u64,
+        limits: &'a Limits,
+    },
+    Joined {
+        room: &'a str,
+        peer_id: PeerId,
+        peers: &'a [PeerInfo],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+    },
+    Left {
+        room: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+    },
+    PeerJoined {
+        room: &'a str,
+        peer: &'a PeerInfo,
+    },
+    PeerLeft {
+        room: &'a str,
+        peer_id: PeerId,
+        reason: LeaveReason,
+    },
+    Signal {
+        room: &'a str,
+        from: PeerId,
+        data: &'a RawValue,
+    },
+    Broadcast {
+        room: &'a str,
+        from: PeerId,
+        data: &'a RawValue,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+    },
+}
+
+impl ServerMessage<'_> {
+    /// Serializes to the text of one frame.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: every field is a string, number, raw JSON or a
+        // derive of those; map keys are all strings.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"type":"error","code":"internal","message":"serialize: {e}"}}"#)
+        })
+    }
+}
+
+/// A server message as a Rust client reads it (owned, `data` as a JSON value).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    Welcome { protocol: u32, peer_id: PeerId, node_id: String, heartbeat_ms: u64, limits: Limits },
+    Joined { room: String, peer_id: PeerId, peers: Vec<PeerEntry>, #[serde(default)] id: Option<serde_json::Value> },
+    Left { room: String, #[serde(default)] id: Option<serde_json::Value> },
+    PeerJoined { room: String, peer: PeerEntry },
+    PeerLeft { room: String, peer_id: PeerId, reason: LeaveReason },
+    Signal { room: String, from: PeerId, data: serde_json::Value },
+    Broadcast { room: String, from: PeerId, data: serde_json::Value },
+    Pong { #[serde(default)] id: Option<serde_json::Value> },
+    Error { code: ErrorCode, message: String, #[serde(default)] id: Option<serde_json::Value> },
+}
+
+/// A room member as a Rust client reads it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct PeerEntry {
+    pub peer_id: PeerId,
+    #[serde(default)]
+    pub meta: Option<serde_json::Value>,
+}
+
+/// A client request as a Rust client writes it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Request {
+    Join { room: String, #[serde(skip_serializing_if = "Option::is_none")] meta: Option<serde_json::Value>, #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
+    Leave { room: String, #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
+    Signal { room: String, to: PeerId, data: serde_json::Value, #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
+    Broadcast { room: String, data: serde_json::Value, #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
+    Ping { #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
+}
+
+impl Request {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ClientFrame<'_>, Rejected<'_>> {
+        ClientFrame::parse(s)
+    }
+
+    #[test]
+    fn parses_every_client_message() {
+        let to = PeerId(42).to_string();
+        let f = parse(r#"{"type":"join","room":"r1","meta":{"name":"ann"},"id":7}"#).unwrap();
+        assert!(matches!(f.msg, ClientMessage::Join { ref room, meta: Some(_) } if room == "r1"));
+        assert_eq!(f.id.unwrap().get(), "7");
+        let s = format!(r#"{{"type":"signal","room":"r1","to":"{to}","data":{{"type":"offer","sdp":"v=0\r\n"}}}}"#);
+        let f = parse(&s).unwrap();
+        assert!(matches!(f.msg, ClientMessage::Signal { to: PeerId(42), .. }));
+        assert!(matches!(parse(r#"{"type":"broadcast","room":"r","data":1}"#).unwrap().msg, ClientMessage::Broadcast { .. }));
+        assert!(matches!(parse(r#"{"type":"leave","room":"r"}"#).unwrap().msg, ClientMessage::Leave { .. }));
+        assert!(matches!(parse(r#"{"type":"ping","extra":true}"#).unwrap().msg, ClientMessage::Ping));
+    }
+
+    #[test]
+    fn rejects_with_typed_codes_and_echoes_id() {
+        let code = |s: &str| parse(s).unwrap_err().error.code;
+        assert_eq!(code("{nope"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"room":"r"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"signal","room":"r","to":"x","data":{}}"#), ErrorCode::BadPeerId);
+        assert_eq!(code(r#"{"type":"ping","id":{"a":1}}"#), ErrorCode::BadMessage);
+        let r = parse(r#"{"type":"join","id":"abc"}"#).unwrap_err();
+        assert_eq!(r.id.unwrap().get(), r#""abc""#);
+    }
+
+    #[test]
+    fn server_messages_serialize_with_raw_data_untouched() {
+        let data = RawValue::from_string(r#"{"type":"offer","sdp":"v=0\r\n"}"#.into()).unwrap();
+        let json = ServerMessage::Signal { room: "r", from: PeerId(1), data: &data }.to_json();
+        assert_eq!(json, r#"{"type":"signal","room":"r","from":"0000000000001","data":{"type":"offer","sdp":"v=0\r\n"}}"#);
+        let ev: Event = serde_json::from_str(&json).unwrap();
+        assert!(matches!(ev, Event::Signal { from: PeerId(1), .. }));
+        let err = ServerMessage::Error { code: ErrorCode::RoomFull, message: "full", id: None }.to_json();
+        assert_eq!(err, r#"{"type":"error","code":"room-full","message":"full"}"#);
+    }
+}
