@@ -135,7 +135,7 @@ fn check_candidate(raw: &RawValue, mid: Option<&RawValue>, index: Option<&RawVal
     if !mid_ok && !index_ok {
         return Err(bad("needs `sdpMid` or `sdpMLineIndex`"));
     }
-    check_candidate_line(&line).map_err(|why| bad(why))?;
+    check_candidate_line(&line).map_err(bad)?;
     Ok(SignalKind::Candidate)
 }
 

@@ -9,6 +9,7 @@
 //! peer, nor address a room it has not joined. See `docs/protocol.md` for every message.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -130,7 +131,7 @@ impl<'a> ClientFrame<'a> {
 pub struct PeerInfo {
     pub peer_id: PeerId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Box<RawValue>>,
+    pub meta: Option<Arc<RawValue>>,
 }
 
 /// Why a peer left a room, as `peer-left.reason`.

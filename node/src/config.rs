@@ -1,0 +1,144 @@
+//! Node configuration: every flag also reads `SWITCHBOARD_<NAME>` from the environment.
+//!
+//! Defaults are the ones a laptop wants (the seed's port 8090, any localhost origin, embedded
+//! bus); production overrides them through the environment of its Deployment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use switchboard::protocol::v1::Limits;
+
+/// A Switchboard signaling node: WebRTC offer/answer/candidate relay over WebSocket.
+///
+/// Protocol v1 is served at /v1/ws, the seed demo's protocol at /ws, a two-tab demo page at /,
+/// and /healthz, /readyz, /metrics for operators.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "switchboard-node", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on (HTTP and WebSocket).
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:8090")]
+    pub listen: SocketAddr,
+
+    /// This node's id in the cluster (in logs, metrics and membership). Default: a random id.
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Redis URL for clustering. Absent: the node runs alone on the embedded in-memory bus.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing-subscriber EnvFilter syntax); RUST_LOG also works.
+    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Worker threads serving connections. 0 = one per core.
+    #[arg(long, env = "SWITCHBOARD_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Origins allowed to open WebSockets (comma-separated). Entries: `*` (any), an exact origin
+    /// such as `https://app.example.com`, or one with a port wildcard such as
+    /// `http://localhost:*`. Requests without an Origin header (non-browser clients) and
+    /// same-origin requests are always allowed.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:*,http://127.0.0.1:*,https://localhost:*,https://127.0.0.1:*"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest WebSocket message (frame or reassembled fragments), bytes. A 64 KiB SDP fits.
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 128 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Messages per second one connection may send (sustained; bursts up to twice this).
+    #[arg(long, env = "SWITCHBOARD_MESSAGES_PER_SEC", default_value_t = 200)]
+    pub messages_per_sec: u32,
+
+    /// ICE candidates per second one connection may send (bursts up to twice this).
+    #[arg(long, env = "SWITCHBOARD_CANDIDATES_PER_SEC", default_value_t = 100)]
+    pub candidates_per_sec: u32,
+
+    /// Offers/answers per minute one connection may send (bursts up to this many at once).
+    #[arg(long, env = "SWITCHBOARD_DESCRIPTIONS_PER_MIN", default_value_t = 120)]
+    pub descriptions_per_min: u32,
+
+    /// Candidates one connection may send to one peer between two descriptions.
+    #[arg(long, env = "SWITCHBOARD_MAX_CANDIDATES_PER_NEGOTIATION", default_value_t = 200)]
+    pub max_candidates_per_negotiation: u32,
+
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOMS_PER_CONNECTION", default_value_t = 16)]
+    pub max_rooms_per_connection: usize,
+
+    /// Peers one room may hold.
+    #[arg(long, env = "SWITCHBOARD_MAX_PEERS_PER_ROOM", default_value_t = 50)]
+    pub max_peers_per_room: usize,
+
+    /// WebSocket connections this node accepts at once.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Bytes one connection's outbound queue may hold before the client is cut off as too slow.
+    #[arg(long, env = "SWITCHBOARD_MAX_OUTBOUND_BYTES", default_value_t = 1024 * 1024)]
+    pub max_outbound_bytes: usize,
+
+    /// Largest `meta` a peer may attach to its join, bytes of JSON.
+    #[arg(long, env = "SWITCHBOARD_MAX_META_BYTES", default_value_t = 1024)]
+    pub max_meta_bytes: usize,
+
+    /// How often the node pings each WebSocket, seconds.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 15)]
+    pub heartbeat_secs: u64,
+
+    /// Close a connection that sent nothing (not even a pong) for this long, seconds.
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_SECS", default_value_t = 45)]
+    pub idle_timeout_secs: u64,
+
+    /// On SIGTERM: how long to wait for sessions to close before exiting anyway, seconds.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Serve the demo page at `/` (turn off in production if the gateway serves the client).
+    #[arg(long, env = "SWITCHBOARD_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Config {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// The limits as announced to v1 clients in `welcome`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_rooms: self.max_rooms_per_connection,
+            max_peers_per_room: self.max_peers_per_room,
+            messages_per_sec: self.messages_per_sec,
+            candidates_per_sec: self.candidates_per_sec,
+            descriptions_per_min: self.descriptions_per_min,
+            max_candidates_per_negotiation: self.max_candidates_per_negotiation,
+            max_meta_bytes: self.max_meta_bytes,
+        }
+    }
+}

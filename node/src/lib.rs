@@ -1,0 +1,90 @@
+//! A Switchboard signaling node.
+//!
+//! ```text
+//!   WebSocket ──► upgrade ──► Session actor ──► Room actor ──► Session actors (same node)
+//!                              (one per socket)  (one per room)  └─► Bus ──► other nodes
+//!                                     │
+//!                                     └── joins ──► Registry actor (creates / stops rooms)
+//! ```
+//!
+//! Start at [`run`]; [`session`] and [`room`] hold the signaling logic, [`transport`] the
+//! socket, [`bus`] everything that crosses nodes.
+
+pub mod bus;
+pub mod config;
+pub mod dialect;
+pub mod limits;
+pub mod metrics;
+pub mod origin;
+pub mod registry;
+pub mod room;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;
+pub mod transport;
+pub mod upgrade;
+
+use std::sync::Arc;
+
+use actix::Actor;
+use tracing::info;
+
+use crate::bus::{Bus, MemoryBus, NodeId};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::{Attach, Registry};
+use crate::state::NodeState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("server: {0}")]
+    Server(#[from] std::io::Error),
+    #[error("--redis-url is given but this build has only the embedded bus (the Redis bus lands with clustering)")]
+    RedisUnsupported,
+}
+
+/// Runs a node until it is shut down. Must be called inside an actix `System`.
+pub async fn run(config: Config) -> Result<(), NodeError> {
+    raise_fd_limit();
+    let node_id: NodeId = config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>())).into();
+    let bus: Arc<dyn Bus> = match &config.redis_url {
+        None => MemoryBus::new(),
+        Some(_) => return Err(NodeError::RedisUnsupported),
+    };
+    let metrics = Metrics::new(&node_id)?;
+    let registry = Registry::new().start();
+    let listen = config.listen;
+    let state = Arc::new(NodeState::new(config, node_id.clone(), metrics, Arc::clone(&bus), registry.clone()));
+    registry.do_send(Attach(Arc::downgrade(&state)));
+    bus.attach(node_id.clone(), registry.recipient());
+
+    let listener = server::bind(listen).map_err(|source| NodeError::Listen { addr: listen, source })?;
+    let local = listener.local_addr()?;
+    let server = server::build(Arc::clone(&state), listener)?;
+    state.metrics.ready.set(1);
+    // Scripts and tests read this line to learn the port (with --listen …:0).
+    println!("listening on {local}");
+    info!(node = %node_id, addr = %local, bus = if state.config.redis_url.is_some() { "redis" } else { "embedded" }, "node up");
+    actix_rt::spawn(shutdown::on_signal(Arc::clone(&state), server.handle()));
+    server.await?;
+    info!(node = %node_id, "node stopped");
+    Ok(())
+}
+
+/// A node holds one descriptor per session: lift the soft limit to the hard one.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

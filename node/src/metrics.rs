@@ -1,0 +1,136 @@
+//! Prometheus metrics, served as text at `/metrics`.
+//!
+//! Label handles are resolved once at start-up into plain counters, so the relay path pays
+//! one atomic increment per count and never a label hash or a registry lock.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use switchboard::protocol::ErrorCode;
+
+use crate::dialect::Dialect;
+
+/// Message types counted in and out, per dialect. Anything else counts as `other`.
+const V1_TYPES: [&str; 14] = [
+    "join", "leave", "signal", "broadcast", "ping", "welcome", "joined", "left", "peer-joined", "peer-left", "pong",
+    "error", "invalid", "other",
+];
+const SEED_TYPES: [&str; 12] = [
+    "join", "quit", "send_offer", "send_answer", "send_ice_candidate", "joined", "offer_sdp_received",
+    "answer_sdp_received", "ice_candidate_received", "error", "invalid", "other",
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: [IntGauge; 2],
+    pub connections_total: [IntCounter; 2],
+    pub rooms: IntGauge,
+    pub members: IntGauge,
+    messages_in: [Vec<IntCounter>; 2],
+    messages_out: [Vec<IntCounter>; 2],
+    errors: Vec<IntCounter>,
+    pub relay_latency: Histogram,
+    pub ready: IntGauge,
+}
+
+fn dialect_index(d: Dialect) -> usize {
+    match d {
+        Dialect::V1 => 0,
+        Dialect::Seed => 1,
+    }
+}
+
+fn types_of(d: Dialect) -> &'static [&'static str] {
+    match d {
+        Dialect::V1 => &V1_TYPES,
+        Dialect::Seed => &SEED_TYPES,
+    }
+}
+
+impl Metrics {
+    pub fn new(node_id: &str) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("switchboard".into()), Some([("node".to_string(), node_id.to_string())].into()))?;
+        let conns = IntGaugeVec::new(Opts::new("connections", "Open WebSocket sessions."), &["protocol"])?;
+        let conns_total = IntCounterVec::new(Opts::new("connections_total", "WebSocket sessions opened."), &["protocol"])?;
+        let rooms = IntGauge::new("rooms", "Rooms with at least one member on this node.")?;
+        let members = IntGauge::new("room_members", "Room memberships held by sessions on this node.")?;
+        let msg_in = IntCounterVec::new(Opts::new("messages_in_total", "Client messages received, by type."), &["protocol", "type"])?;
+        let msg_out = IntCounterVec::new(Opts::new("messages_out_total", "Messages sent to clients, by type."), &["protocol", "type"])?;
+        let errors = IntCounterVec::new(Opts::new("errors_total", "Errors reported to clients, by code."), &["code"])?;
+        let relay_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "relay_latency_seconds",
+                "Time from a message's arrival on this node to its hand-off to the receiving socket.",
+            )
+            .buckets(vec![
+                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )?;
+        let ready = IntGauge::new("ready", "1 while the node accepts new sessions.")?;
+        for c in [
+            Box::new(conns.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(conns_total.clone()),
+            Box::new(rooms.clone()),
+            Box::new(members.clone()),
+            Box::new(msg_in.clone()),
+            Box::new(msg_out.clone()),
+            Box::new(errors.clone()),
+            Box::new(relay_latency.clone()),
+            Box::new(ready.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        let per = |vec: &IntCounterVec, d: Dialect, proto: &str| -> Vec<IntCounter> {
+            types_of(d).iter().map(|t| vec.with_label_values(&[proto, t])).collect()
+        };
+        Ok(Self {
+            connections: [conns.with_label_values(&["v1"]), conns.with_label_values(&["seed"])],
+            connections_total: [conns_total.with_label_values(&["v1"]), conns_total.with_label_values(&["seed"])],
+            rooms,
+            members,
+            messages_in: [per(&msg_in, Dialect::V1, "v1"), per(&msg_in, Dialect::Seed, "seed")],
+            messages_out: [per(&msg_out, Dialect::V1, "v1"), per(&msg_out, Dialect::Seed, "seed")],
+            errors: ErrorCode::ALL.iter().map(|c| errors.with_label_values(&[c.as_str()])).collect(),
+            relay_latency,
+            ready,
+            registry,
+        })
+    }
+
+    fn counter<'a>(set: &'a [Vec<IntCounter>; 2], d: Dialect, kind: &str) -> &'a IntCounter {
+        let types = types_of(d);
+        let i = types.iter().position(|t| *t == kind).unwrap_or(types.len() - 1);
+        &set[dialect_index(d)][i]
+    }
+
+    pub fn message_in(&self, d: Dialect, kind: &str) {
+        Self::counter(&self.messages_in, d, kind).inc();
+    }
+
+    pub fn message_out(&self, d: Dialect, kind: &str) {
+        Self::counter(&self.messages_out, d, kind).inc();
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            self.errors[i].inc();
+        }
+    }
+
+    pub fn connection_opened(&self, d: Dialect) {
+        self.connections[dialect_index(d)].inc();
+        self.connections_total[dialect_index(d)].inc();
+    }
+
+    pub fn connection_closed(&self, d: Dialect) {
+        self.connections[dialect_index(d)].dec();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

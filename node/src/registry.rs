@@ -1,0 +1,158 @@
+//! The registry actor: creates a room actor on its first join and stops it once it is empty.
+//!
+//! Joins are routed through here so that "is this room empty?" has one authority. A room that
+//! empties reports how many joins it has seen; the registry stops it only if that equals the
+//! joins it routed, i.e. no join is still on its way to the room. Relays never pass here:
+//! sessions talk to the rooms they joined directly.
+//!
+//! A room actor is started on the worker thread of the session that opened it, so the two
+//! peers of a call usually share a thread with their room.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use actix::{Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message};
+use switchboard::protocol::RoomName;
+use tracing::debug;
+
+use crate::bus::Inbound;
+use crate::room::{Close, Join, Leave, Room};
+use crate::state::NodeState;
+
+pub struct Registry {
+    state: Weak<NodeState>,
+    rooms: HashMap<RoomName, Entry>,
+}
+
+struct Entry {
+    addr: Addr<Room>,
+    /// Joins sent to this room so far.
+    routed: u64,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self { state: Weak::new(), rooms: HashMap::new() }
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+/// Hands the registry the node state once it exists (the state holds the registry's address,
+/// so the two are tied after both are built).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach(pub Weak<NodeState>);
+
+impl Handler<Attach> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+        self.state = msg.0;
+    }
+}
+
+/// Route a join to its room, creating the room on `arbiter` if it does not exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Route {
+    pub room: RoomName,
+    pub join: Join,
+    pub arbiter: ArbiterHandle,
+}
+
+impl Handler<Route> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
+        let Some(state) = self.state.upgrade() else {
+            ctx.stop();
+            return;
+        };
+        let entry = self.rooms.entry(msg.room.clone()).or_insert_with(|| {
+            state.metrics.rooms.inc();
+            debug!(room = %msg.room, "room opened");
+            let (name, registry, st) = (msg.room.clone(), ctx.address(), Arc::clone(&state));
+            let addr = Room::start_in_arbiter(&msg.arbiter, move |_| Room::new(name, st, registry));
+            Entry { addr, routed: 0 }
+        });
+        entry.routed += 1;
+        entry.addr.do_send(msg.join);
+    }
+}
+
+/// A room has no members left after seeing `joins_seen` joins.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomIdle {
+    pub room: RoomName,
+    pub joins_seen: u64,
+}
+
+impl Handler<RoomIdle> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoomIdle, _: &mut Context<Self>) {
+        let Some(entry) = self.rooms.get(&msg.room) else { return };
+        if entry.routed != msg.joins_seen {
+            // A join is on its way: the room lives on.
+            return;
+        }
+        if let Some(entry) = self.rooms.remove(&msg.room) {
+            entry.addr.do_send(Close);
+            if let Some(state) = self.state.upgrade() {
+                state.metrics.rooms.dec();
+            }
+            debug!(room = %msg.room, "room closed");
+        }
+    }
+}
+
+impl Handler<Inbound> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, _: &mut Context<Self>) {
+        // Events for rooms this node no longer holds have no one to reach.
+        if let Some(entry) = self.rooms.get(&msg.room) {
+            entry.addr.do_send(msg);
+        }
+    }
+}
+
+/// How many rooms the node holds.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountRooms;
+
+impl Handler<CountRooms> for Registry {
+    type Result = usize;
+    fn handle(&mut self, _: CountRooms, _: &mut Context<Self>) -> usize {
+        self.rooms.len()
+    }
+}
+
+/// Leave a room by name: for a session that stops while its join is still on the way, so the
+/// leave reaches the room after the join (both pass through here, in order).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RouteLeave {
+    pub room: RoomName,
+    pub leave: Leave,
+}
+
+impl Handler<RouteLeave> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: RouteLeave, _: &mut Context<Self>) {
+        if let Some(entry) = self.rooms.get(&msg.room) {
+            entry.addr.do_send(msg.leave);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The session actor: one per WebSocket.
+//!
+//! It owns its socket (through [`crate::transport`]), checks every client message against the
+//! protocol and the connection's limits, serializes what it relays once, and hands it to the
+//! room. It is the only place a peer's identity is stamped on a message, so a client can never
+//! speak as another peer. The dialects' message handling lives in [`v1`] and [`seed`].
+
+mod seed;
+mod v1;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running};
+use actix_http::ws::{CloseCode, CloseReason, Frame, Item, ProtocolError as WsError};
+use bytes::{Bytes, BytesMut};
+use serde_json::value::RawValue;
+use switchboard::protocol::v1::{LeaveReason, ServerMessage};
+use switchboard::protocol::{close, ErrorCode, PeerId, ProtocolError, RoomName};
+use tokio::net::TcpStream;
+use tracing::{debug, info, info_span, Span};
+
+use crate::dialect::{error_frame, Dialect};
+use crate::limits::Admission;
+use crate::registry::RouteLeave;
+use crate::room::{Leave, Room};
+use crate::state::NodeState;
+use crate::transport::{self, Connection, Outbox, Reader, Writer};
+
+/// How long a closing session waits for its close frame to flush before dropping the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Session {
+    id: PeerId,
+    dialect: Dialect,
+    state: Arc<NodeState>,
+    rooms: Vec<JoinedRoom>,
+    /// Rooms whose join is on its way.
+    pending: Vec<RoomName>,
+    out: Outbox,
+    admission: Admission,
+    last_seen: Instant,
+    /// A fragmented text message being reassembled (`None` when not fragmented).
+    fragments: Option<BytesMut>,
+    /// Why this peer leaves its rooms when the session ends.
+    leave_reason: LeaveReason,
+    span: Span,
+}
+
+struct JoinedRoom {
+    name: RoomName,
+    addr: Addr<Room>,
+}
+
+impl Session {
+    /// Starts a session on the current worker thread over a freshly upgraded socket.
+    pub fn start(state: Arc<NodeState>, dialect: Dialect, io: TcpStream, leftover: BytesMut) -> Addr<Session> {
+        let _ = io.set_nodelay(true);
+        let (rd, wr) = io.into_split();
+        let now = Instant::now();
+        let id = PeerId(rand::random());
+        let span = info_span!("session", node = %state.node_id, peer = %id, proto = dialect.as_str());
+        Session::create(move |ctx| {
+            transport::start::<Session>(ctx, Reader::new(rd, leftover, state.config.max_message_bytes), Writer::new(wr));
+            Session {
+                id,
+                dialect,
+                out: Outbox::new(state.config.max_outbound_bytes),
+                admission: Admission::new(&state.config, now),
+                state,
+                rooms: Vec::new(),
+                pending: Vec::new(),
+                last_seen: now,
+                fragments: None,
+                leave_reason: LeaveReason::Disconnected,
+                span,
+            }
+        })
+    }
+
+    /// Queues a frame for the client; a client too slow to take it is cut off.
+    fn send(&mut self, frame: &[u8], kind: &'static str, ctx: &mut Context<Self>) {
+        if self.out.text(frame).is_err() {
+            let queued = self.out.queued();
+            info!(parent: &self.span, queued, "outbound queue full: closing slow consumer");
+            self.state.metrics.error(ErrorCode::SlowConsumer);
+            self.close(close::SLOW_CONSUMER, "slow-consumer", LeaveReason::SlowConsumer, ctx);
+            return;
+        }
+        self.state.metrics.message_out(self.dialect, kind);
+    }
+
+    /// Reports `err` to the client as an `error` frame.
+    fn fail(&mut self, err: &ProtocolError, id: Option<&RawValue>, ctx: &mut Context<Self>) {
+        self.state.metrics.error(err.code);
+        let frame = error_frame(self.dialect, err, id);
+        self.send(&frame, "error", ctx);
+    }
+
+    /// Sends a close frame, then ends the session once it is flushed (or after a grace period).
+    fn close(&mut self, code: u16, reason: &str, leave: LeaveReason, ctx: &mut Context<Self>) {
+        if self.out.is_closing() {
+            return;
+        }
+        self.leave_reason = leave;
+        self.out.close(Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_string()) }));
+        ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
+    }
+
+    fn room(&self, name: &str) -> Option<&JoinedRoom> {
+        self.rooms.iter().find(|r| r.name.client_name() == name)
+    }
+
+    fn is_member_or_pending(&self, name: &RoomName) -> bool {
+        self.rooms.iter().any(|r| r.name == *name) || self.pending.contains(name)
+    }
+
+    /// Admission common to every join: the per-connection room limit and duplicates.
+    fn admit_join(&self, name: &RoomName) -> Result<(), ProtocolError> {
+        if self.is_member_or_pending(name) {
+            return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "already a member of this room"));
+        }
+        let max = self.state.config.max_rooms_per_connection;
+        if self.rooms.len() + self.pending.len() >= max {
+            return Err(ProtocolError::new(ErrorCode::RoomLimit, format!("a connection may be in at most {max} rooms")));
+        }
+        Ok(())
+    }
+
+    /// Leaves `name` (explicitly); returns whether the session was a member.
+    fn leave_room(&mut self, name: &str) -> bool {
+        let Some(i) = self.rooms.iter().position(|r| r.name.client_name() == name) else { return false };
+        let room = self.rooms.swap_remove(i);
+        room.addr.do_send(Leave { peer: self.id, reason: LeaveReason::Left });
+        true
+    }
+
+    /// Adds a continuation to the message being reassembled, within the size limit.
+    fn append_fragment(&mut self, b: &[u8], ctx: &mut Context<Self>) {
+        let max = self.state.config.max_message_bytes;
+        let Some(buf) = self.fragments.as_mut() else { return };
+        if buf.len() + b.len() > max {
+            self.fragments = None;
+            let err = ProtocolError::new(ErrorCode::MessageTooBig, format!("messages are limited to {max} bytes"));
+            self.fail(&err, None, ctx);
+            self.close(close::TOO_BIG, "message-too-big", LeaveReason::Disconnected, ctx);
+            return;
+        }
+        buf.extend_from_slice(b);
+    }
+
+    fn on_text(&mut self, bytes: &[u8], received_at: Instant, ctx: &mut Context<Self>) {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            self.state.metrics.message_in(self.dialect, "invalid");
+            let err = ProtocolError::new(ErrorCode::BadJson, "text frames must be UTF-8 JSON");
+            return self.fail(&err, None, ctx);
+        };
+        if let Err(err) = self.admission.message(received_at) {
+            self.state.metrics.message_in(self.dialect, "invalid");
+            return self.fail(&err, None, ctx);
+        }
+        match self.dialect {
+            Dialect::V1 => self.on_v1(text, received_at, ctx),
+            Dialect::Seed => self.on_seed(text, received_at, ctx),
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.state.sessions.insert(self.id, ctx.address());
+        self.state.metrics.connection_opened(self.dialect);
+        if self.dialect == Dialect::V1 {
+            let welcome = ServerMessage::Welcome {
+                protocol: switchboard::protocol::v1::VERSION,
+                peer_id: self.id,
+                node_id: &self.state.node_id,
+                heartbeat_ms: self.state.config.heartbeat().as_millis() as u64,
+                limits: &self.state.limits,
+            }
+            .to_json();
+            self.send(welcome.as_bytes(), "welcome", ctx);
+        }
+        let idle = self.state.config.idle_timeout();
+        ctx.run_interval(self.state.config.heartbeat(), move |act, ctx| {
+            if act.last_seen.elapsed() > idle {
+                act.state.metrics.error(ErrorCode::IdleTimeout);
+                act.close(close::IDLE_TIMEOUT, "idle-timeout", LeaveReason::Timeout, ctx);
+            } else {
+                act.out.control(actix_http::ws::Message::Ping(Bytes::new()));
+            }
+        });
+        debug!(parent: &self.span, "session opened");
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        Running::Stop
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for room in self.rooms.drain(..) {
+            room.addr.do_send(Leave { peer: self.id, reason: self.leave_reason });
+        }
+        for name in self.pending.drain(..) {
+            let leave = Leave { peer: self.id, reason: self.leave_reason };
+            self.state.registry.do_send(RouteLeave { room: name, leave });
+        }
+        self.state.sessions.remove(self.id);
+        self.state.sessions.release();
+        self.state.metrics.connection_closed(self.dialect);
+        debug!(parent: &self.span, reason = self.leave_reason.as_str(), "session closed");
+    }
+}
+
+impl Connection for Session {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        self.last_seen = now;
+        match frame {
+            Frame::Text(bytes) => self.on_text(&bytes, now, ctx),
+            Frame::Binary(_) => {
+                self.state.metrics.message_in(self.dialect, "invalid");
+                let err = ProtocolError::new(ErrorCode::BinaryUnsupported, "binary frames are not part of the protocol; send JSON text");
+                self.fail(&err, None, ctx);
+            }
+            Frame::Continuation(item) => match item {
+                Item::FirstText(b) => self.fragments = Some(BytesMut::from(&b[..])),
+                Item::FirstBinary(_) => {
+                    self.fragments = None;
+                    let err = ProtocolError::new(ErrorCode::BinaryUnsupported, "binary messages are not part of the protocol");
+                    self.fail(&err, None, ctx);
+                }
+                Item::Continue(b) => self.append_fragment(&b, ctx),
+                Item::Last(b) => {
+                    self.append_fragment(&b, ctx);
+                    if let Some(whole) = self.fragments.take() {
+                        self.on_text(&whole, now, ctx);
+                    }
+                }
+            },
+            Frame::Ping(b) => self.out.control(actix_http::ws::Message::Pong(b)),
+            Frame::Pong(_) => {}
+            Frame::Close(reason) => {
+                let code = reason.as_ref().map_or(close::NORMAL, |r| u16::from(r.code));
+                self.close(code, "bye", LeaveReason::Disconnected, ctx);
+            }
+        }
+    }
+
+    fn on_protocol_error(&mut self, err: WsError, ctx: &mut Context<Self>) {
+        debug!(parent: &self.span, error = %err, "websocket protocol error");
+        if matches!(err, WsError::Overflow) {
+            let max = self.state.config.max_message_bytes;
+            let e = ProtocolError::new(ErrorCode::MessageTooBig, format!("messages are limited to {max} bytes"));
+            self.fail(&e, None, ctx);
+            self.close(close::TOO_BIG, "message-too-big", LeaveReason::Disconnected, ctx);
+        } else {
+            self.close(1002, "protocol-error", LeaveReason::Disconnected, ctx);
+        }
+    }
+
+    fn on_closed(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// A frame for the client: a relay, an event, or a reply.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub frame: Bytes,
+    pub kind: &'static str,
+    /// When the relayed message reached this node, for the relay latency histogram.
+    pub received_at: Option<Instant>,
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        self.send(&msg.frame, msg.kind, ctx);
+        if let Some(t) = msg.received_at {
+            self.state.metrics.relay_latency.observe(t.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// The room accepted this session's join.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JoinAccepted {
+    pub room: RoomName,
+    pub addr: Addr<Room>,
+    pub frame: Bytes,
+}
+
+impl Handler<JoinAccepted> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: JoinAccepted, ctx: &mut Context<Self>) {
+        self.pending.retain(|r| *r != msg.room);
+        self.rooms.push(JoinedRoom { name: msg.room, addr: msg.addr });
+        self.send(&msg.frame, "joined", ctx);
+    }
+}
+
+/// The room refused this session's join; `frame` is the error to show.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JoinRefused {
+    pub room: RoomName,
+    pub frame: Bytes,
+}
+
+impl Handler<JoinRefused> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: JoinRefused, ctx: &mut Context<Self>) {
+        self.pending.retain(|r| *r != msg.room);
+        self.send(&msg.frame, "error", ctx);
+    }
+}
+
+/// The room removed this session (a seed user id taken over, an operator's kick).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Evicted {
+    pub room: RoomName,
+    pub frame: Option<Bytes>,
+}
+
+impl Handler<Evicted> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Evicted, ctx: &mut Context<Self>) {
+        self.rooms.retain(|r| r.name != msg.room);
+        if let Some(frame) = msg.frame {
+            self.send(&frame, "error", ctx);
+        }
+    }
+}
+
+/// The node is shutting down: close with "going away" so the client reconnects elsewhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        self.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
+    }
+}

@@ -1,0 +1,89 @@
+//! Seed protocol handling for a session: the seed's messages and relay-to-everyone-else
+//! semantics, with the sender's identity taken from its own join.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Arbiter, AsyncContext, Context};
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use switchboard::protocol::seed::{SeedMessage, SeedServerMessage};
+use switchboard::protocol::shape::{self, SignalKind};
+use switchboard::protocol::{ErrorCode, ProtocolError, RoomName};
+
+use super::v1::{negotiation_key, not_joined};
+use super::Session;
+use crate::dialect::Dialect;
+use crate::registry::Route;
+use crate::room::{Join, Relay};
+
+impl Session {
+    pub(super) fn on_seed(&mut self, text: &str, received_at: Instant, ctx: &mut Context<Self>) {
+        let msg = match SeedMessage::parse(text) {
+            Ok(m) => m,
+            Err(err) => {
+                self.state.metrics.message_in(Dialect::Seed, "invalid");
+                return self.fail(&err, None, ctx);
+            }
+        };
+        self.state.metrics.message_in(Dialect::Seed, msg.kind());
+        let result = match msg {
+            SeedMessage::Join { channel, user } => self.seed_join(&channel, &user, ctx),
+            SeedMessage::Quit { channel } => {
+                let name = RoomName::seed(&channel).map(|n| n.to_string()).unwrap_or_default();
+                let member = self.rooms.iter().any(|r| r.name.as_str() == name);
+                if member {
+                    self.leave_seed(&name);
+                    Ok(())
+                } else {
+                    Err(not_joined(&channel))
+                }
+            }
+            SeedMessage::Offer { channel, sdp } => self.seed_relay(&channel, sdp, &[SignalKind::Offer], received_at),
+            SeedMessage::Answer { channel, sdp } => self.seed_relay(&channel, sdp, &[SignalKind::Answer], received_at),
+            SeedMessage::Candidate { channel, candidate } => {
+                self.seed_relay(&channel, candidate, &[SignalKind::Candidate, SignalKind::EndOfCandidates], received_at)
+            }
+        };
+        if let Err(err) = result {
+            self.fail(&err, None, ctx);
+        }
+    }
+
+    fn seed_join(&mut self, channel: &str, user: &str, ctx: &mut Context<Self>) -> Result<(), ProtocolError> {
+        let name = RoomName::seed(channel)?;
+        self.admit_join(&name)?;
+        self.pending.push(name.clone());
+        let join = Join { peer: self.id, session: ctx.address(), meta: None, seed_user: Some(Arc::from(user)), id: None };
+        self.state.registry.do_send(Route { room: name, join, arbiter: Arbiter::current() });
+        Ok(())
+    }
+
+    fn leave_seed(&mut self, full_name: &str) {
+        if let Some(i) = self.rooms.iter().position(|r| r.name.as_str() == full_name) {
+            let room = self.rooms.swap_remove(i);
+            room.addr.do_send(crate::room::Leave { peer: self.id, reason: switchboard::protocol::v1::LeaveReason::Left });
+        }
+    }
+
+    /// Relays `payload` to every other member of `channel`, if it is of one of `kinds`.
+    fn seed_relay(&mut self, channel: &str, payload: &RawValue, kinds: &[SignalKind], received_at: Instant) -> Result<(), ProtocolError> {
+        let Ok(name) = RoomName::seed(channel) else { return Err(not_joined(channel)) };
+        let Some(addr) = self.rooms.iter().find(|r| r.name == name).map(|r| r.addr.clone()) else {
+            return Err(not_joined(channel));
+        };
+        let kind = shape::classify(payload)?;
+        if !kinds.contains(&kind) {
+            let code = if kinds[0] == SignalKind::Candidate { ErrorCode::BadCandidate } else { ErrorCode::BadSdp };
+            return Err(ProtocolError::new(code, format!("expected {}, got {}", kinds[0].as_str(), kind.as_str())));
+        }
+        self.admission.signal(kind, negotiation_key(name.as_str(), None), received_at)?;
+        let (msg, label) = match kind {
+            SignalKind::Offer => (SeedServerMessage::OfferReceived(payload), "offer_sdp_received"),
+            SignalKind::Answer => (SeedServerMessage::AnswerReceived(payload), "answer_sdp_received"),
+            _ => (SeedServerMessage::CandidateReceived(payload), "ice_candidate_received"),
+        };
+        addr.do_send(Relay { from: self.id, to: None, frame: Bytes::from(msg.to_json()), kind: label, received_at, id: None });
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! What every actor of a node shares: configuration, metrics, the bus, the directory of open
+//! sessions, and whether the node is still taking new sessions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use actix::Addr;
+use switchboard::protocol::PeerId;
+use switchboard::protocol::v1::Limits;
+
+use crate::bus::{Bus, NodeId};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::origin::OriginPolicy;
+use crate::registry::Registry;
+use crate::session::Session;
+
+pub struct NodeState {
+    pub config: Config,
+    pub node_id: NodeId,
+    pub metrics: Metrics,
+    pub bus: Arc<dyn Bus>,
+    pub registry: Addr<Registry>,
+    pub sessions: SessionDirectory,
+    pub limits: Limits,
+    pub origins: OriginPolicy,
+    draining: AtomicBool,
+}
+
+impl NodeState {
+    pub fn new(config: Config, node_id: NodeId, metrics: Metrics, bus: Arc<dyn Bus>, registry: Addr<Registry>) -> Self {
+        let limits = config.limits();
+        let origins = OriginPolicy::new(&config.allowed_origins);
+        let sessions = SessionDirectory::new(config.max_connections);
+        Self { config, node_id, metrics, bus, registry, sessions, limits, origins, draining: AtomicBool::new(false) }
+    }
+
+    /// Ready: taking new sessions and able to reach the cluster.
+    pub fn ready(&self) -> bool {
+        !self.draining() && self.bus.healthy()
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.metrics.ready.set(0);
+    }
+}
+
+/// Every open session of this node, by peer id: for the connection limit, for draining on
+/// shutdown, and for operators' look-ups.
+pub struct SessionDirectory {
+    max: usize,
+    reserved: AtomicUsize,
+    by_peer: Mutex<HashMap<PeerId, Addr<Session>>>,
+}
+
+impl SessionDirectory {
+    fn new(max: usize) -> Self {
+        Self { max, reserved: AtomicUsize::new(0), by_peer: Mutex::new(HashMap::new()) }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<PeerId, Addr<Session>>> {
+        self.by_peer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims a connection slot; `false` when the node is full. Every successful call is
+    /// matched by one [`release`](Self::release).
+    pub fn reserve(&self) -> bool {
+        self.reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .is_ok()
+    }
+
+    pub fn release(&self) {
+        self.reserved.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn insert(&self, peer: PeerId, addr: Addr<Session>) {
+        self.map().insert(peer, addr);
+    }
+
+    pub fn remove(&self, peer: PeerId) {
+        self.map().remove(&peer);
+    }
+
+    pub fn len(&self) -> usize {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn all(&self) -> Vec<Addr<Session>> {
+        self.map().values().cloned().collect()
+    }
+}

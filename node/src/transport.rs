@@ -1,0 +1,223 @@
+//! The WebSocket transport under a session actor: a frame reader and a bounded writer that run
+//! as futures inside the actor's own context.
+//!
+//! Why not actix-web-actors or actix-ws: the first queues outbound frames in an unbounded
+//! buffer with no flush signal; the second is bounded but keeps actix-web's HTTP/1 dispatcher
+//! (two 8 KiB buffers) alive under every socket — 16 KiB per idle session measured here. The
+//! node takes the TCP stream at the upgrade (actix-http's upgrade hook) and runs actix-http's
+//! WebSocket codec over it directly, so that:
+//! - an idle session holds no buffer at all (both buffers are released whenever they empty);
+//! - the outbound queue is a byte count the session checks on every push: a client that stops
+//!   reading is cut off as a slow consumer instead of growing the node's memory;
+//! - frames are handed to the actor synchronously, with no channel hop in between.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use actix::{Actor, ActorFuture, AsyncContext};
+use actix_http::ws::{CloseReason, Codec, Frame, Message, OpCode, Parser, ProtocolError};
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::io::poll_read_buf;
+
+/// Frames handed to the actor per wake-up before the reader yields, so one chatty socket
+/// cannot starve the others on its worker thread.
+const READ_BUDGET: usize = 32;
+/// How much room a read asks for when the buffer is empty.
+const READ_CHUNK: usize = 4096;
+
+/// The outbound queue: encoded frames waiting for the socket, bounded in bytes.
+pub struct Outbox {
+    buf: BytesMut,
+    limit: usize,
+    waker: Option<Waker>,
+    closing: bool,
+}
+
+/// The queue passed its bound: the client is not reading.
+#[derive(Debug)]
+pub struct Overflow;
+
+impl Outbox {
+    pub fn new(limit: usize) -> Self {
+        Self { buf: BytesMut::new(), limit, waker: None, closing: false }
+    }
+
+    /// Queues one text frame. Fails, queueing nothing, when it would pass the bound.
+    pub fn text(&mut self, payload: &[u8]) -> Result<(), Overflow> {
+        if self.closing {
+            return Ok(());
+        }
+        if self.buf.len() + payload.len() > self.limit {
+            return Err(Overflow);
+        }
+        Parser::write_message(&mut self.buf, payload, OpCode::Text, true, false);
+        self.wake();
+        Ok(())
+    }
+
+    /// Queues a control frame; control frames are tiny and never refused.
+    pub fn control(&mut self, msg: Message) {
+        if self.closing {
+            return;
+        }
+        let mut codec = Codec::new();
+        let _ = codec.encode(msg, &mut self.buf);
+        self.wake();
+    }
+
+    /// Queues a close frame; the writer flushes what is queued, then shuts the socket.
+    pub fn close(&mut self, reason: Option<CloseReason>) {
+        self.control(Message::Close(reason));
+        self.closing = true;
+        self.wake();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    pub fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// What a session must offer its transport.
+pub trait Connection: Actor<Context = actix::Context<Self>> {
+    fn outbox(&mut self) -> &mut Outbox;
+    /// One complete frame from the client.
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Self::Context);
+    /// The client broke the WebSocket framing (bad opcode, oversized frame, unmasked…).
+    fn on_protocol_error(&mut self, err: ProtocolError, ctx: &mut Self::Context);
+    /// The socket ended: EOF, an I/O error, or the writer finished closing.
+    fn on_closed(&mut self, ctx: &mut Self::Context);
+}
+
+/// Reads frames off the socket and hands each to the actor.
+pub struct Reader {
+    io: OwnedReadHalf,
+    buf: BytesMut,
+    codec: Codec,
+}
+
+impl Reader {
+    /// `leftover` is what the HTTP parser read past the upgrade request, if anything.
+    pub fn new(io: OwnedReadHalf, leftover: BytesMut, max_frame: usize) -> Self {
+        let mut buf = BytesMut::new();
+        if !leftover.is_empty() {
+            buf.extend_from_slice(&leftover);
+        }
+        Self { io, buf, codec: Codec::new().max_size(max_frame) }
+    }
+}
+
+impl<A: Connection> ActorFuture<A> for Reader {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, act: &mut A, ctx: &mut A::Context, task: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut budget = READ_BUDGET;
+        loop {
+            if act.outbox().is_closing() {
+                return Poll::Ready(());
+            }
+            match this.codec.decode(&mut this.buf) {
+                Ok(Some(frame)) => {
+                    act.on_frame(frame, ctx);
+                    budget -= 1;
+                    if budget == 0 {
+                        task.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    act.on_protocol_error(err, ctx);
+                    return Poll::Ready(());
+                }
+            }
+            if this.buf.is_empty() {
+                // An idle session keeps no read buffer: release it and ask for a fresh one.
+                this.buf = BytesMut::new();
+            }
+            this.buf.reserve(READ_CHUNK);
+            match poll_read_buf(Pin::new(&mut this.io), task, &mut this.buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    act.on_closed(ctx);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => {
+                    if this.buf.is_empty() {
+                        this.buf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the outbox to the socket; after a close frame, flushes and shuts the socket down.
+pub struct Writer {
+    io: OwnedWriteHalf,
+    shut: bool,
+}
+
+impl Writer {
+    pub fn new(io: OwnedWriteHalf) -> Self {
+        Self { io, shut: false }
+    }
+}
+
+impl<A: Connection> ActorFuture<A> for Writer {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, act: &mut A, ctx: &mut A::Context, task: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let out = act.outbox();
+        while !out.buf.is_empty() {
+            match Pin::new(&mut this.io).poll_write(task, &out.buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    act.on_closed(ctx);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(n)) => out.buf.advance(n),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // Nothing queued: give the allocation back (an idle session holds no buffer).
+        if out.buf.capacity() > 0 {
+            out.buf = BytesMut::new();
+        }
+        if out.closing {
+            if !this.shut {
+                match Pin::new(&mut this.io).poll_shutdown(task) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(_) => this.shut = true,
+                }
+            }
+            act.on_closed(ctx);
+            return Poll::Ready(());
+        }
+        out.waker = Some(task.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Starts the reader and writer for a freshly upgraded socket inside `ctx`.
+pub fn start<A: Connection>(ctx: &mut A::Context, reader: Reader, writer: Writer) {
+    // The writer is spawned after the reader so that, within one poll of the actor, frames
+    // queued while reading are flushed in the same pass.
+    ctx.spawn(reader);
+    ctx.spawn(writer);
+}

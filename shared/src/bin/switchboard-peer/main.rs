@@ -1,0 +1,108 @@
+//! `switchboard-peer`: the load generator for Switchboard (and for any server speaking the
+//! seed protocol), written to measure the same way as `bench/load/load.js` and `idle.js` so
+//! results are comparable across implementations.
+//!
+//! - `load`: closed-loop offer/candidates/answer relay across N rooms of two peers; prints
+//!   throughput, relay latency percentiles, join latency and lost messages as one JSON line.
+//! - `idle`: N joined, idle sessions; prints the server's memory per session.
+//!
+//! It shares a 2-core machine with the server under test, so it defaults to one worker thread
+//! and keeps the per-message path allocation-light (see `wire`).
+
+mod idle;
+mod load;
+mod stats;
+mod wire;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchboard-peer",
+    version,
+    about = "Signaling load generator for Switchboard and seed-protocol servers"
+)]
+struct Cli {
+    /// Tokio worker threads. Default 1: the generator usually shares the machine with the
+    /// server it measures, and one thread drives thousands of connections.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Closed-loop relay load (load.js's workload): rooms of two peers exchanging
+    /// offer, 2 ICE candidates and answer per round. Prints one JSON line.
+    Load(load::Args),
+    /// Idle joined sessions (idle.js's workload), to measure server memory per session.
+    /// Prints one JSON line, then holds the sessions.
+    Idle(idle::Args),
+}
+
+fn main() -> ExitCode {
+    stats::start_clock();
+    let cli = Cli::parse();
+    raise_nofile_limit();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.into())
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchboard-peer: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Load(args) => load::run(args).await,
+            Cmd::Idle(args) => idle::run(args).await,
+        }
+    });
+    // Idle sessions are still being drained; don't wait for them.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard-peer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the open-files soft limit to the hard limit (after trying to lift the hard limit to
+/// 2^20 when root): every session is a socket, and the usual soft limit of 1024 would cap a run
+/// at a few hundred rooms. Failures are ignored: the run then reports connect errors itself.
+fn raise_nofile_limit() {
+    const WANT: libc::rlim_t = 1 << 20;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; the pointer is valid for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 && lim.rlim_max < WANT {
+        let want = libc::rlimit {
+            rlim_cur: WANT,
+            rlim_max: WANT,
+        };
+        // SAFETY: setrlimit reads the struct we own; failure is reported by the return value.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            return;
+        }
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
