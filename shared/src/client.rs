@@ -2,9 +2,9 @@
 //!
 //! It is deliberately thin: one [`Client`] is one WebSocket, text frames in and out, with a
 //! timeout on every read so a test or a benchmark can never hang on a server that went quiet.
-//! Higher-level helpers parse what arrives: [`Client::recv_event`] into a v1
-//! [`Event`](crate::protocol::v1::Event), [`Client::recv_json`] into raw JSON for the seed
-//! protocol (whose server messages have no Rust client type).
+//! Higher-level helpers parse what arrives: [`Client::recv_event`] into a v1 [`Event`],
+//! [`Client::recv_json`] into raw JSON for the seed protocol (whose server messages have no
+//! Rust client type).
 //!
 //! Control frames are handled underneath: pings are answered by tungstenite on the next read or
 //! write, so a client that keeps reading (see [`Client::drain`]) stays alive under a server's

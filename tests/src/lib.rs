@@ -1,0 +1,14 @@
+//! The test harness: real node processes and real WebSocket clients.
+//!
+//! Tests start nodes as child processes of the built binary (`--listen 127.0.0.1:0`, the port
+//! read back from the node's `listening on` line), talk to them over real sockets, and kill
+//! them on drop. Nothing here mocks the node.
+
+mod client;
+mod process;
+
+pub use client::{Client, Frame, V1Peer};
+pub use process::Node;
+
+/// How long any single expectation waits before the test fails.
+pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
