@@ -57,6 +57,7 @@ pub struct Config {
     pub max_message_bytes: usize,
 
     /// Messages per second one connection may send (sustained; bursts up to twice this).
+    /// For this and the other rate limits, 0 means unlimited.
     #[arg(long, env = "SWITCHBOARD_MESSAGES_PER_SEC", default_value_t = 200)]
     pub messages_per_sec: u32,
 
@@ -68,7 +69,7 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_DESCRIPTIONS_PER_MIN", default_value_t = 120)]
     pub descriptions_per_min: u32,
 
-    /// Candidates one connection may send to one peer between two descriptions.
+    /// Candidates one connection may send to one peer between two descriptions (0: no cap).
     #[arg(long, env = "SWITCHBOARD_MAX_CANDIDATES_PER_NEGOTIATION", default_value_t = 200)]
     pub max_candidates_per_negotiation: u32,
 

@@ -111,7 +111,7 @@ impl Admission {
                         &mut self.negotiations[last].1
                     }
                 };
-                if *count >= self.max_candidates {
+                if self.max_candidates > 0 && *count >= self.max_candidates {
                     return Err(ProtocolError::new(
                         ErrorCode::CandidateLimit,
                         format!("more than {} candidates for one negotiation", self.max_candidates),
