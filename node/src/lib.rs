@@ -13,6 +13,7 @@
 pub mod bus;
 pub mod config;
 pub mod dialect;
+pub mod heartbeat;
 pub mod limits;
 pub mod metrics;
 pub mod origin;
@@ -71,6 +72,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     // Scripts and tests read this line to learn the port (with --listen …:0).
     println!("listening on {local}");
     info!(node = %node_id, addr = %local, bus = if state.config.redis_url.is_some() { "redis" } else { "embedded" }, "node up");
+    actix_rt::spawn(heartbeat::run(Arc::clone(&state)));
     actix_rt::spawn(shutdown::on_signal(Arc::clone(&state), server.handle()));
     server.await?;
     info!(node = %node_id, "node stopped");

@@ -183,15 +183,6 @@ impl Actor for Session {
             .to_json();
             self.send(welcome.as_bytes(), "welcome", ctx);
         }
-        let idle = self.state.config.idle_timeout();
-        ctx.run_interval(self.state.config.heartbeat(), move |act, ctx| {
-            if act.last_seen.elapsed() > idle {
-                act.state.metrics.error(ErrorCode::IdleTimeout);
-                act.close(close::IDLE_TIMEOUT, "idle-timeout", LeaveReason::Timeout, ctx);
-            } else {
-                act.out.control(actix_http::ws::Message::Ping(Bytes::new()));
-            }
-        });
         debug!(parent: &self.span, "session opened");
     }
 
@@ -356,5 +347,47 @@ impl Handler<Drain> for Session {
 
     fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
         self.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
+    }
+}
+
+/// The node's heartbeat tick: ping the client, or close it if it has gone quiet.
+///
+/// One node-wide ticker sends this to every session (see [`crate::heartbeat`]) instead of a
+/// timer per session: an idle session then holds no timer, and a busy one is not re-polling
+/// one on every wake-up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat;
+
+impl Handler<Heartbeat> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) {
+        if self.last_seen.elapsed() > self.state.config.idle_timeout() {
+            self.state.metrics.error(ErrorCode::IdleTimeout);
+            self.close(close::IDLE_TIMEOUT, "idle-timeout", LeaveReason::Timeout, ctx);
+        } else {
+            self.out.control(actix_http::ws::Message::Ping(Bytes::new()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle session carries one of these; keep it small (see docs/architecture.md).
+    #[test]
+    fn session_state_stays_small() {
+        let size = std::mem::size_of::<Session>();
+        println!(
+            "Session {size} B, Outbox {} B, Admission {} B, Reader {} B, Writer {} B, Context {} B",
+            std::mem::size_of::<Outbox>(),
+            std::mem::size_of::<Admission>(),
+            std::mem::size_of::<Reader>(),
+            std::mem::size_of::<Writer>(),
+            std::mem::size_of::<Context<Session>>(),
+        );
+        assert!(size <= 384, "Session grew to {size} bytes");
     }
 }

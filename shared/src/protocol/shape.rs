@@ -98,11 +98,16 @@ fn check_description(type_index: usize, sdp: Option<&RawValue>) -> Result<Signal
         return Ok(SignalKind::Rollback);
     }
     let sdp = sdp.ok_or_else(|| ProtocolError::new(ErrorCode::BadSdp, "a description needs `sdp`"))?;
-    let sdp = as_string(sdp, ErrorCode::BadSdp, "sdp")?;
-    if !sdp.starts_with("v=0") {
+    // Checked on the raw JSON text, so a large SDP is scanned once (by the parser) and never
+    // unescaped: a JSON string can only hold NUL as the escape `\u0000`.
+    let raw = sdp.get();
+    if !raw.starts_with('"') {
+        return Err(ProtocolError::new(ErrorCode::BadSdp, "`sdp` must be a string"));
+    }
+    if !raw.starts_with("\"v=0") {
         return Err(ProtocolError::new(ErrorCode::BadSdp, "`sdp` must start with `v=0`"));
     }
-    if sdp.contains('\0') {
+    if raw.contains("\\u0000") {
         return Err(ProtocolError::new(ErrorCode::BadSdp, "`sdp` must not contain NUL"));
     }
     Ok(if type_index == 0 { SignalKind::Offer } else { SignalKind::Answer })
@@ -208,6 +213,7 @@ mod tests {
         assert_eq!(kind(r#"{"type":"offer","sdp":"hello"}"#), Err(ErrorCode::BadSdp));
         assert_eq!(kind(r#"{"type":"bogus","sdp":"v=0"}"#), Err(ErrorCode::BadSdp));
         assert_eq!(kind(r#"{"sdp":"v=0"}"#), Err(ErrorCode::BadSdp));
+        assert_eq!(kind(r#"{"type":"answer","sdp":"v=0\u0000"}"#), Err(ErrorCode::BadSdp));
         assert_eq!(kind(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host"}"#), Err(ErrorCode::BadCandidate));
         assert_eq!(kind(r#"{"candidate":"hello","sdpMid":"0"}"#), Err(ErrorCode::BadCandidate));
         assert_eq!(kind(r#"{"candidate":"candidate:1 1 sctp 1 1.2.3.4 5 typ host","sdpMid":"0"}"#), Err(ErrorCode::BadCandidate));

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# One run, same generators, Switchboard (one node) against the seed's Node server:
+#   - relay throughput and latency at ROOMS x ROUNDS under the Rust generator (switchboard-peer)
+#     and under the Node generator (../shared/bench/load/load.js), runs alternating;
+#   - unloaded relay latency (one room, sequential rounds);
+#   - RSS per idle joined session (switchboard-peer idle) for both servers.
+# Prints one JSON line per measurement, then a summary with the ratios.
+# Usage: bench/compare.sh [ROOMS=200] [ROUNDS=50] [RUNS=3] [IDLE_SESSIONS=19900]
+# Needs node, npm and python3. The node runs with rate limits off: a closed-loop generator
+# sends far faster than any browser would, and the limits would (correctly) throttle it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+rooms=${1:-200} rounds=${2:-50} runs=${3:-3} idle=${4:-19900}
+anchors=$root/../shared/bench
+work=$root/target/bench
+bin=$root/target/release
+
+cargo build --quiet --release -p switchboard-node -p switchboard --features switchboard/peer
+for d in anchors/seed-server load; do
+  if [ ! -d "$work/$d/node_modules" ]; then
+    mkdir -p "$work/$d" && cp -r "$anchors/$d/." "$work/$d/"
+    (cd "$work/$d" && npm install --silent --no-audit --no-fund >/dev/null)
+  fi
+done
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+unlimited=(--messages-per-sec 0 --candidates-per-sec 0 --descriptions-per-min 0 --max-candidates-per-negotiation 0)
+
+start_servers() {
+  sb_port=$(port); seed_port=$(port)
+  "$bin/switchboard-node" --listen "127.0.0.1:$sb_port" --log warn "${unlimited[@]}" >/dev/null & sb_pid=$!; pids+=($sb_pid)
+  (cd "$work/anchors/seed-server" && WSSPORT=$seed_port HTTPPORT=$(port) exec node index.js) >/dev/null & seed_pid=$!; pids+=($seed_pid)
+  wait_port "$sb_port"; wait_port "$seed_port"
+}
+stop_servers() { kill "$sb_pid" "$seed_pid" 2>/dev/null || true; wait "$sb_pid" "$seed_pid" 2>/dev/null || true; }
+emit() { echo "{\"server\":\"$1\",\"generator\":\"$2\",\"result\":$3}"; }
+
+start_servers
+out=$(mktemp)
+for i in $(seq "$runs"); do
+  emit switchboard rust "$("$bin/switchboard-peer" load --proto seed --urls "ws://127.0.0.1:$sb_port/ws" --rooms "$rooms" --rounds "$rounds" --node-pid "$sb_pid")" | tee -a "$out"
+  emit seed rust "$("$bin/switchboard-peer" load --proto seed --urls "ws://127.0.0.1:$seed_port/ws" --rooms "$rooms" --rounds "$rounds" --node-pid "$seed_pid")" | tee -a "$out"
+  emit switchboard node "$(node "$work/load/load.js" --proto seed --urls "ws://127.0.0.1:$sb_port/ws" --rooms "$rooms" --rounds "$rounds")" | tee -a "$out"
+  emit seed node "$(node "$work/load/load.js" --proto seed --urls "ws://127.0.0.1:$seed_port/ws" --rooms "$rooms" --rounds "$rounds")" | tee -a "$out"
+done
+for i in $(seq "$runs"); do
+  emit switchboard rust-unloaded "$("$bin/switchboard-peer" load --proto seed --urls "ws://127.0.0.1:$sb_port/ws" --rooms 1 --rounds 2000)" | tee -a "$out"
+  emit seed rust-unloaded "$("$bin/switchboard-peer" load --proto seed --urls "ws://127.0.0.1:$seed_port/ws" --rooms 1 --rounds 2000)" | tee -a "$out"
+done
+stop_servers
+
+if [ "$idle" -gt 0 ]; then
+  # Fresh servers so the figure is not flattered by memory freed from the load runs.
+  start_servers
+  emit switchboard idle "$("$bin/switchboard-peer" idle --url "ws://127.0.0.1:$sb_port/ws" --proto seed --sessions "$idle" --hold-secs 1 --node-pid "$sb_pid" --timeout-secs 180)" | tee -a "$out"
+  emit seed idle "$("$bin/switchboard-peer" idle --url "ws://127.0.0.1:$seed_port/ws" --proto seed --sessions "$idle" --hold-secs 1 --node-pid "$seed_pid" --timeout-secs 180)" | tee -a "$out"
+  stop_servers
+fi
+
+python3 - "$out" "$(nproc)" "$(free -g | awk '/Mem:/{print $2}')" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def med(server, gen, key):
+    xs = [r["result"][key] for r in rows if r["server"] == server and r["generator"] == gen and key in r["result"]]
+    return statistics.median(xs) if xs else None
+s = {"machine": f"{sys.argv[2]} cores, {sys.argv[3]} GiB"}
+for gen in ("rust", "node"):
+    sb, seed = med("switchboard", gen, "msgs_per_s"), med("seed", gen, "msgs_per_s")
+    sbp, seedp = med("switchboard", gen, "p99_ms"), med("seed", gen, "p99_ms")
+    s[gen] = {"switchboard_msgs_per_s": sb, "seed_msgs_per_s": seed, "throughput_ratio": round(sb / seed, 2),
+              "switchboard_p99_ms": sbp, "seed_p99_ms": seedp, "p99_ratio": round(sbp / seedp, 3),
+              "lost": sum(r["result"]["lost"] for r in rows if r["generator"] == gen)}
+s["unloaded_p50_ms"] = {"switchboard": med("switchboard", "rust-unloaded", "p50_ms"), "seed": med("seed", "rust-unloaded", "p50_ms")}
+idle = {r["server"]: r["result"].get("bytes_per_session") for r in rows if r["generator"] == "idle"}
+if idle:
+    s["idle_bytes_per_session"] = idle
+print(json.dumps({"summary": s}))
+PY

@@ -1,0 +1,53 @@
+//! A node's life as operators see it: probes, metrics, and a SIGTERM drain that closes every
+//! session with "going away" and a reason before the process exits.
+
+use std::time::Duration;
+
+use switchboard_tests::{Client, Node, V1Peer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard-node");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_metrics_answer() {
+    let node = Node::start(BIN, &["--node-id", "probe-node"]);
+    let (status, body) = node.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = node.get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ready\":true"), "{body}");
+    let (status, body) = node.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("switchboard_ready{node=\"probe-node\"} 1"), "{body}");
+    let (status, _) = node.get("/v1/ws");
+    assert_eq!(status, 426, "a plain GET of the WebSocket endpoint asks for an upgrade");
+    let (status, _) = node.get("/nope");
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_every_session_with_a_reason_and_exits() {
+    let mut node = Node::start(BIN, &["--shutdown-timeout-secs", "5"]);
+    let mut a = V1Peer::connect(&node.ws_url("/v1/ws")).await;
+    let mut b = V1Peer::connect(&node.ws_url("/v1/ws")).await;
+    a.join("drain").await;
+    b.join("drain").await;
+    let mut seed = Client::connect(&node.ws_url("/ws")).await;
+
+    node.terminate();
+    for ws in [&mut a.ws, &mut b.ws, &mut seed] {
+        let close = ws.expect_close().await;
+        assert_eq!(close, Some((1001, "shutdown".to_string())));
+    }
+    let status = node.wait_exit(Duration::from_secs(8)).expect("node exits after draining");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_url_without_the_redis_bus_fails_clearly() {
+    let out = std::process::Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--redis-url", "redis://127.0.0.1:1"])
+        .output()
+        .expect("run node");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--redis-url"));
+}
