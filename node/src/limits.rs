@@ -70,7 +70,7 @@ impl Admission {
             candidates: Bucket::new(per_sec(cfg.candidates_per_sec), per_sec(cfg.candidates_per_sec) * 2.0, now),
             descriptions: Bucket::new(
                 f64::from(cfg.descriptions_per_min) / 60.0,
-                f64::from(cfg.descriptions_per_min.max(1)) / 2.0,
+                (f64::from(cfg.descriptions_per_min) / 2.0).max(1.0),
                 now,
             ),
             max_candidates: cfg.max_candidates_per_negotiation,
@@ -166,5 +166,9 @@ mod tests {
         assert!(a.signal(SignalKind::Offer, 1, t0).is_ok());
         assert!(a.signal(SignalKind::Answer, 2, t0).is_ok());
         assert_eq!(a.signal(SignalKind::Offer, 1, t0).unwrap_err().code, ErrorCode::RateLimited);
+        // A limit of one per minute still admits one.
+        let mut one = Admission::new(&cfg(&["--descriptions-per-min", "1"]), t0);
+        assert!(one.signal(SignalKind::Offer, 1, t0).is_ok());
+        assert!(one.signal(SignalKind::Offer, 1, t0).is_err());
     }
 }

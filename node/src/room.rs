@@ -128,9 +128,13 @@ impl Room {
                 self.publish(RoomEvent::Left { peer, reason }, ctx);
             }
         }
-        let frame = self.peer_left_frame(peer, m.seed_user.as_deref(), reason);
-        let kind = if self.dialect == Dialect::V1 { "peer-left" } else { "other" };
-        self.fan_out(&frame, kind, None, None);
+        // A seed user id taken over stays in the channel (on its new socket): the seed's `quit`
+        // notice has no reason field, so sending one would read as a departure.
+        if !(self.dialect == Dialect::Seed && reason == LeaveReason::Replaced) {
+            let frame = self.peer_left_frame(peer, m.seed_user.as_deref(), reason);
+            let kind = if self.dialect == Dialect::V1 { "peer-left" } else { "quit" };
+            self.fan_out(&frame, kind, None, None);
+        }
         debug!(parent: &self.span, peer = %peer, reason = reason.as_str(), "left");
         m
     }

@@ -27,6 +27,8 @@ use tokio_util::io::poll_read_buf;
 const READ_BUDGET: usize = 32;
 /// How much room a read asks for when the buffer is empty.
 const READ_CHUNK: usize = 4096;
+/// The first allocation of an outbound burst.
+const OUTBOX_CHUNK: usize = 8192;
 
 /// The outbound queue: encoded frames waiting for the socket, bounded in bytes.
 pub struct Outbox {
@@ -52,6 +54,11 @@ impl Outbox {
         }
         if self.buf.len() + payload.len() > self.limit {
             return Err(Overflow);
+        }
+        if self.buf.capacity() == 0 {
+            // A burst usually carries a few frames (an answer and its candidates): one
+            // allocation for them instead of a doubling per frame.
+            self.buf.reserve((payload.len() + 16).max(OUTBOX_CHUNK));
         }
         Parser::write_message(&mut self.buf, payload, OpCode::Text, true, false);
         self.wake();
@@ -119,6 +126,50 @@ impl Reader {
     }
 }
 
+thread_local! {
+    /// Each worker reads into one shared buffer; a session keeps bytes of its own only while a
+    /// frame is incomplete. Actors on a worker run one at a time, so one buffer serves them all,
+    /// and a wake-up costs no allocation.
+    static SCRATCH: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+}
+
+/// The scratch buffer's size: one read takes up to this much.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+enum Decoded {
+    /// Everything decodable was handed over.
+    Drained,
+    /// The read budget ran out with frames left.
+    Budget,
+    /// The reader must stop (protocol error or closing).
+    Stop,
+}
+
+impl Reader {
+    /// Hands every complete frame in `buf` to the actor, within `budget`.
+    fn decode<A: Connection>(codec: &mut Codec, buf: &mut BytesMut, budget: &mut usize, act: &mut A, ctx: &mut A::Context) -> Decoded {
+        loop {
+            if act.outbox().is_closing() {
+                return Decoded::Stop;
+            }
+            if *budget == 0 {
+                return Decoded::Budget;
+            }
+            match codec.decode(buf) {
+                Ok(Some(frame)) => {
+                    act.on_frame(frame, ctx);
+                    *budget -= 1;
+                }
+                Ok(None) => return Decoded::Drained,
+                Err(err) => {
+                    act.on_protocol_error(err, ctx);
+                    return Decoded::Stop;
+                }
+            }
+        }
+    }
+}
+
 impl<A: Connection> ActorFuture<A> for Reader {
     type Output = ();
 
@@ -126,42 +177,62 @@ impl<A: Connection> ActorFuture<A> for Reader {
         let this = self.get_mut();
         let mut budget = READ_BUDGET;
         loop {
-            if act.outbox().is_closing() {
-                return Poll::Ready(());
-            }
-            match this.codec.decode(&mut this.buf) {
-                Ok(Some(frame)) => {
-                    act.on_frame(frame, ctx);
-                    budget -= 1;
-                    if budget == 0 {
-                        task.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
-                    continue;
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    act.on_protocol_error(err, ctx);
-                    return Poll::Ready(());
-                }
-            }
-            if this.buf.is_empty() {
-                // An idle session keeps no read buffer: release it and ask for a fresh one.
-                this.buf = BytesMut::new();
-            }
-            this.buf.reserve(READ_CHUNK);
-            match poll_read_buf(Pin::new(&mut this.io), task, &mut this.buf) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    act.on_closed(ctx);
-                    return Poll::Ready(());
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Pending => {
-                    if this.buf.is_empty() {
-                        this.buf = BytesMut::new();
-                    }
+            match Self::decode(&mut this.codec, &mut this.buf, &mut budget, act, ctx) {
+                Decoded::Drained => {}
+                Decoded::Stop => return Poll::Ready(()),
+                Decoded::Budget => {
+                    task.waker().wake_by_ref();
                     return Poll::Pending;
                 }
+            }
+            if !this.buf.is_empty() {
+                // An incomplete frame: read the rest into the session's own buffer.
+                this.buf.reserve(READ_CHUNK);
+                match poll_read_buf(Pin::new(&mut this.io), task, &mut this.buf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        act.on_closed(ctx);
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            // An idle session keeps no read buffer at all.
+            if this.buf.capacity() > 0 {
+                this.buf = BytesMut::new();
+            }
+            let mut scratch = SCRATCH.take();
+            scratch.clear();
+            // Reuses the allocation once the frames split off the last read are gone.
+            scratch.reserve(SCRATCH_BYTES);
+            let mut closed = false;
+            let outcome = match poll_read_buf(Pin::new(&mut this.io), task, &mut scratch) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    closed = true;
+                    Some(Poll::Ready(()))
+                }
+                Poll::Pending => Some(Poll::Pending),
+                Poll::Ready(Ok(_)) => match Self::decode(&mut this.codec, &mut scratch, &mut budget, act, ctx) {
+                    Decoded::Stop => Some(Poll::Ready(())),
+                    Decoded::Drained => None,
+                    Decoded::Budget => {
+                        task.waker().wake_by_ref();
+                        Some(Poll::Pending)
+                    }
+                },
+            };
+            if !scratch.is_empty() {
+                // Keep what this session still needs; the scratch belongs to the worker.
+                this.buf.extend_from_slice(&scratch);
+                scratch.clear();
+            }
+            SCRATCH.set(scratch);
+            if closed {
+                act.on_closed(ctx);
+            }
+            match outcome {
+                Some(p) => return p,
+                None => continue,
             }
         }
     }

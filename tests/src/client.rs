@@ -44,6 +44,14 @@ impl Client {
         self.send_text(&v.to_string()).await;
     }
 
+    /// Sends several messages in one write, so the server reads them together.
+    pub async fn send_batch(&mut self, msgs: &[Value]) {
+        for m in msgs {
+            self.ws.feed(Message::text(m.to_string())).await.expect("feed");
+        }
+        self.ws.flush().await.expect("flush");
+    }
+
     pub async fn send_text(&mut self, s: &str) {
         self.ws.send(Message::text(s)).await.expect("send text");
     }

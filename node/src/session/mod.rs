@@ -127,12 +127,22 @@ impl Session {
         Ok(())
     }
 
-    /// Leaves `name` (explicitly); returns whether the session was a member.
-    fn leave_room(&mut self, name: &str) -> bool {
-        let Some(i) = self.rooms.iter().position(|r| r.name.client_name() == name) else { return false };
-        let room = self.rooms.swap_remove(i);
-        room.addr.do_send(Leave { peer: self.id, reason: LeaveReason::Left });
-        true
+    /// Leaves `name` (explicitly); returns whether the session was a member or on its way in.
+    ///
+    /// A join still on its way is cancelled through the registry, so the leave reaches the room
+    /// after the join; the room's late `JoinAccepted` is then ignored.
+    fn leave_room(&mut self, name: &RoomName) -> bool {
+        let leave = Leave { peer: self.id, reason: LeaveReason::Left };
+        if let Some(i) = self.rooms.iter().position(|r| r.name == *name) {
+            self.rooms.swap_remove(i).addr.do_send(leave);
+            true
+        } else if let Some(i) = self.pending.iter().position(|r| r == name) {
+            let room = self.pending.swap_remove(i);
+            self.state.registry.do_send(RouteLeave { room, leave });
+            true
+        } else {
+            false
+        }
     }
 
     /// Adds a continuation to the message being reassembled, within the size limit.
@@ -151,9 +161,11 @@ impl Session {
 
     fn on_text(&mut self, bytes: &[u8], received_at: Instant, ctx: &mut Context<Self>) {
         let Ok(text) = std::str::from_utf8(bytes) else {
+            // RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection (1007).
             self.state.metrics.message_in(self.dialect, "invalid");
             let err = ProtocolError::new(ErrorCode::BadJson, "text frames must be UTF-8 JSON");
-            return self.fail(&err, None, ctx);
+            self.fail(&err, None, ctx);
+            return self.close(close::INVALID_PAYLOAD, "invalid-utf8", LeaveReason::Disconnected, ctx);
         };
         if let Err(err) = self.admission.message(received_at) {
             self.state.metrics.message_in(self.dialect, "invalid");
@@ -252,7 +264,7 @@ impl Connection for Session {
             self.fail(&e, None, ctx);
             self.close(close::TOO_BIG, "message-too-big", LeaveReason::Disconnected, ctx);
         } else {
-            self.close(1002, "protocol-error", LeaveReason::Disconnected, ctx);
+            self.close(close::PROTOCOL_ERROR, "protocol-error", LeaveReason::Disconnected, ctx);
         }
     }
 
@@ -295,7 +307,11 @@ impl Handler<JoinAccepted> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: JoinAccepted, ctx: &mut Context<Self>) {
-        self.pending.retain(|r| *r != msg.room);
+        let Some(i) = self.pending.iter().position(|r| *r == msg.room) else {
+            // The client left before the join completed; the room has the leave queued.
+            return;
+        };
+        self.pending.swap_remove(i);
         self.rooms.push(JoinedRoom { name: msg.room, addr: msg.addr });
         self.send(&msg.frame, "joined", ctx);
     }

@@ -30,10 +30,7 @@ impl Session {
         let result = match msg {
             SeedMessage::Join { channel, user } => self.seed_join(&channel, &user, ctx),
             SeedMessage::Quit { channel } => {
-                let name = RoomName::seed(&channel).map(|n| n.to_string()).unwrap_or_default();
-                let member = self.rooms.iter().any(|r| r.name.as_str() == name);
-                if member {
-                    self.leave_seed(&name);
+                if RoomName::seed(&channel).is_ok_and(|name| self.leave_room(&name)) {
                     Ok(())
                 } else {
                     Err(not_joined(&channel))
@@ -59,25 +56,18 @@ impl Session {
         Ok(())
     }
 
-    fn leave_seed(&mut self, full_name: &str) {
-        if let Some(i) = self.rooms.iter().position(|r| r.name.as_str() == full_name) {
-            let room = self.rooms.swap_remove(i);
-            room.addr.do_send(crate::room::Leave { peer: self.id, reason: switchboard::protocol::v1::LeaveReason::Left });
-        }
-    }
-
     /// Relays `payload` to every other member of `channel`, if it is of one of `kinds`.
     fn seed_relay(&mut self, channel: &str, payload: &RawValue, kinds: &[SignalKind], received_at: Instant) -> Result<(), ProtocolError> {
-        let Ok(name) = RoomName::seed(channel) else { return Err(not_joined(channel)) };
-        let Some(addr) = self.rooms.iter().find(|r| r.name == name).map(|r| r.addr.clone()) else {
+        let Some(room) = self.rooms.iter().find(|r| r.name.is_seed() && r.name.client_name() == channel) else {
             return Err(not_joined(channel));
         };
+        let (addr, key) = (room.addr.clone(), negotiation_key(room.name.as_str(), None));
         let kind = shape::classify(payload)?;
         if !kinds.contains(&kind) {
             let code = if kinds[0] == SignalKind::Candidate { ErrorCode::BadCandidate } else { ErrorCode::BadSdp };
             return Err(ProtocolError::new(code, format!("expected {}, got {}", kinds[0].as_str(), kind.as_str())));
         }
-        self.admission.signal(kind, negotiation_key(name.as_str(), None), received_at)?;
+        self.admission.signal(kind, key, received_at)?;
         let (msg, label) = match kind {
             SignalKind::Offer => (SeedServerMessage::OfferReceived(payload), "offer_sdp_received"),
             SignalKind::Answer => (SeedServerMessage::AnswerReceived(payload), "answer_sdp_received"),

@@ -38,7 +38,7 @@ impl Session {
         let result = match frame.msg {
             ClientMessage::Join { room, meta } => self.v1_join(&room, meta, id, ctx),
             ClientMessage::Leave { room } => {
-                if self.leave_room(&room) {
+                if RoomName::v1(&room).is_ok_and(|name| self.leave_room(&name)) {
                     let ack = ServerMessage::Left { room: &room, id }.to_json();
                     self.send(ack.as_bytes(), "left", ctx);
                     Ok(())

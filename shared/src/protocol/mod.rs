@@ -21,14 +21,28 @@ pub mod v1;
 pub use error::{ErrorCode, ProtocolError};
 pub use ids::{PeerId, RoomName};
 
+/// Serializes a server message into a buffer sized for its relayed payload up front: a 3 KB
+/// SDP would otherwise be copied through six doublings of a 128-byte string.
+fn to_json_sized<T: serde::Serialize>(msg: &T, payload: usize) -> String {
+    let mut buf = Vec::with_capacity(payload + 160);
+    match serde_json::to_writer(&mut buf, msg) {
+        // serde_json writes only valid UTF-8.
+        Ok(()) => String::from_utf8(buf).unwrap_or_default(),
+        // Unreachable for these types (string keys, raw or plain values); never send garbage.
+        Err(e) => format!(r#"{{"type":"error","code":"internal","message":"serialize: {e}"}}"#),
+    }
+}
+
 /// WebSocket close codes the server uses, with the reason text it sends alongside.
 pub mod close {
     /// Normal closure: the client asked to close.
     pub const NORMAL: u16 = 1000;
     /// The node is shutting down or draining; reconnect (to any node).
     pub const GOING_AWAY: u16 = 1001;
-    /// Policy violation: the client broke a limit badly enough to be cut off.
-    pub const POLICY: u16 = 1008;
+    /// The client broke the WebSocket framing (bad opcode, unmasked frame…).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text message that is not UTF-8 (RFC 6455 §8.1).
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// A frame or message exceeded the size limit.
     pub const TOO_BIG: u16 = 1009;
     /// The node is at its connection limit; try again later (or another node).

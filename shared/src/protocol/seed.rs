@@ -167,9 +167,11 @@ pub enum SeedServerMessage<'a> {
 
 impl SeedServerMessage<'_> {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"type":"error","body":{{"code":"internal","message":"serialize: {e}"}}}}"#)
-        })
+        let payload = match self {
+            Self::OfferReceived(raw) | Self::AnswerReceived(raw) | Self::CandidateReceived(raw) => raw.get().len(),
+            _ => 0,
+        };
+        super::to_json_sized(self, payload)
     }
 }
 

@@ -241,11 +241,11 @@ pub enum ServerMessage<'a> {
 impl ServerMessage<'_> {
     /// Serializes to the text of one frame.
     pub fn to_json(&self) -> String {
-        // Serializing these types cannot fail: every field is a string, number, raw JSON or a
-        // derive of those; map keys are all strings.
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"type":"error","code":"internal","message":"serialize: {e}"}}"#)
-        })
+        let payload = match self {
+            Self::Signal { data, .. } | Self::Broadcast { data, .. } => data.get().len(),
+            _ => 0,
+        };
+        super::to_json_sized(self, payload)
     }
 }
 
