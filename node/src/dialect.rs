@@ -20,9 +20,9 @@ impl Dialect {
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
+use switchboard::protocol::ProtocolError;
 use switchboard::protocol::seed::SeedServerMessage;
 use switchboard::protocol::v1::ServerMessage;
-use switchboard::protocol::ProtocolError;
 
 /// The `error` frame for `err` in `dialect`, echoing the client's `id` (v1 only).
 pub fn error_frame(dialect: Dialect, err: &ProtocolError, id: Option<&RawValue>) -> Bytes {

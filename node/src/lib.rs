@@ -53,7 +53,8 @@ pub enum NodeError {
 /// Runs a node until it is shut down. Must be called inside an actix `System`.
 pub async fn run(config: Config) -> Result<(), NodeError> {
     raise_fd_limit();
-    let node_id: NodeId = config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>())).into();
+    let node_id: NodeId =
+        config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>())).into();
     let bus: Arc<dyn Bus> = match &config.redis_url {
         None => MemoryBus::new(),
         Some(_) => return Err(NodeError::RedisUnsupported),

@@ -23,7 +23,7 @@ pub struct Bucket {
 impl Bucket {
     /// `rate_per_sec == 0` disables the bucket.
     pub fn new(rate_per_sec: f64, burst: f64, now: Instant) -> Option<Self> {
-        (rate_per_sec > 0.0).then(|| Bucket {
+        (rate_per_sec > 0.0).then_some(Bucket {
             tokens: burst as f32,
             rate_per_sec: rate_per_sec as f32,
             burst: burst as f32,
@@ -78,7 +78,7 @@ impl Admission {
         }
     }
 
-    /// Every frame passes here first.
+    /// Every data message (text or binary) passes here first.
     pub fn message(&mut self, now: Instant) -> Result<(), ProtocolError> {
         if take(&mut self.messages, now) {
             Ok(())

@@ -12,12 +12,34 @@ use crate::dialect::Dialect;
 
 /// Message types counted in and out, per dialect. Anything else counts as `other`.
 const V1_TYPES: [&str; 14] = [
-    "join", "leave", "signal", "broadcast", "ping", "welcome", "joined", "left", "peer-joined", "peer-left", "pong",
-    "error", "invalid", "other",
+    "join",
+    "leave",
+    "signal",
+    "broadcast",
+    "ping",
+    "welcome",
+    "joined",
+    "left",
+    "peer-joined",
+    "peer-left",
+    "pong",
+    "error",
+    "invalid",
+    "other",
 ];
 const SEED_TYPES: [&str; 12] = [
-    "join", "quit", "send_offer", "send_answer", "send_ice_candidate", "joined", "offer_sdp_received",
-    "answer_sdp_received", "ice_candidate_received", "error", "invalid", "other",
+    "join",
+    "quit",
+    "send_offer",
+    "send_answer",
+    "send_ice_candidate",
+    "joined",
+    "offer_sdp_received",
+    "answer_sdp_received",
+    "ice_candidate_received",
+    "error",
+    "invalid",
+    "other",
 ];
 
 pub struct Metrics {
@@ -49,13 +71,21 @@ fn types_of(d: Dialect) -> &'static [&'static str] {
 
 impl Metrics {
     pub fn new(node_id: &str) -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(Some("switchboard".into()), Some([("node".to_string(), node_id.to_string())].into()))?;
+        let registry =
+            Registry::new_custom(Some("switchboard".into()), Some([("node".to_string(), node_id.to_string())].into()))?;
         let conns = IntGaugeVec::new(Opts::new("connections", "Open WebSocket sessions."), &["protocol"])?;
-        let conns_total = IntCounterVec::new(Opts::new("connections_total", "WebSocket sessions opened."), &["protocol"])?;
+        let conns_total =
+            IntCounterVec::new(Opts::new("connections_total", "WebSocket sessions opened."), &["protocol"])?;
         let rooms = IntGauge::new("rooms", "Rooms with at least one member on this node.")?;
         let members = IntGauge::new("room_members", "Room memberships held by sessions on this node.")?;
-        let msg_in = IntCounterVec::new(Opts::new("messages_in_total", "Client messages received, by type."), &["protocol", "type"])?;
-        let msg_out = IntCounterVec::new(Opts::new("messages_out_total", "Messages sent to clients, by type."), &["protocol", "type"])?;
+        let msg_in = IntCounterVec::new(
+            Opts::new("messages_in_total", "Client messages received, by type."),
+            &["protocol", "type"],
+        )?;
+        let msg_out = IntCounterVec::new(
+            Opts::new("messages_out_total", "Messages sent to clients, by type."),
+            &["protocol", "type"],
+        )?;
         let errors = IntCounterVec::new(Opts::new("errors_total", "Errors reported to clients, by code."), &["code"])?;
         let relay_latency = Histogram::with_opts(
             HistogramOpts::new(
@@ -63,7 +93,8 @@ impl Metrics {
                 "Time from a message's arrival on this node to its hand-off to the receiving socket.",
             )
             .buckets(vec![
-                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                1.0,
             ]),
         )?;
         let ready = IntGauge::new("ready", "1 while the node accepts new sessions.")?;

@@ -43,10 +43,10 @@ impl OriginPolicy {
         let Some(origin) = origin else { return true };
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
         let authority = origin.split_once("://").map(|(_, a)| a);
-        if let (Some(a), Some(h)) = (authority, host) {
-            if a.eq_ignore_ascii_case(h) {
-                return true;
-            }
+        if let (Some(a), Some(h)) = (authority, host)
+            && a.eq_ignore_ascii_case(h)
+        {
+            return true;
         }
         self.rules.iter().any(|r| match r {
             Rule::Any => true,

@@ -14,10 +14,10 @@ use serde_json::value::RawValue;
 use switchboard::protocol::seed::SeedServerMessage;
 use switchboard::protocol::v1::{LeaveReason, PeerInfo, ServerMessage};
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, RoomName};
-use tracing::{debug, info_span, warn, Span};
+use tracing::{Span, debug, info_span, warn};
 
 use crate::bus::{Inbound, MemberRecord, RoomEvent};
-use crate::dialect::{error_frame, Dialect};
+use crate::dialect::{Dialect, error_frame};
 use crate::registry::{Registry, RoomIdle};
 use crate::session::{Deliver, Evicted, JoinAccepted, JoinRefused, Session};
 use crate::state::NodeState;
@@ -85,7 +85,9 @@ impl Room {
 
     fn peer_joined_frame(&self, info: &PeerInfo) -> Option<Bytes> {
         match self.dialect {
-            Dialect::V1 => Some(Bytes::from(ServerMessage::PeerJoined { room: self.name.client_name(), peer: info }.to_json())),
+            Dialect::V1 => {
+                Some(Bytes::from(ServerMessage::PeerJoined { room: self.name.client_name(), peer: info }.to_json()))
+            }
             // The seed protocol has no such message; its clients learn of peers by their offers.
             Dialect::Seed => None,
         }
@@ -94,7 +96,10 @@ impl Room {
     fn peer_left_frame(&self, peer: PeerId, seed_user: Option<&str>, reason: LeaveReason) -> Bytes {
         let text = match self.dialect {
             Dialect::V1 => ServerMessage::PeerLeft { room: self.name.client_name(), peer_id: peer, reason }.to_json(),
-            Dialect::Seed => SeedServerMessage::Quit { channel_name: self.name.client_name(), user_id: seed_user.unwrap_or("") }.to_json(),
+            Dialect::Seed => {
+                SeedServerMessage::Quit { channel_name: self.name.client_name(), user_id: seed_user.unwrap_or("") }
+                    .to_json()
+            }
         };
         Bytes::from(text)
     }
@@ -168,23 +173,32 @@ impl Room {
         // authoritative: it was read atomically with our own write).
         for r in others {
             if self.position(r.peer).is_none() {
-                self.add(Member { info: PeerInfo { peer_id: r.peer, meta: r.meta }, seed_user: r.seed_user, session: None });
+                self.add(Member {
+                    info: PeerInfo { peer_id: r.peer, meta: r.meta },
+                    seed_user: r.seed_user,
+                    session: None,
+                });
             }
         }
-        if let Some(user) = &join.seed_user {
-            if let Some(i) = self.members.iter().position(|m| m.seed_user.as_ref() == Some(user) && m.session.is_some()) {
-                let old = self.remove(i, LeaveReason::Replaced, ctx);
-                if let Some(s) = old.session {
-                    let err = ProtocolError::new(ErrorCode::Replaced, "a newer connection joined with your userId");
-                    s.do_send(Evicted { room: self.name.clone(), frame: Some(error_frame(self.dialect, &err, None)) });
-                }
+        if let Some(user) = &join.seed_user
+            && let Some(i) = self.members.iter().position(|m| m.seed_user.as_ref() == Some(user) && m.session.is_some())
+        {
+            let old = self.remove(i, LeaveReason::Replaced, ctx);
+            if let Some(s) = old.session {
+                let err = ProtocolError::new(ErrorCode::Replaced, "a newer connection joined with your userId");
+                s.do_send(Evicted { room: self.name.clone(), frame: Some(error_frame(self.dialect, &err, None)) });
             }
         }
         let info = PeerInfo { peer_id: join.peer, meta: join.meta };
         if let Some(frame) = self.peer_joined_frame(&info) {
             self.fan_out(&frame, "peer-joined", None, None);
         }
-        let record = MemberRecord { peer: join.peer, node: self.state.node_id.clone(), meta: info.meta.clone(), seed_user: join.seed_user.clone() };
+        let record = MemberRecord {
+            peer: join.peer,
+            node: self.state.node_id.clone(),
+            meta: info.meta.clone(),
+            seed_user: join.seed_user.clone(),
+        };
         self.add(Member { info, seed_user: join.seed_user, session: Some(join.session.clone()) });
         let frame = self.joined_frame(join.peer, join.id.as_deref());
         join.session.do_send(JoinAccepted { room: self.name.clone(), addr: ctx.address(), frame });
@@ -219,9 +233,13 @@ impl Handler<Join> for Room {
             let err = ProtocolError::new(ErrorCode::AlreadyJoined, "already a member of this room");
             return self.refuse(&join.session, err, join.id.as_deref());
         }
-        let replaces = join.seed_user.as_ref().is_some_and(|u| self.members.iter().any(|m| m.seed_user.as_ref() == Some(u)));
+        let replaces =
+            join.seed_user.as_ref().is_some_and(|u| self.members.iter().any(|m| m.seed_user.as_ref() == Some(u)));
         if self.members.len() >= self.state.config.max_peers_per_room && !replaces {
-            let err = ProtocolError::new(ErrorCode::RoomFull, format!("the room holds at most {} peers", self.state.config.max_peers_per_room));
+            let err = ProtocolError::new(
+                ErrorCode::RoomFull,
+                format!("the room holds at most {} peers", self.state.config.max_peers_per_room),
+            );
             self.refuse(&join.session, err, join.id.as_deref());
             return self.check_idle();
         }
@@ -256,10 +274,8 @@ impl Handler<Leave> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
-        if let Some(i) = self.position(msg.peer) {
-            if self.members[i].session.is_some() {
-                self.remove(i, msg.reason, ctx);
-            }
+        if let Some(i) = self.position(msg.peer).filter(|&i| self.members[i].session.is_some()) {
+            self.remove(i, msg.reason, ctx);
         }
         self.check_idle();
     }
@@ -302,8 +318,8 @@ impl Handler<Relay> for Room {
                 let (room, node, dialect) = (self.name.clone(), self.state.node_id.clone(), self.dialect);
                 let event = RoomEvent::Relay { from: msg.from, to: Some(to), frame: msg.frame };
                 let id = msg.id;
-                ctx.spawn(
-                    async move { bus.publish(&room, &node, event).await }.into_actor(self).map(move |res, act, _| {
+                ctx.spawn(async move { bus.publish(&room, &node, event).await }.into_actor(self).map(
+                    move |res, act, _| {
                         let why = match res {
                             Ok(d) if d.nodes > 0 => return,
                             Ok(_) => "no node holds that peer any more".to_string(),
@@ -311,14 +327,22 @@ impl Handler<Relay> for Room {
                         };
                         let err = ProtocolError::new(ErrorCode::Undeliverable, format!("signal not delivered: {why}"));
                         act.state.metrics.error(err.code);
-                        sender.do_send(Deliver { frame: error_frame(dialect, &err, id.as_deref()), kind: "error", received_at: None });
-                    }),
-                );
+                        sender.do_send(Deliver {
+                            frame: error_frame(dialect, &err, id.as_deref()),
+                            kind: "error",
+                            received_at: None,
+                        });
+                    },
+                ));
             }
             None => {
                 let err = ProtocolError::new(ErrorCode::UnknownPeer, format!("peer {to} is not in this room"));
                 self.state.metrics.error(err.code);
-                sender.do_send(Deliver { frame: error_frame(self.dialect, &err, msg.id.as_deref()), kind: "error", received_at: None });
+                sender.do_send(Deliver {
+                    frame: error_frame(self.dialect, &err, msg.id.as_deref()),
+                    kind: "error",
+                    received_at: None,
+                });
             }
         }
     }

@@ -14,7 +14,7 @@ use actix_server::Server;
 use actix_service::{fn_factory, fn_service, map_config};
 use actix_web::dev::AppConfig;
 use actix_web::http::header::ContentType;
-use actix_web::{web, App, HttpResponse};
+use actix_web::{App, HttpResponse, web};
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
 
@@ -84,7 +84,10 @@ fn app(
         .route("/v1/ws", web::get().to(upgrade_required))
         .default_service(web::to(not_found));
     if demo {
-        app = app.route("/", web::get().to(|| async { HttpResponse::Ok().content_type(ContentType::html()).body(DEMO_PAGE) }));
+        app = app.route(
+            "/",
+            web::get().to(|| async { HttpResponse::Ok().content_type(ContentType::html()).body(DEMO_PAGE) }),
+        );
     }
     app
 }

@@ -71,9 +71,7 @@ impl SessionDirectory {
     /// Claims a connection slot; `false` when the node is full. Every successful call is
     /// matched by one [`release`](Self::release).
     pub fn reserve(&self) -> bool {
-        self.reserved
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
-            .is_ok()
+        self.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).is_ok()
     }
 
     pub fn release(&self) {

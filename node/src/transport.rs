@@ -27,33 +27,45 @@ use tokio_util::io::poll_read_buf;
 const READ_BUDGET: usize = 32;
 /// How much room a read asks for when the buffer is empty.
 const READ_CHUNK: usize = 4096;
+/// The largest WebSocket frame header: 2 bytes, a 64-bit length, a mask key.
+const MAX_FRAME_HEADER: usize = 14;
 /// The first allocation of an outbound burst.
 const OUTBOX_CHUNK: usize = 8192;
 
-/// The outbound queue: encoded frames waiting for the socket, bounded in bytes.
+/// The outbound queue: encoded frames waiting for the socket, bounded in bytes, and the
+/// socket's write half.
 pub struct Outbox {
+    io: OwnedWriteHalf,
     buf: BytesMut,
     limit: usize,
     waker: Option<Waker>,
     closing: bool,
+    shut: bool,
 }
 
-/// The queue passed its bound: the client is not reading.
+/// The queue passed its bound while the socket would take no more: the client is not reading.
 #[derive(Debug)]
 pub struct Overflow;
 
 impl Outbox {
-    pub fn new(limit: usize) -> Self {
-        Self { buf: BytesMut::new(), limit, waker: None, closing: false }
+    pub fn new(io: OwnedWriteHalf, limit: usize) -> Self {
+        Self { io, buf: BytesMut::new(), limit, waker: None, closing: false, shut: false }
     }
 
     /// Queues one text frame. Fails, queueing nothing, when it would pass the bound.
+    ///
+    /// Frames pile up here while the actor handles a burst of messages, before the writer gets
+    /// to run; so before calling the client slow, the queue is pushed into the socket. Only a
+    /// socket whose kernel buffer is full — a client that really is not reading — overflows.
     pub fn text(&mut self, payload: &[u8]) -> Result<(), Overflow> {
         if self.closing {
             return Ok(());
         }
         if self.buf.len() + payload.len() > self.limit {
-            return Err(Overflow);
+            self.write_now();
+            if self.buf.len() + payload.len() > self.limit {
+                return Err(Overflow);
+            }
         }
         if self.buf.capacity() == 0 {
             // A burst usually carries a few frames (an answer and its candidates): one
@@ -95,6 +107,44 @@ impl Outbox {
             w.wake();
         }
     }
+
+    /// Writes what the socket takes right now, without waiting.
+    fn write_now(&mut self) {
+        while !self.buf.is_empty() {
+            match self.io.try_write(&self.buf) {
+                Ok(n) if n > 0 => self.buf.advance(n),
+                // WouldBlock, or an error the writer will meet and report on its next poll.
+                _ => return,
+            }
+        }
+    }
+
+    /// Drives the queue into the socket: `Ready(true)` once closed, `Ready(false)` on a dead
+    /// socket, `Pending` while waiting for the socket or for frames.
+    fn poll_drain(&mut self, task: &mut Context<'_>) -> Poll<bool> {
+        while !self.buf.is_empty() {
+            match Pin::new(&mut self.io).poll_write(task, &self.buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(false),
+                Poll::Ready(Ok(n)) => self.buf.advance(n),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // Nothing queued: give the allocation back (an idle session holds no buffer).
+        if self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+        if self.closing {
+            if !self.shut {
+                match Pin::new(&mut self.io).poll_shutdown(task) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(_) => self.shut = true,
+                }
+            }
+            return Poll::Ready(true);
+        }
+        self.waker = Some(task.waker().clone());
+        Poll::Pending
+    }
 }
 
 /// What a session must offer its transport.
@@ -113,6 +163,7 @@ pub struct Reader {
     io: OwnedReadHalf,
     buf: BytesMut,
     codec: Codec,
+    max_frame: usize,
 }
 
 impl Reader {
@@ -122,7 +173,7 @@ impl Reader {
         if !leftover.is_empty() {
             buf.extend_from_slice(&leftover);
         }
-        Self { io, buf, codec: Codec::new().max_size(max_frame) }
+        Self { io, buf, codec: Codec::new().max_size(max_frame), max_frame }
     }
 }
 
@@ -147,7 +198,13 @@ enum Decoded {
 
 impl Reader {
     /// Hands every complete frame in `buf` to the actor, within `budget`.
-    fn decode<A: Connection>(codec: &mut Codec, buf: &mut BytesMut, budget: &mut usize, act: &mut A, ctx: &mut A::Context) -> Decoded {
+    fn decode<A: Connection>(
+        codec: &mut Codec,
+        buf: &mut BytesMut,
+        budget: &mut usize,
+        act: &mut A,
+        ctx: &mut A::Context,
+    ) -> Decoded {
         loop {
             if act.outbox().is_closing() {
                 return Decoded::Stop;
@@ -186,7 +243,15 @@ impl<A: Connection> ActorFuture<A> for Reader {
                 }
             }
             if !this.buf.is_empty() {
-                // An incomplete frame: read the rest into the session's own buffer.
+                // An incomplete frame. The codec checks a frame's size only once all of it has
+                // arrived, so a frame that declares a gigabyte would be buffered whole: refuse
+                // it from its header, and in any case before more than the limit is buffered.
+                let declared = declared_payload_len(&this.buf).unwrap_or(0);
+                if declared > this.max_frame as u64 || this.buf.len() > this.max_frame + MAX_FRAME_HEADER {
+                    act.on_protocol_error(ProtocolError::Overflow, ctx);
+                    return Poll::Ready(());
+                }
+                // Read the rest into the session's own buffer.
                 this.buf.reserve(READ_CHUNK);
                 match poll_read_buf(Pin::new(&mut this.io), task, &mut this.buf) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
@@ -238,57 +303,55 @@ impl<A: Connection> ActorFuture<A> for Reader {
     }
 }
 
-/// Writes the outbox to the socket; after a close frame, flushes and shuts the socket down.
-pub struct Writer {
-    io: OwnedWriteHalf,
-    shut: bool,
-}
-
-impl Writer {
-    pub fn new(io: OwnedWriteHalf) -> Self {
-        Self { io, shut: false }
+/// The payload length a frame header declares, once enough of the header has arrived.
+fn declared_payload_len(buf: &[u8]) -> Option<u64> {
+    let len7 = buf.get(1)? & 0x7f;
+    match len7 {
+        126 => Some(u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]))),
+        127 => Some(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        n => Some(u64::from(n)),
     }
 }
+
+/// Drains the session's outbox into its socket; after a close frame, flushes and shuts the
+/// socket down.
+pub struct Writer;
 
 impl<A: Connection> ActorFuture<A> for Writer {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, act: &mut A, ctx: &mut A::Context, task: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        let out = act.outbox();
-        while !out.buf.is_empty() {
-            match Pin::new(&mut this.io).poll_write(task, &out.buf) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    act.on_closed(ctx);
-                    return Poll::Ready(());
-                }
-                Poll::Ready(Ok(n)) => out.buf.advance(n),
-                Poll::Pending => return Poll::Pending,
+        match act.outbox().poll_drain(task) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => {
+                act.on_closed(ctx);
+                Poll::Ready(())
             }
         }
-        // Nothing queued: give the allocation back (an idle session holds no buffer).
-        if out.buf.capacity() > 0 {
-            out.buf = BytesMut::new();
-        }
-        if out.closing {
-            if !this.shut {
-                match Pin::new(&mut this.io).poll_shutdown(task) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(_) => this.shut = true,
-                }
-            }
-            act.on_closed(ctx);
-            return Poll::Ready(());
-        }
-        out.waker = Some(task.waker().clone());
-        Poll::Pending
     }
 }
 
 /// Starts the reader and writer for a freshly upgraded socket inside `ctx`.
-pub fn start<A: Connection>(ctx: &mut A::Context, reader: Reader, writer: Writer) {
+pub fn start<A: Connection>(ctx: &mut A::Context, reader: Reader) {
     // The writer is spawned after the reader so that, within one poll of the actor, frames
     // queued while reading are flushed in the same pass.
     ctx.spawn(reader);
-    ctx.spawn(writer);
+    ctx.spawn(Writer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::declared_payload_len;
+
+    #[test]
+    fn reads_declared_lengths_from_partial_headers() {
+        assert_eq!(declared_payload_len(&[0x81]), None);
+        assert_eq!(declared_payload_len(&[0x81, 0x85]), Some(5));
+        assert_eq!(declared_payload_len(&[0x81, 0xfe, 0x01]), None);
+        assert_eq!(declared_payload_len(&[0x81, 0xfe, 0x01, 0x00]), Some(256));
+        let mut huge = vec![0x81, 0xff];
+        huge.extend_from_slice(&(1u64 << 30).to_be_bytes());
+        assert_eq!(declared_payload_len(&huge), Some(1 << 30));
+        assert_eq!(declared_payload_len(&huge[..6]), None);
+    }
 }

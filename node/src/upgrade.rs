@@ -16,12 +16,12 @@ use actix_http::ws::{self, CloseCode, CloseReason, OpCode, Parser};
 use actix_http::{HttpMessage, Request, Response, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
-use switchboard::protocol::{close, v1, ErrorCode, ProtocolError};
+use switchboard::protocol::{ErrorCode, ProtocolError, close, v1};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::dialect::{error_frame, Dialect};
+use crate::dialect::{Dialect, error_frame};
 use crate::session::Session;
 use crate::state::NodeState;
 
@@ -32,15 +32,35 @@ pub enum UpgradeError {
 }
 
 /// Handles one upgrade request end to end.
-pub async fn upgrade(state: Arc<NodeState>, req: Request, mut framed: Framed<TcpStream, Codec>) -> Result<(), UpgradeError> {
+pub async fn upgrade(
+    state: Arc<NodeState>,
+    req: Request,
+    mut framed: Framed<TcpStream, Codec>,
+) -> Result<(), UpgradeError> {
     let dialect = match req.path() {
         "/v1/ws" => Dialect::V1,
         "/ws" => Dialect::Seed,
-        _ => return respond(framed, StatusCode::NOT_FOUND, ErrorCode::BadMessage, "no WebSocket endpoint here; use /v1/ws or /ws").await,
+        _ => {
+            return respond(
+                framed,
+                StatusCode::NOT_FOUND,
+                ErrorCode::BadMessage,
+                "no WebSocket endpoint here; use /v1/ws or /ws",
+            )
+            .await;
+        }
     };
     let mut res = match ws::handshake(req.head()) {
         Ok(res) => res,
-        Err(e) => return respond(framed, StatusCode::BAD_REQUEST, ErrorCode::BadMessage, &format!("bad WebSocket handshake: {e}")).await,
+        Err(e) => {
+            return respond(
+                framed,
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadMessage,
+                &format!("bad WebSocket handshake: {e}"),
+            )
+            .await;
+        }
     };
     let headers = req.headers();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -48,7 +68,13 @@ pub async fn upgrade(state: Arc<NodeState>, req: Request, mut framed: Framed<Tcp
     if !state.origins.allows(origin, host) {
         state.metrics.error(ErrorCode::OriginRefused);
         debug!(origin, "origin refused");
-        return respond(framed, StatusCode::FORBIDDEN, ErrorCode::OriginRefused, "this Origin may not open WebSockets here").await;
+        return respond(
+            framed,
+            StatusCode::FORBIDDEN,
+            ErrorCode::OriginRefused,
+            "this Origin may not open WebSockets here",
+        )
+        .await;
     }
     if dialect == Dialect::V1 && offers_subprotocol(&req, v1::SUBPROTOCOL) {
         res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(v1::SUBPROTOCOL)));
@@ -85,10 +111,13 @@ fn offers_subprotocol(req: &Request, wanted: &str) -> bool {
 }
 
 /// Answers a request that will not be upgraded with a JSON error body.
-async fn respond(mut framed: Framed<TcpStream, Codec>, status: StatusCode, code: ErrorCode, message: &str) -> Result<(), UpgradeError> {
-    let body = Bytes::from(
-        serde_json::json!({ "error": { "code": code, "message": message } }).to_string(),
-    );
+async fn respond(
+    mut framed: Framed<TcpStream, Codec>,
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+) -> Result<(), UpgradeError> {
+    let body = Bytes::from(serde_json::json!({ "error": { "code": code, "message": message } }).to_string());
     let mut res = Response::with_body(status, ());
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -106,7 +135,11 @@ async fn respond(mut framed: Framed<TcpStream, Codec>, status: StatusCode, code:
 async fn refuse(mut io: TcpStream, dialect: Dialect, err: ProtocolError, code: u16) -> Result<(), UpgradeError> {
     let mut buf = BytesMut::new();
     Parser::write_message(&mut buf, error_frame(dialect, &err, None), OpCode::Text, true, false);
-    Parser::write_close(&mut buf, Some(CloseReason { code: CloseCode::from(code), description: Some(err.code.as_str().into()) }), false);
+    Parser::write_close(
+        &mut buf,
+        Some(CloseReason { code: CloseCode::from(code), description: Some(err.code.as_str().into()) }),
+        false,
+    );
     io.write_all(&buf).await?;
     io.shutdown().await?;
     Ok(())

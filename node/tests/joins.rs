@@ -15,8 +15,11 @@ async fn a_leave_sent_before_joined_cancels_the_join() {
     watcher.join("race").await;
     let mut p = V1Peer::connect(&node.ws_url("/v1/ws")).await;
     // One write: the node reads both before the room can answer the join.
-    p.ws.send_batch(&[json!({"type": "join", "room": "race", "id": 1}), json!({"type": "leave", "room": "race", "id": 2})])
-        .await;
+    p.ws.send_batch(&[
+        json!({"type": "join", "room": "race", "id": 1}),
+        json!({"type": "leave", "room": "race", "id": 2}),
+    ])
+    .await;
     let left = p.ws.recv().await;
     assert_eq!(left["type"], "left", "{left}");
     assert_eq!(left["id"], 2);
@@ -46,8 +49,12 @@ async fn simultaneous_joins_all_see_each_other() {
         let ids: Vec<String> = peers.iter().map(|p| p.id.clone()).collect();
         for p in &mut peers {
             let joined = p.ws.expect("joined").await;
-            let mut seen: Vec<String> =
-                joined["peers"].as_array().unwrap().iter().map(|e| e["peer_id"].as_str().unwrap().to_string()).collect();
+            let mut seen: Vec<String> = joined["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["peer_id"].as_str().unwrap().to_string())
+                .collect();
             // Those who joined later announce themselves with peer-joined.
             while seen.len() < ids.len() - 1 {
                 let ev = p.ws.expect("peer-joined").await;
@@ -108,7 +115,7 @@ async fn a_seed_takeover_does_not_announce_a_departure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_that_is_not_utf8_fails_the_connection_with_1007() {
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, coding::OpCode, coding::Data};
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, coding::Data, coding::OpCode};
     let node = Node::start(BIN, &[]);
     let mut p = V1Peer::connect(&node.ws_url("/v1/ws")).await;
     let frame = Frame::message(vec![0xff, 0xfe, b'{'], OpCode::Data(Data::Text), true);

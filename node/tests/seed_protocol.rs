@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use switchboard_tests::{Client, Frame, Node, V1Peer};
 
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_switchboard-node");
@@ -53,7 +53,10 @@ async fn join(c: &mut Client, channel: &str, user: impl Into<Value>) -> Vec<Valu
 
 /// The `joined` body as a sorted list of strings (the order is the node's, not the contract's).
 fn sorted(users: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = users.iter().map(|u| u.as_str().unwrap_or_else(|| panic!("user id is not a string: {u}")).to_string()).collect();
+    let mut v: Vec<String> = users
+        .iter()
+        .map(|u| u.as_str().unwrap_or_else(|| panic!("user id is not a string: {u}")).to_string())
+        .collect();
     v.sort();
     v
 }
@@ -67,7 +70,10 @@ async fn send_answer(c: &mut Client, channel: &str, user: &str, sdp: Value) {
 }
 
 async fn send_candidate(c: &mut Client, channel: &str, user: &str, cand: Value) {
-    c.send_json(json!({"type": "send_ice_candidate", "body": {"channelName": channel, "userId": user, "candidate": cand}})).await;
+    c.send_json(
+        json!({"type": "send_ice_candidate", "body": {"channelName": channel, "userId": user, "candidate": cand}}),
+    )
+    .await;
 }
 
 async fn quit(c: &mut Client, channel: &str, user: &str) {
@@ -196,10 +202,22 @@ async fn seed_malformed_messages_get_errors_and_the_connection_lives_on() {
         (r#"{"type":"send_offer","body":{"channelName":"c","userId":"alice"}}"#, "bad-message"),
         (r#"{"type":"dance","body":{}}"#, "unknown-type"),
         (r#"[1,2,3]"#, "bad-message"),
-        (r#"{"type":"send_offer","body":{"channelName":"nowhere","userId":"alice","sdp":{"type":"offer","sdp":"v=0\r\n"}}}"#, "not-joined"),
-        (r#"{"type":"send_offer","body":{"channelName":"c","userId":"alice","sdp":{"type":"offer","sdp":"hello"}}}"#, "bad-sdp"),
-        (r#"{"type":"send_offer","body":{"channelName":"c","userId":"alice","sdp":{"type":"answer","sdp":"v=0\r\n"}}}"#, "bad-sdp"),
-        (r#"{"type":"send_ice_candidate","body":{"channelName":"c","userId":"alice","candidate":{"candidate":"hello","sdpMid":"0"}}}"#, "bad-candidate"),
+        (
+            r#"{"type":"send_offer","body":{"channelName":"nowhere","userId":"alice","sdp":{"type":"offer","sdp":"v=0\r\n"}}}"#,
+            "not-joined",
+        ),
+        (
+            r#"{"type":"send_offer","body":{"channelName":"c","userId":"alice","sdp":{"type":"offer","sdp":"hello"}}}"#,
+            "bad-sdp",
+        ),
+        (
+            r#"{"type":"send_offer","body":{"channelName":"c","userId":"alice","sdp":{"type":"answer","sdp":"v=0\r\n"}}}"#,
+            "bad-sdp",
+        ),
+        (
+            r#"{"type":"send_ice_candidate","body":{"channelName":"c","userId":"alice","candidate":{"candidate":"hello","sdpMid":"0"}}}"#,
+            "bad-candidate",
+        ),
     ] {
         alice.send_text(text).await;
         let e = alice.recv().await;
@@ -395,7 +413,8 @@ async fn seed_and_v1_namespaces_are_separate() {
 
 /// Runs `cmd` to completion or until `deadline`; returns (success, stdout, stderr).
 fn run_until(mut cmd: Command, deadline: Instant) -> (bool, String, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_reader = std::thread::spawn(move || {
@@ -427,7 +446,12 @@ fn run_until(mut cmd: Command, deadline: Instant) -> (bool, String, String) {
 }
 
 fn on_path(program: &str) -> bool {
-    Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Copies the load scripts (read-only in the workspace) into a scratch directory that survives
@@ -463,15 +487,31 @@ async fn seed_load_script_loses_nothing() {
             assert!(ok, "npm install failed in {}\n{out}\n{err}", dir.display());
         }
         let mut load = Command::new("node");
-        load.args(["load.js", "--proto", "seed", "--urls", &url, "--rooms", "50", "--rounds", "20", "--timeout-ms", "15000"])
-            .current_dir(&dir);
+        load.args([
+            "load.js",
+            "--proto",
+            "seed",
+            "--urls",
+            &url,
+            "--rooms",
+            "50",
+            "--rounds",
+            "20",
+            "--timeout-ms",
+            "15000",
+        ])
+        .current_dir(&dir);
         let (ok, out, err) = run_until(load, Instant::now() + Duration::from_secs(25));
         assert!(ok, "load.js failed\nstdout: {out}\nstderr: {err}");
         out
     })
     .await
     .expect("load task");
-    let line = report.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_else(|| panic!("no JSON line from load.js: {report}"));
+    let line = report
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line from load.js: {report}"));
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("load.js printed {line}: {e}"));
     println!("load.js ({:?} including setup): {v}", started.elapsed());
     assert_eq!(v["lost"], 0, "{v}");

@@ -94,9 +94,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("subprotocol", &self.subprotocol)
-            .finish_non_exhaustive()
+        f.debug_struct("Client").field("subprotocol", &self.subprotocol).finish_non_exhaustive()
     }
 }
 
@@ -109,32 +107,20 @@ impl Client {
     /// Opens a WebSocket to `url`, asking for `subprotocol` when given. The handshake fails if
     /// the server does not agree to it, so a successful connect means it was negotiated.
     pub async fn connect_with(url: &str, subprotocol: Option<&str>) -> Result<Self, ClientError> {
-        let bad = |reason: String| ClientError::BadRequest {
-            url: url.to_owned(),
-            reason,
-        };
+        let bad = |reason: String| ClientError::BadRequest { url: url.to_owned(), reason };
         let mut request = url.into_client_request().map_err(|e| bad(e.to_string()))?;
         if let Some(p) = subprotocol {
             let value = HeaderValue::from_str(p).map_err(|e| bad(e.to_string()))?;
-            request
-                .headers_mut()
-                .insert("Sec-WebSocket-Protocol", value);
+            request.headers_mut().insert("Sec-WebSocket-Protocol", value);
         }
         // Nagle off, as browsers and Node's `ws` do: signaling frames are small and latency
         // is what a benchmark measures.
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-        let (ws, response) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-                .await
-                .map_err(|e| ClientError::Connect {
-                    url: url.to_owned(),
-                    source: Box::new(e),
-                })?;
-        let subprotocol = response
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let (ws, response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+            .await
+            .map_err(|e| ClientError::Connect { url: url.to_owned(), source: Box::new(e) })?;
+        let subprotocol =
+            response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(Client { ws, subprotocol })
     }
 
@@ -150,10 +136,7 @@ impl Client {
     }
 
     /// Sends several text frames with one flush, so they usually leave in one TCP write.
-    pub async fn send_many(
-        &mut self,
-        texts: impl IntoIterator<Item = String>,
-    ) -> Result<(), ClientError> {
+    pub async fn send_many(&mut self, texts: impl IntoIterator<Item = String>) -> Result<(), ClientError> {
         for text in texts {
             self.ws.feed(Message::text(text)).await?;
         }
@@ -163,10 +146,8 @@ impl Client {
 
     /// Serializes `msg` (e.g. a [`v1::Request`](crate::protocol::v1::Request)) and sends it.
     pub async fn send_json<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), ClientError> {
-        let text = serde_json::to_string(msg).map_err(|source| ClientError::Json {
-            source,
-            frame: String::from("<outbound>"),
-        })?;
+        let text = serde_json::to_string(msg)
+            .map_err(|source| ClientError::Json { source, frame: String::from("<outbound>") })?;
         self.send_text(text).await
     }
 
@@ -187,10 +168,7 @@ impl Client {
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e.into()),
                 None => {
-                    return Err(ClientError::Closed {
-                        code: None,
-                        reason: String::new(),
-                    });
+                    return Err(ClientError::Closed { code: None, reason: String::new() });
                 }
             }
         }
@@ -228,20 +206,11 @@ impl Client {
 
 fn closed(frame: Option<tungstenite::protocol::CloseFrame>) -> ClientError {
     match frame {
-        Some(f) => ClientError::Closed {
-            code: Some(u16::from(f.code)),
-            reason: f.reason.as_str().to_owned(),
-        },
-        None => ClientError::Closed {
-            code: None,
-            reason: String::new(),
-        },
+        Some(f) => ClientError::Closed { code: Some(u16::from(f.code)), reason: f.reason.as_str().to_owned() },
+        None => ClientError::Closed { code: None, reason: String::new() },
     }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ClientError> {
-    serde_json::from_str(text).map_err(|source| ClientError::Json {
-        source,
-        frame: text.chars().take(200).collect(),
-    })
+    serde_json::from_str(text).map_err(|source| ClientError::Json { source, frame: text.chars().take(200).collect() })
 }

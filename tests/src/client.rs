@@ -1,12 +1,12 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::STEP_TIMEOUT;
@@ -31,10 +31,16 @@ impl Client {
     }
 
     /// Connects with extra handshake headers (Origin, Sec-WebSocket-Protocol…).
-    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    pub async fn connect_with(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let mut req = url.into_client_request()?;
         for (k, v) in headers {
-            req.headers_mut().insert(HeaderName::from_bytes(k.as_bytes()).expect("header name"), HeaderValue::from_str(v).expect("header value"));
+            req.headers_mut().insert(
+                HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                HeaderValue::from_str(v).expect("header value"),
+            );
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
         Ok(Client { ws })
@@ -67,14 +73,18 @@ impl Client {
 
     /// Like [`next`](Self::next) but `None` on timeout.
     pub async fn next_within(&mut self, t: Duration) -> Option<Frame> {
+        // One deadline for the whole wait: heartbeat pings must not restart it.
+        let deadline = tokio::time::Instant::now() + t;
         loop {
-            let m = match tokio::time::timeout(t, self.ws.next()).await {
+            let m = match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return None,
                 Ok(None) | Ok(Some(Err(_))) => return Some(Frame::Ended),
                 Ok(Some(Ok(m))) => m,
             };
             return Some(match m {
-                Message::Text(t) => Frame::Json(serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON: {t}: {e}"))),
+                Message::Text(t) => {
+                    Frame::Json(serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON: {t}: {e}")))
+                }
                 Message::Close(c) => Frame::Close(c.map(|c| (u16::from(c.code), c.reason.to_string()))),
                 Message::Binary(b) => panic!("binary frame from server: {b:?}"),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
@@ -128,7 +138,13 @@ impl Client {
     }
 
     pub async fn close(mut self) {
-        let _ = self.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
     }
 }
 

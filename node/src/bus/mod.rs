@@ -35,10 +35,17 @@ pub struct MemberRecord {
 #[derive(Clone, Debug)]
 pub enum RoomEvent {
     Joined(MemberRecord),
-    Left { peer: PeerId, reason: LeaveReason },
+    Left {
+        peer: PeerId,
+        reason: LeaveReason,
+    },
     /// A frame already serialized for the room's dialect: to one peer, or to every member but
     /// the sender.
-    Relay { from: PeerId, to: Option<PeerId>, frame: Bytes },
+    Relay {
+        from: PeerId,
+        to: Option<PeerId>,
+        frame: Bytes,
+    },
 }
 
 /// An event from another node, for a room of this one.

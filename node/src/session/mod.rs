@@ -16,16 +16,16 @@ use actix_http::ws::{CloseCode, CloseReason, Frame, Item, ProtocolError as WsErr
 use bytes::{Bytes, BytesMut};
 use serde_json::value::RawValue;
 use switchboard::protocol::v1::{LeaveReason, ServerMessage};
-use switchboard::protocol::{close, ErrorCode, PeerId, ProtocolError, RoomName};
+use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, RoomName, close};
 use tokio::net::TcpStream;
-use tracing::{debug, info, info_span, Span};
+use tracing::{Span, debug, info, info_span};
 
-use crate::dialect::{error_frame, Dialect};
+use crate::dialect::{Dialect, error_frame};
 use crate::limits::Admission;
 use crate::registry::RouteLeave;
 use crate::room::{Leave, Room};
 use crate::state::NodeState;
-use crate::transport::{self, Connection, Outbox, Reader, Writer};
+use crate::transport::{self, Connection, Outbox, Reader};
 
 /// How long a closing session waits for its close frame to flush before dropping the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -61,11 +61,11 @@ impl Session {
         let id = PeerId(rand::random());
         let span = info_span!("session", node = %state.node_id, peer = %id, proto = dialect.as_str());
         Session::create(move |ctx| {
-            transport::start::<Session>(ctx, Reader::new(rd, leftover, state.config.max_message_bytes), Writer::new(wr));
+            transport::start::<Session>(ctx, Reader::new(rd, leftover, state.config.max_message_bytes));
             Session {
                 id,
                 dialect,
-                out: Outbox::new(state.config.max_outbound_bytes),
+                out: Outbox::new(wr, state.config.max_outbound_bytes),
                 admission: Admission::new(&state.config, now),
                 state,
                 rooms: Vec::new(),
@@ -122,7 +122,10 @@ impl Session {
         }
         let max = self.state.config.max_rooms_per_connection;
         if self.rooms.len() + self.pending.len() >= max {
-            return Err(ProtocolError::new(ErrorCode::RoomLimit, format!("a connection may be in at most {max} rooms")));
+            return Err(ProtocolError::new(
+                ErrorCode::RoomLimit,
+                format!("a connection may be in at most {max} rooms"),
+            ));
         }
         Ok(())
     }
@@ -229,14 +232,23 @@ impl Connection for Session {
             Frame::Text(bytes) => self.on_text(&bytes, now, ctx),
             Frame::Binary(_) => {
                 self.state.metrics.message_in(self.dialect, "invalid");
-                let err = ProtocolError::new(ErrorCode::BinaryUnsupported, "binary frames are not part of the protocol; send JSON text");
+                if let Err(err) = self.admission.message(now) {
+                    return self.fail(&err, None, ctx);
+                }
+                let err = ProtocolError::new(
+                    ErrorCode::BinaryUnsupported,
+                    "binary frames are not part of the protocol; send JSON text",
+                );
                 self.fail(&err, None, ctx);
             }
             Frame::Continuation(item) => match item {
                 Item::FirstText(b) => self.fragments = Some(BytesMut::from(&b[..])),
                 Item::FirstBinary(_) => {
                     self.fragments = None;
-                    let err = ProtocolError::new(ErrorCode::BinaryUnsupported, "binary messages are not part of the protocol");
+                    let err = ProtocolError::new(
+                        ErrorCode::BinaryUnsupported,
+                        "binary messages are not part of the protocol",
+                    );
                     self.fail(&err, None, ctx);
                 }
                 Item::Continue(b) => self.append_fragment(&b, ctx),
@@ -401,7 +413,7 @@ mod tests {
             std::mem::size_of::<Outbox>(),
             std::mem::size_of::<Admission>(),
             std::mem::size_of::<Reader>(),
-            std::mem::size_of::<Writer>(),
+            std::mem::size_of::<transport::Writer>(),
             std::mem::size_of::<Context<Session>>(),
         );
         assert!(size <= 384, "Session grew to {size} bytes");

@@ -11,8 +11,8 @@ use switchboard::protocol::seed::{SeedMessage, SeedServerMessage};
 use switchboard::protocol::shape::{self, SignalKind};
 use switchboard::protocol::{ErrorCode, ProtocolError, RoomName};
 
-use super::v1::{negotiation_key, not_joined};
 use super::Session;
+use super::v1::{negotiation_key, not_joined};
 use crate::dialect::Dialect;
 use crate::registry::Route;
 use crate::room::{Join, Relay};
@@ -51,13 +51,20 @@ impl Session {
         let name = RoomName::seed(channel)?;
         self.admit_join(&name)?;
         self.pending.push(name.clone());
-        let join = Join { peer: self.id, session: ctx.address(), meta: None, seed_user: Some(Arc::from(user)), id: None };
+        let join =
+            Join { peer: self.id, session: ctx.address(), meta: None, seed_user: Some(Arc::from(user)), id: None };
         self.state.registry.do_send(Route { room: name, join, arbiter: Arbiter::current() });
         Ok(())
     }
 
     /// Relays `payload` to every other member of `channel`, if it is of one of `kinds`.
-    fn seed_relay(&mut self, channel: &str, payload: &RawValue, kinds: &[SignalKind], received_at: Instant) -> Result<(), ProtocolError> {
+    fn seed_relay(
+        &mut self,
+        channel: &str,
+        payload: &RawValue,
+        kinds: &[SignalKind],
+        received_at: Instant,
+    ) -> Result<(), ProtocolError> {
         let Some(room) = self.rooms.iter().find(|r| r.name.is_seed() && r.name.client_name() == channel) else {
             return Err(not_joined(channel));
         };
@@ -73,7 +80,14 @@ impl Session {
             SignalKind::Answer => (SeedServerMessage::AnswerReceived(payload), "answer_sdp_received"),
             _ => (SeedServerMessage::CandidateReceived(payload), "ice_candidate_received"),
         };
-        addr.do_send(Relay { from: self.id, to: None, frame: Bytes::from(msg.to_json()), kind: label, received_at, id: None });
+        addr.do_send(Relay {
+            from: self.id,
+            to: None,
+            frame: Bytes::from(msg.to_json()),
+            kind: label,
+            received_at,
+            id: None,
+        });
         Ok(())
     }
 }

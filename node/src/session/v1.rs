@@ -59,7 +59,13 @@ impl Session {
         }
     }
 
-    fn v1_join(&mut self, room: &str, meta: Option<&RawValue>, id: Option<&RawValue>, ctx: &mut Context<Self>) -> Result<(), ProtocolError> {
+    fn v1_join(
+        &mut self,
+        room: &str,
+        meta: Option<&RawValue>,
+        id: Option<&RawValue>,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ProtocolError> {
         let name = RoomName::v1(room)?;
         self.admit_join(&name)?;
         let meta = match meta {
@@ -68,13 +74,17 @@ impl Session {
             Some(m) => {
                 let max = self.state.config.max_meta_bytes;
                 if !m.get().starts_with('{') || m.get().len() > max {
-                    return Err(ProtocolError::new(ErrorCode::BadMeta, format!("`meta` must be a JSON object of at most {max} bytes")));
+                    return Err(ProtocolError::new(
+                        ErrorCode::BadMeta,
+                        format!("`meta` must be a JSON object of at most {max} bytes"),
+                    ));
                 }
                 Some(Arc::from(m.to_owned()))
             }
         };
         self.pending.push(name.clone());
-        let join = Join { peer: self.id, session: ctx.address(), meta, seed_user: None, id: id.map(RawValue::to_owned) };
+        let join =
+            Join { peer: self.id, session: ctx.address(), meta, seed_user: None, id: id.map(RawValue::to_owned) };
         self.state.registry.do_send(Route { room: name, join, arbiter: Arbiter::current() });
         Ok(())
     }
@@ -112,5 +122,8 @@ impl Session {
 
 pub(super) fn not_joined(room: &str) -> ProtocolError {
     let shown: String = room.chars().take(64).collect();
-    ProtocolError::new(ErrorCode::NotJoined, format!("not a member of room `{shown}` (join it first and wait for `joined`)"))
+    ProtocolError::new(
+        ErrorCode::NotJoined,
+        format!("not a member of room `{shown}` (join it first and wait for `joined`)"),
+    )
 }

@@ -49,7 +49,12 @@ impl FromStr for PeerId {
     type Err = ProtocolError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ProtocolError::new(ErrorCode::BadPeerId, format!("`{}` is not a peer id", s.chars().take(32).collect::<String>()));
+        let bad = || {
+            ProtocolError::new(
+                ErrorCode::BadPeerId,
+                format!("`{}` is not a peer id", s.chars().take(32).collect::<String>()),
+            )
+        };
         if s.len() != Self::LEN {
             return Err(bad());
         }
@@ -99,10 +104,7 @@ impl RoomName {
         if ok {
             Ok(RoomName(name.into()))
         } else {
-            Err(ProtocolError::new(
-                ErrorCode::BadRoom,
-                "room names are 1-128 characters of A-Z a-z 0-9 _ - . : @",
-            ))
+            Err(ProtocolError::new(ErrorCode::BadRoom, "room names are 1-128 characters of A-Z a-z 0-9 _ - . : @"))
         }
     }
 
@@ -110,10 +112,7 @@ impl RoomName {
     pub fn seed(channel: &str) -> Result<Self, ProtocolError> {
         let chars = channel.chars().count();
         if chars == 0 || chars > Self::MAX_LEN || channel.chars().any(char::is_control) {
-            return Err(ProtocolError::new(
-                ErrorCode::BadRoom,
-                "channelName must be 1-128 printable characters",
-            ));
+            return Err(ProtocolError::new(ErrorCode::BadRoom, "channelName must be 1-128 printable characters"));
         }
         Ok(RoomName(format!("{}{channel}", Self::SEED_PREFIX).into()))
     }

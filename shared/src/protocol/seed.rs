@@ -183,11 +183,20 @@ mod tests {
     fn parses_the_seed_flow() {
         let j = SeedMessage::parse(r#"{"type":"join","body":{"channelName":"c","userId":7}}"#).unwrap();
         assert!(matches!(j, SeedMessage::Join { ref user, .. } if user == "7"));
-        let o = SeedMessage::parse(r#"{"type":"send_offer","body":{"channelName":"c","userId":"u","sdp":{"type":"offer","sdp":"v=0"}}}"#).unwrap();
+        let o = SeedMessage::parse(
+            r#"{"type":"send_offer","body":{"channelName":"c","userId":"u","sdp":{"type":"offer","sdp":"v=0"}}}"#,
+        )
+        .unwrap();
         assert!(matches!(o, SeedMessage::Offer { .. }));
-        let c = SeedMessage::parse(r#"{"type":"send_ice_candidate","body":{"channelName":"c","userId":"u","candidate":{"candidate":""}}}"#).unwrap();
+        let c = SeedMessage::parse(
+            r#"{"type":"send_ice_candidate","body":{"channelName":"c","userId":"u","candidate":{"candidate":""}}}"#,
+        )
+        .unwrap();
         assert!(matches!(c, SeedMessage::Candidate { .. }));
-        assert!(matches!(SeedMessage::parse(r#"{"type":"quit","body":{"channelName":"c","userId":"u"}}"#).unwrap(), SeedMessage::Quit { .. }));
+        assert!(matches!(
+            SeedMessage::parse(r#"{"type":"quit","body":{"channelName":"c","userId":"u"}}"#).unwrap(),
+            SeedMessage::Quit { .. }
+        ));
     }
 
     #[test]
@@ -205,6 +214,9 @@ mod tests {
     fn serializes_like_the_seed_server() {
         assert_eq!(SeedServerMessage::Joined(&["a", "b"]).to_json(), r#"{"type":"joined","body":["a","b"]}"#);
         let sdp = RawValue::from_string(r#"{"type":"offer","sdp":"v=0"}"#.into()).unwrap();
-        assert_eq!(SeedServerMessage::OfferReceived(&sdp).to_json(), r#"{"type":"offer_sdp_received","body":{"type":"offer","sdp":"v=0"}}"#);
+        assert_eq!(
+            SeedServerMessage::OfferReceived(&sdp).to_json(),
+            r#"{"type":"offer_sdp_received","body":{"type":"offer","sdp":"v=0"}}"#
+        );
     }
 }

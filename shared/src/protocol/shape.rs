@@ -82,7 +82,10 @@ pub fn classify(data: &RawValue) -> Result<SignalKind, ProtocolError> {
             return check_description(i, probe.sdp);
         }
         if probe.sdp.is_some() {
-            return Err(ProtocolError::new(ErrorCode::BadSdp, "a description's `type` must be offer, answer, pranswer or rollback"));
+            return Err(ProtocolError::new(
+                ErrorCode::BadSdp,
+                "a description's `type` must be offer, answer, pranswer or rollback",
+            ));
         }
     } else if probe.sdp.is_some() && probe.candidate.is_none() {
         return Err(ProtocolError::new(ErrorCode::BadSdp, "a session description needs a `type`"));
@@ -113,7 +116,11 @@ fn check_description(type_index: usize, sdp: Option<&RawValue>) -> Result<Signal
     Ok(if type_index == 0 { SignalKind::Offer } else { SignalKind::Answer })
 }
 
-fn check_candidate(raw: &RawValue, mid: Option<&RawValue>, index: Option<&RawValue>) -> Result<SignalKind, ProtocolError> {
+fn check_candidate(
+    raw: &RawValue,
+    mid: Option<&RawValue>,
+    index: Option<&RawValue>,
+) -> Result<SignalKind, ProtocolError> {
     let bad = |why: &str| ProtocolError::new(ErrorCode::BadCandidate, format!("bad ICE candidate: {why}"));
     let line = as_string(raw, ErrorCode::BadCandidate, "candidate")?;
     let mid_ok = match mid.map(RawValue::get) {
@@ -168,7 +175,9 @@ pub fn check_candidate_line(line: &str) -> Result<(), &'static str> {
     f.next().and_then(|s| s.parse::<u32>().ok()).ok_or("bad priority")?;
     let address = f.next().ok_or("missing address")?;
     let address_ok = address.parse::<std::net::IpAddr>().is_ok()
-        || (!address.is_empty() && address.len() <= 253 && address.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        || (!address.is_empty()
+            && address.len() <= 253
+            && address.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
     if !address_ok {
         return Err("bad connection address");
     }
@@ -216,9 +225,21 @@ mod tests {
         assert_eq!(kind(r#"{"type":"answer","sdp":"v=0\u0000"}"#), Err(ErrorCode::BadSdp));
         assert_eq!(kind(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host"}"#), Err(ErrorCode::BadCandidate));
         assert_eq!(kind(r#"{"candidate":"hello","sdpMid":"0"}"#), Err(ErrorCode::BadCandidate));
-        assert_eq!(kind(r#"{"candidate":"candidate:1 1 sctp 1 1.2.3.4 5 typ host","sdpMid":"0"}"#), Err(ErrorCode::BadCandidate));
-        assert_eq!(kind(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 99999 typ host","sdpMid":"0"}"#), Err(ErrorCode::BadCandidate));
-        assert_eq!(kind(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ bogus","sdpMid":"0"}"#), Err(ErrorCode::BadCandidate));
-        assert_eq!(kind(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMLineIndex":-1}"#), Err(ErrorCode::BadCandidate));
+        assert_eq!(
+            kind(r#"{"candidate":"candidate:1 1 sctp 1 1.2.3.4 5 typ host","sdpMid":"0"}"#),
+            Err(ErrorCode::BadCandidate)
+        );
+        assert_eq!(
+            kind(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 99999 typ host","sdpMid":"0"}"#),
+            Err(ErrorCode::BadCandidate)
+        );
+        assert_eq!(
+            kind(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ bogus","sdpMid":"0"}"#),
+            Err(ErrorCode::BadCandidate)
+        );
+        assert_eq!(
+            kind(r#"{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMLineIndex":-1}"#),
+            Err(ErrorCode::BadCandidate)
+        );
     }
 }

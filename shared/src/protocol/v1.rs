@@ -95,12 +95,17 @@ impl<'a> ClientFrame<'a> {
             let scalar = s.starts_with('"') || s.starts_with('-') || s.as_bytes()[0].is_ascii_digit();
             if !scalar || s.len() > MAX_ID_BYTES {
                 return Err(Rejected {
-                    error: ProtocolError::new(ErrorCode::BadMessage, "`id` must be a string or number of at most 64 bytes"),
+                    error: ProtocolError::new(
+                        ErrorCode::BadMessage,
+                        "`id` must be a string or number of at most 64 bytes",
+                    ),
                     id: None,
                 });
             }
         }
-        let need_room = |room: Option<Cow<'a, str>>| room.ok_or_else(|| reject(ErrorCode::BadMessage, format!("`{}` needs a `room`", env.kind)));
+        let need_room = |room: Option<Cow<'a, str>>| {
+            room.ok_or_else(|| reject(ErrorCode::BadMessage, format!("`{}` needs a `room`", env.kind)))
+        };
         let msg = match &*env.kind {
             "join" => ClientMessage::Join { room: need_room(env.room)?, meta: env.meta },
             "leave" => ClientMessage::Leave { room: need_room(env.room)? },
@@ -253,15 +258,54 @@ impl ServerMessage<'_> {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
-    Welcome { protocol: u32, peer_id: PeerId, node_id: String, heartbeat_ms: u64, limits: Limits },
-    Joined { room: String, peer_id: PeerId, peers: Vec<PeerEntry>, #[serde(default)] id: Option<serde_json::Value> },
-    Left { room: String, #[serde(default)] id: Option<serde_json::Value> },
-    PeerJoined { room: String, peer: PeerEntry },
-    PeerLeft { room: String, peer_id: PeerId, reason: LeaveReason },
-    Signal { room: String, from: PeerId, data: serde_json::Value },
-    Broadcast { room: String, from: PeerId, data: serde_json::Value },
-    Pong { #[serde(default)] id: Option<serde_json::Value> },
-    Error { code: ErrorCode, message: String, #[serde(default)] id: Option<serde_json::Value> },
+    Welcome {
+        protocol: u32,
+        peer_id: PeerId,
+        node_id: String,
+        heartbeat_ms: u64,
+        limits: Limits,
+    },
+    Joined {
+        room: String,
+        peer_id: PeerId,
+        peers: Vec<PeerEntry>,
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+    Left {
+        room: String,
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+    PeerJoined {
+        room: String,
+        peer: PeerEntry,
+    },
+    PeerLeft {
+        room: String,
+        peer_id: PeerId,
+        reason: LeaveReason,
+    },
+    Signal {
+        room: String,
+        from: PeerId,
+        data: serde_json::Value,
+    },
+    Broadcast {
+        room: String,
+        from: PeerId,
+        data: serde_json::Value,
+    },
+    Pong {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
 }
 
 /// A room member as a Rust client reads it.
@@ -276,11 +320,35 @@ pub struct PeerEntry {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Request {
-    Join { room: String, #[serde(skip_serializing_if = "Option::is_none")] meta: Option<serde_json::Value>, #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
-    Leave { room: String, #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
-    Signal { room: String, to: PeerId, data: serde_json::Value, #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
-    Broadcast { room: String, data: serde_json::Value, #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
-    Ping { #[serde(skip_serializing_if = "Option::is_none")] id: Option<serde_json::Value> },
+    Join {
+        room: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        meta: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Leave {
+        room: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Signal {
+        room: String,
+        to: PeerId,
+        data: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Broadcast {
+        room: String,
+        data: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Ping {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
 }
 
 impl Request {
@@ -306,7 +374,10 @@ mod tests {
         let s = format!(r#"{{"type":"signal","room":"r1","to":"{to}","data":{{"type":"offer","sdp":"v=0\r\n"}}}}"#);
         let f = parse(&s).unwrap();
         assert!(matches!(f.msg, ClientMessage::Signal { to: PeerId(42), .. }));
-        assert!(matches!(parse(r#"{"type":"broadcast","room":"r","data":1}"#).unwrap().msg, ClientMessage::Broadcast { .. }));
+        assert!(matches!(
+            parse(r#"{"type":"broadcast","room":"r","data":1}"#).unwrap().msg,
+            ClientMessage::Broadcast { .. }
+        ));
         assert!(matches!(parse(r#"{"type":"leave","room":"r"}"#).unwrap().msg, ClientMessage::Leave { .. }));
         assert!(matches!(parse(r#"{"type":"ping","extra":true}"#).unwrap().msg, ClientMessage::Ping));
     }
@@ -329,7 +400,10 @@ mod tests {
     fn server_messages_serialize_with_raw_data_untouched() {
         let data = RawValue::from_string(r#"{"type":"offer","sdp":"v=0\r\n"}"#.into()).unwrap();
         let json = ServerMessage::Signal { room: "r", from: PeerId(1), data: &data }.to_json();
-        assert_eq!(json, r#"{"type":"signal","room":"r","from":"0000000000001","data":{"type":"offer","sdp":"v=0\r\n"}}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"signal","room":"r","from":"0000000000001","data":{"type":"offer","sdp":"v=0\r\n"}}"#
+        );
         let ev: Event = serde_json::from_str(&json).unwrap();
         assert!(matches!(ev, Event::Signal { from: PeerId(1), .. }));
         let err = ServerMessage::Error { code: ErrorCode::RoomFull, message: "full", id: None }.to_json();

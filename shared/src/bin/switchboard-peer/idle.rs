@@ -62,11 +62,9 @@ pub async fn run(args: Args) -> Result<(), String> {
         let batch: Vec<_> = (start..n.min(start + OPEN_BATCH))
             .map(|i| {
                 let args = args.clone();
-                tokio::spawn(async move {
-                    open_session(i, &args, timeout)
-                        .await
-                        .map_err(|e| format!("session {i}: {e}"))
-                })
+                tokio::spawn(
+                    async move { open_session(i, &args, timeout).await.map_err(|e| format!("session {i}: {e}")) },
+                )
             })
             .collect();
         for task in batch {
@@ -92,21 +90,14 @@ pub async fn run(args: Args) -> Result<(), String> {
     if !args.node_pid.is_empty() {
         line.opt_int("node_rss_before_kib", before)
             .opt_int("node_rss_held_kib", held)
-            .opt_int(
-                "bytes_per_session",
-                before
-                    .zip(held)
-                    .map(|(b, h)| (h as i64 - b as i64) * 1024 / n as i64),
-            );
+            .opt_int("bytes_per_session", before.zip(held).map(|(b, h)| (h as i64 - b as i64) * 1024 / n as i64));
     }
     println!("{}", line.finish());
 
     tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     let lost = dropped.load(Ordering::Relaxed);
     if lost > 0 {
-        eprintln!(
-            "switchboard-peer: the server closed {lost} of {n} sessions while they were held"
-        );
+        eprintln!("switchboard-peer: the server closed {lost} of {n} sessions while they were held");
     }
     Ok(())
 }
@@ -114,22 +105,16 @@ pub async fn run(args: Args) -> Result<(), String> {
 /// Opens session `i` and joins it into room `r{i/2}`; returns once the server confirmed.
 async fn open_session(i: usize, args: &Args, timeout: Duration) -> Result<Client, ClientError> {
     let deadline = Instant::now() + timeout;
-    let mut c = tokio::time::timeout_at(
-        deadline,
-        Client::connect_with(&args.url, args.subprotocol.as_deref()),
-    )
-    .await
-    .map_err(|_| ClientError::Timeout(timeout))??;
+    let mut c = tokio::time::timeout_at(deadline, Client::connect_with(&args.url, args.subprotocol.as_deref()))
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))??;
     let room = format!("r{}", i / 2);
     let join = match args.proto {
         Proto::Seed => wire::seed_join(&room, &format!("u{i}")),
         Proto::V1 => {
             let text = c.recv_text_until(deadline).await?;
             if !matches!(serde_json::from_str(&text), Ok(Event::Welcome { .. })) {
-                return Err(ClientError::Closed {
-                    code: None,
-                    reason: format!("expected welcome, got {text}"),
-                });
+                return Err(ClientError::Closed { code: None, reason: format!("expected welcome, got {text}") });
             }
             wire::v1_join(&room)
         }
@@ -140,10 +125,7 @@ async fn open_session(i: usize, args: &Args, timeout: Duration) -> Result<Client
         match wire::classify(args.proto, &text) {
             Inbound::Joined => return Ok(c),
             Inbound::Error => {
-                return Err(ClientError::Closed {
-                    code: None,
-                    reason: format!("server refused join: {text}"),
-                });
+                return Err(ClientError::Closed { code: None, reason: format!("server refused join: {text}") });
             }
             _ => {}
         }

@@ -117,9 +117,8 @@ pub async fn run(args: Args) -> Result<(), String> {
     let mut ready = Vec::with_capacity(rooms);
     let mut join_lat = Vec::with_capacity(rooms * 2);
     for start in (0..rooms).step_by(JOIN_BATCH) {
-        let batch: Vec<_> = (start..rooms.min(start + JOIN_BATCH))
-            .map(|i| tokio::spawn(setup_room(i, setup.clone())))
-            .collect();
+        let batch: Vec<_> =
+            (start..rooms.min(start + JOIN_BATCH)).map(|i| tokio::spawn(setup_room(i, setup.clone()))).collect();
         for task in batch {
             let (room, lat) = task.await.map_err(|e| format!("setup task: {e}"))??;
             join_lat.extend(lat);
@@ -130,10 +129,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(args.timeout_secs);
     let rounds = args.rounds;
-    let tasks: Vec<_> = ready
-        .into_iter()
-        .map(|room| tokio::spawn(run_room(room, rounds, deadline)))
-        .collect();
+    let tasks: Vec<_> = ready.into_iter().map(|room| tokio::spawn(run_room(room, rounds, deadline))).collect();
     let mut done = Vec::with_capacity(rooms);
     let mut lat = Vec::with_capacity(rooms * rounds as usize * MSGS_PER_ROUND as usize);
     let (mut delivered, mut server_errors, mut timed_out, mut failed) = (0u64, 0u32, 0u32, 0u32);
@@ -147,15 +143,8 @@ pub async fn run(args: Args) -> Result<(), String> {
         done.push(room);
     }
     let secs = t0.elapsed().as_secs_f64();
-    let rss_each: Vec<Option<u64>> = args
-        .node_pid
-        .iter()
-        .map(|&p| {
-            stats::rss_kib(p)
-                .map_err(|e| eprintln!("switchboard-peer: {e}"))
-                .ok()
-        })
-        .collect();
+    let rss_each: Vec<Option<u64>> =
+        args.node_pid.iter().map(|&p| stats::rss_kib(p).map_err(|e| eprintln!("switchboard-peer: {e}")).ok()).collect();
 
     if timed_out > 0 {
         eprintln!(
@@ -192,10 +181,8 @@ pub async fn run(args: Args) -> Result<(), String> {
         let total = rss_each.iter().copied().sum::<Option<u64>>();
         line.opt_int("node_rss_kib", total);
         if rss_each.len() > 1 {
-            let each: Vec<String> = rss_each
-                .iter()
-                .map(|r| r.map_or_else(|| "null".to_owned(), |k| k.to_string()))
-                .collect();
+            let each: Vec<String> =
+                rss_each.iter().map(|r| r.map_or_else(|| "null".to_owned(), |k| k.to_string())).collect();
             line.raw("node_rss_kib_each", &format!("[{}]", each.join(",")));
         }
     }
@@ -203,15 +190,8 @@ pub async fn run(args: Args) -> Result<(), String> {
 
     // Close politely so the server sees normal closes rather than resets, but never let a
     // stuck server hold the exit for long.
-    let closes = done
-        .into_iter()
-        .flat_map(|r| [r.a, r.b])
-        .map(|c| tokio::spawn(c.close()));
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        futures_util::future::join_all(closes),
-    )
-    .await;
+    let closes = done.into_iter().flat_map(|r| [r.a, r.b]).map(|c| tokio::spawn(c.close()));
+    let _ = tokio::time::timeout(Duration::from_secs(2), futures_util::future::join_all(closes)).await;
     Ok(())
 }
 
@@ -225,41 +205,20 @@ async fn setup_room(i: usize, s: Arc<Setup>) -> Result<(Room, [f64; 2]), String>
     let ctx = |who: &str, e: ClientError| format!("room {i} peer {who}: {e}");
     match s.proto {
         Proto::Seed => {
-            let ja = join_seed(
-                &mut a,
-                &wire::seed_join(&room, &format!("a-{i}")),
-                s.timeout,
-            )
-            .await
-            .map_err(|e| ctx("a", e))?;
-            let jb = join_seed(
-                &mut b,
-                &wire::seed_join(&room, &format!("b-{i}")),
-                s.timeout,
-            )
-            .await
-            .map_err(|e| ctx("b", e))?;
-            Ok((
-                Room {
-                    i,
-                    proto: s.proto,
-                    a,
-                    b,
-                    frames: RoomFrames::seed(i, &s.sdp),
-                },
-                [ja, jb],
-            ))
+            let ja = join_seed(&mut a, &wire::seed_join(&room, &format!("a-{i}")), s.timeout)
+                .await
+                .map_err(|e| ctx("a", e))?;
+            let jb = join_seed(&mut b, &wire::seed_join(&room, &format!("b-{i}")), s.timeout)
+                .await
+                .map_err(|e| ctx("b", e))?;
+            Ok((Room { i, proto: s.proto, a, b, frames: RoomFrames::seed(i, &s.sdp) }, [ja, jb]))
         }
         Proto::V1 => {
             // The welcome is read before timing the join, so join latency is join alone.
             let a_welcome = welcome(&mut a, s.timeout).await.map_err(|e| ctx("a", e))?;
             welcome(&mut b, s.timeout).await.map_err(|e| ctx("b", e))?;
-            let (ja, _) = join_v1(&mut a, &room, s.timeout)
-                .await
-                .map_err(|e| ctx("a", e))?;
-            let (jb, peers) = join_v1(&mut b, &room, s.timeout)
-                .await
-                .map_err(|e| ctx("b", e))?;
+            let (ja, _) = join_v1(&mut a, &room, s.timeout).await.map_err(|e| ctx("a", e))?;
+            let (jb, peers) = join_v1(&mut b, &room, s.timeout).await.map_err(|e| ctx("b", e))?;
             // Each side learns the other's id the way a real client would: B from the member
             // list in its `joined`, A from the `peer-joined` that B's join caused.
             let a_id = peers
@@ -267,37 +226,18 @@ async fn setup_room(i: usize, s: Arc<Setup>) -> Result<(Room, [f64; 2]), String>
                 .map(|p| p.peer_id)
                 .find(|&p| p == a_welcome)
                 .ok_or_else(|| format!("room {i}: B's joined.peers lacks A ({a_welcome})"))?;
-            let b_id = peer_joined(&mut a, &room, s.timeout)
-                .await
-                .map_err(|e| ctx("a", e))?;
+            let b_id = peer_joined(&mut a, &room, s.timeout).await.map_err(|e| ctx("a", e))?;
             let frames = RoomFrames::v1(&room, &a_id.to_string(), &b_id.to_string(), &s.sdp);
-            Ok((
-                Room {
-                    i,
-                    proto: s.proto,
-                    a,
-                    b,
-                    frames,
-                },
-                [ja, jb],
-            ))
+            Ok((Room { i, proto: s.proto, a, b, frames }, [ja, jb]))
         }
     }
 }
 
 /// Opens one peer's WebSocket, bounded by the setup timeout.
 async fn connect(url: &str, s: &Setup) -> Result<Client, String> {
-    match tokio::time::timeout(
-        s.timeout,
-        Client::connect_with(url, s.subprotocol.as_deref()),
-    )
-    .await
-    {
+    match tokio::time::timeout(s.timeout, Client::connect_with(url, s.subprotocol.as_deref())).await {
         Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!(
-            "connect to {url}: no handshake within {:?}",
-            s.timeout
-        )),
+        Err(_) => Err(format!("connect to {url}: no handshake within {:?}", s.timeout)),
     }
 }
 
@@ -317,26 +257,16 @@ async fn join_seed(c: &mut Client, join: &str, timeout: Duration) -> Result<f64,
 }
 
 /// Reads v1's first frame, `welcome`, and returns the peer id it assigns.
-async fn welcome(
-    c: &mut Client,
-    timeout: Duration,
-) -> Result<switchboard::protocol::PeerId, ClientError> {
+async fn welcome(c: &mut Client, timeout: Duration) -> Result<switchboard::protocol::PeerId, ClientError> {
     match c.recv_event(timeout).await? {
         Event::Welcome { peer_id, .. } => Ok(peer_id),
-        other => Err(ClientError::Closed {
-            code: None,
-            reason: format!("expected welcome first, got {other:?}"),
-        }),
+        other => Err(ClientError::Closed { code: None, reason: format!("expected welcome first, got {other:?}") }),
     }
 }
 
 /// Sends a v1 `join` and waits for `joined`; returns the join latency in ms and the members
 /// already in the room.
-async fn join_v1(
-    c: &mut Client,
-    room: &str,
-    timeout: Duration,
-) -> Result<(f64, Vec<v1::PeerEntry>), ClientError> {
+async fn join_v1(c: &mut Client, room: &str, timeout: Duration) -> Result<(f64, Vec<v1::PeerEntry>), ClientError> {
     let t0 = now_ms();
     let deadline = Instant::now() + timeout;
     c.send_text(wire::v1_join(room)).await?;
@@ -349,10 +279,7 @@ async fn join_v1(
                     Ok(Event::Joined { peers, .. }) => peers,
                     Ok(_) => Vec::new(),
                     Err(source) => {
-                        return Err(ClientError::Json {
-                            source,
-                            frame: text.chars().take(200).collect(),
-                        });
+                        return Err(ClientError::Json { source, frame: text.chars().take(200).collect() });
                     }
                 };
                 return Ok((lat, peers));
@@ -384,19 +311,14 @@ async fn peer_joined(
 fn refused(frame: &str) -> ClientError {
     ClientError::Closed {
         code: None,
-        reason: format!(
-            "server refused: {}",
-            frame.chars().take(200).collect::<String>()
-        ),
+        reason: format!("server refused: {}", frame.chars().take(200).collect::<String>()),
     }
 }
 
 /// Runs `rounds` offer/answer rounds in one room until done or `deadline`.
 async fn run_room(mut room: Room, rounds: u32, deadline: Instant) -> (Room, RoomStats) {
-    let mut st = RoomStats {
-        latencies_ms: Vec::with_capacity(rounds as usize * MSGS_PER_ROUND as usize),
-        ..Default::default()
-    };
+    let mut st =
+        RoomStats { latencies_ms: Vec::with_capacity(rounds as usize * MSGS_PER_ROUND as usize), ..Default::default() };
     if let Err(e) = rounds_loop(&mut room, rounds, deadline, &mut st).await {
         match e {
             ClientError::Timeout(_) => st.timed_out = true,
@@ -409,19 +331,8 @@ async fn run_room(mut room: Room, rounds: u32, deadline: Instant) -> (Room, Room
     (room, st)
 }
 
-async fn rounds_loop(
-    room: &mut Room,
-    rounds: u32,
-    deadline: Instant,
-    st: &mut RoomStats,
-) -> Result<(), ClientError> {
-    let Room {
-        i,
-        proto,
-        a,
-        b,
-        frames,
-    } = room;
+async fn rounds_loop(room: &mut Room, rounds: u32, deadline: Instant, st: &mut RoomStats) -> Result<(), ClientError> {
+    let Room { i, proto, a, b, frames } = room;
     let proto = *proto;
     for _ in 0..rounds {
         a.send_text(frames.offer(now_ms())).await?;
@@ -468,11 +379,6 @@ impl RoomStats {
 
     fn server_error(&mut self, room: usize, frame: &str) {
         self.server_errors += 1;
-        report(|| {
-            format!(
-                "room {room}: server error: {}",
-                frame.chars().take(300).collect::<String>()
-            )
-        });
+        report(|| format!("room {room}: server error: {}", frame.chars().take(300).collect::<String>()));
     }
 }

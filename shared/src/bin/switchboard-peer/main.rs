@@ -48,11 +48,7 @@ fn main() -> ExitCode {
     stats::start_clock();
     let cli = Cli::parse();
     raise_nofile_limit();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.threads.into())
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads.into()).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchboard-peer: tokio runtime: {e}");
@@ -81,20 +77,14 @@ fn main() -> ExitCode {
 /// at a few hundred rooms. Failures are ignored: the run then reports connect errors itself.
 fn raise_nofile_limit() {
     const WANT: libc::rlim_t = 1 << 20;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own; the pointer is valid for the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 && lim.rlim_max < WANT {
-        let want = libc::rlimit {
-            rlim_cur: WANT,
-            rlim_max: WANT,
-        };
+        let want = libc::rlimit { rlim_cur: WANT, rlim_max: WANT };
         // SAFETY: setrlimit reads the struct we own; failure is reported by the return value.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
             return;

@@ -166,10 +166,7 @@ mod tests {
             .num("x", f64::NAN)
             .opt_int("rss", None::<u64>)
             .finish();
-        assert_eq!(
-            line,
-            r#"{"proto":"seed","rooms":2,"p50_ms":2,"x":null,"rss":null}"#
-        );
+        assert_eq!(line, r#"{"proto":"seed","rooms":2,"p50_ms":2,"x":null,"rss":null}"#);
     }
 
     #[test]

@@ -82,12 +82,8 @@ pub fn classify(proto: Proto, text: &str) -> Inbound {
         (_, "joined") => Inbound::Joined,
         (_, "error") => Inbound::Error,
         (Proto::Seed, "offer_sdp_received") => Inbound::Offer(stamped(env.body).and_then(|s| s.ts)),
-        (Proto::Seed, "answer_sdp_received") => {
-            Inbound::Answer(stamped(env.body).and_then(|s| s.ts))
-        }
-        (Proto::Seed, "ice_candidate_received") => {
-            Inbound::Candidate(stamped(env.body).and_then(|s| s.ts))
-        }
+        (Proto::Seed, "answer_sdp_received") => Inbound::Answer(stamped(env.body).and_then(|s| s.ts)),
+        (Proto::Seed, "ice_candidate_received") => Inbound::Candidate(stamped(env.body).and_then(|s| s.ts)),
         (Proto::V1, "signal") => match stamped(env.data) {
             Some(Stamped { kind: Some(k), ts }) if k == "offer" => Inbound::Offer(ts),
             Some(Stamped { kind: Some(k), ts }) if k == "answer" => Inbound::Answer(ts),
@@ -155,17 +151,11 @@ impl RoomFrames {
             format!(r#"{{"type":"{kind}","body":{{"channelName":"room-{i}","userId":"{user}-{i}","#)
         };
         let offer = Stamp {
-            prefix: format!(
-                r#"{}"sdp":{{"type":"offer","sdp":"{sdp}","ts":"#,
-                head("send_offer", "a")
-            ),
+            prefix: format!(r#"{}"sdp":{{"type":"offer","sdp":"{sdp}","ts":"#, head("send_offer", "a")),
             suffix: "}}}",
         };
         let answer = Stamp {
-            prefix: format!(
-                r#"{}"sdp":{{"type":"answer","sdp":"{sdp}","ts":"#,
-                head("send_answer", "b")
-            ),
+            prefix: format!(r#"{}"sdp":{{"type":"answer","sdp":"{sdp}","ts":"#, head("send_answer", "b")),
             suffix: "}}}",
         };
         let candidates = [0, 1].map(|k| Stamp {
@@ -176,37 +166,19 @@ impl RoomFrames {
             ),
             suffix: "}}}",
         });
-        RoomFrames {
-            offer,
-            candidates,
-            answer,
-        }
+        RoomFrames { offer, candidates, answer }
     }
 
     /// v1 frames for `room`: A's offers go `to` B's peer id, B's replies to A's.
     pub fn v1(room: &str, a_id: &str, b_id: &str, sdp: &str) -> Self {
         let head = |to: &str| format!(r#"{{"type":"signal","room":"{room}","to":"{to}","data":"#);
-        let offer = Stamp {
-            prefix: format!(r#"{}{{"type":"offer","sdp":"{sdp}","ts":"#, head(b_id)),
-            suffix: "}}",
-        };
-        let answer = Stamp {
-            prefix: format!(r#"{}{{"type":"answer","sdp":"{sdp}","ts":"#, head(a_id)),
-            suffix: "}}",
-        };
+        let offer = Stamp { prefix: format!(r#"{}{{"type":"offer","sdp":"{sdp}","ts":"#, head(b_id)), suffix: "}}" };
+        let answer = Stamp { prefix: format!(r#"{}{{"type":"answer","sdp":"{sdp}","ts":"#, head(a_id)), suffix: "}}" };
         let candidates = [0, 1].map(|k| Stamp {
-            prefix: format!(
-                r#"{}{{"candidate":"{}","sdpMid":"0","ts":"#,
-                head(a_id),
-                candidate_line(k)
-            ),
+            prefix: format!(r#"{}{{"candidate":"{}","sdpMid":"0","ts":"#, head(a_id), candidate_line(k)),
             suffix: "}}",
         });
-        RoomFrames {
-            offer,
-            candidates,
-            answer,
-        }
+        RoomFrames { offer, candidates, answer }
     }
 
     /// A's offer, stamped `ts`.
@@ -216,11 +188,7 @@ impl RoomFrames {
 
     /// B's reply to an offer: two candidates then the answer, each stamped as it is built.
     pub fn reply(&self, now: impl Fn() -> f64) -> [String; 3] {
-        [
-            self.candidates[0].at(now()),
-            self.candidates[1].at(now()),
-            self.answer.at(now()),
-        ]
+        [self.candidates[0].at(now()), self.candidates[1].at(now()), self.answer.at(now())]
     }
 }
 
@@ -237,22 +205,12 @@ mod tests {
         );
         let [c0, c1, ans] = f.reply(|| 2.25);
         for c in [&c0, &c1] {
-            let SeedMessage::Candidate { candidate, .. } = SeedMessage::parse(c).unwrap() else {
-                panic!("{c}")
-            };
-            assert_eq!(
-                shape::classify(candidate).unwrap(),
-                shape::SignalKind::Candidate
-            );
+            let SeedMessage::Candidate { candidate, .. } = SeedMessage::parse(c).unwrap() else { panic!("{c}") };
+            assert_eq!(shape::classify(candidate).unwrap(), shape::SignalKind::Candidate);
         }
-        let SeedMessage::Answer { sdp, .. } = SeedMessage::parse(&ans).unwrap() else {
-            panic!("{ans}")
-        };
+        let SeedMessage::Answer { sdp, .. } = SeedMessage::parse(&ans).unwrap() else { panic!("{ans}") };
         assert_eq!(shape::classify(sdp).unwrap(), shape::SignalKind::Answer);
-        assert!(matches!(
-            SeedMessage::parse(&seed_join("room-7", "a-7")).unwrap(),
-            SeedMessage::Join { .. }
-        ));
+        assert!(matches!(SeedMessage::parse(&seed_join("room-7", "a-7")).unwrap(), SeedMessage::Join { .. }));
     }
 
     #[test]
@@ -261,9 +219,7 @@ mod tests {
         let b = "0000000000002";
         let f = RoomFrames::v1("room-3", a, b, &padded_sdp(3000));
         let offer = f.offer(12.0);
-        let ClientMessage::Signal { to, data, .. } = ClientFrame::parse(&offer).unwrap().msg else {
-            panic!()
-        };
+        let ClientMessage::Signal { to, data, .. } = ClientFrame::parse(&offer).unwrap().msg else { panic!() };
         assert_eq!(to.to_string(), b);
         assert_eq!(shape::classify(data).unwrap(), shape::SignalKind::Offer);
         for (frame, kind) in f.reply(|| 1.0).iter().zip([
@@ -271,46 +227,31 @@ mod tests {
             shape::SignalKind::Candidate,
             shape::SignalKind::Answer,
         ]) {
-            let ClientMessage::Signal { to, data, .. } = ClientFrame::parse(frame).unwrap().msg
-            else {
-                panic!()
-            };
+            let ClientMessage::Signal { to, data, .. } = ClientFrame::parse(frame).unwrap().msg else { panic!() };
             assert_eq!(to.to_string(), a);
             assert_eq!(shape::classify(data).unwrap(), kind);
         }
-        assert!(matches!(
-            ClientFrame::parse(&v1_join("room-3")).unwrap().msg,
-            ClientMessage::Join { .. }
-        ));
+        assert!(matches!(ClientFrame::parse(&v1_join("room-3")).unwrap().msg, ClientMessage::Join { .. }));
     }
 
     #[test]
     fn classifies_relayed_frames() {
-        let seed =
-            r#"{"type":"offer_sdp_received","body":{"type":"offer","sdp":"v=0 xx","ts":3.5}}"#;
+        let seed = r#"{"type":"offer_sdp_received","body":{"type":"offer","sdp":"v=0 xx","ts":3.5}}"#;
         assert_eq!(classify(Proto::Seed, seed), Inbound::Offer(Some(3.5)));
         let cand = r#"{"type":"ice_candidate_received","body":{"candidate":"candidate:0 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","ts":4}}"#;
         assert_eq!(classify(Proto::Seed, cand), Inbound::Candidate(Some(4.0)));
-        assert_eq!(
-            classify(Proto::Seed, r#"{"type":"joined","body":["a-1"]}"#),
-            Inbound::Joined
-        );
-        let v1 = r#"{"type":"signal","room":"r","from":"0000000000001","data":{"type":"answer","sdp":"v=0","ts":9.25}}"#;
+        assert_eq!(classify(Proto::Seed, r#"{"type":"joined","body":["a-1"]}"#), Inbound::Joined);
+        let v1 =
+            r#"{"type":"signal","room":"r","from":"0000000000001","data":{"type":"answer","sdp":"v=0","ts":9.25}}"#;
         assert_eq!(classify(Proto::V1, v1), Inbound::Answer(Some(9.25)));
         let v1c = r#"{"type":"signal","room":"r","from":"0000000000001","data":{"candidate":"c","sdpMid":"0","ts":1}}"#;
         assert_eq!(classify(Proto::V1, v1c), Inbound::Candidate(Some(1.0)));
         assert_eq!(
-            classify(
-                Proto::V1,
-                r#"{"type":"peer-joined","room":"r","peer":{"peer_id":"0000000000001"}}"#
-            ),
+            classify(Proto::V1, r#"{"type":"peer-joined","room":"r","peer":{"peer_id":"0000000000001"}}"#),
             Inbound::Other
         );
         assert_eq!(
-            classify(
-                Proto::V1,
-                r#"{"type":"error","code":"rate-limited","message":"slow down"}"#
-            ),
+            classify(Proto::V1, r#"{"type":"error","code":"rate-limited","message":"slow down"}"#),
             Inbound::Error
         );
         assert_eq!(classify(Proto::V1, "not json"), Inbound::Other);
