@@ -5,7 +5,9 @@
 #   - unloaded relay latency (one room, sequential rounds);
 #   - RSS per idle joined session (switchboard-peer idle) for both servers.
 # Prints one JSON line per measurement, then a summary with the ratios.
-# Usage: bench/compare.sh [ROOMS=200] [ROUNDS=50] [RUNS=3] [IDLE_SESSIONS=19900]
+# Usage: [WORKERS=n] bench/compare.sh [ROOMS=200] [ROUNDS=50] [RUNS=3] [IDLE_SESSIONS=19900]
+# WORKERS is the node's --workers (default 0: one per core). The generator shares the machine,
+# so on a small box one worker (one event loop, like the Node server) can be the faster node.
 # Needs node, npm and python3. The node runs with rate limits off: a closed-loop generator
 # sends far faster than any browser would, and the limits would (correctly) throttle it.
 set -euo pipefail
@@ -28,7 +30,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
-unlimited=(--messages-per-sec 0 --candidates-per-sec 0 --descriptions-per-min 0 --max-candidates-per-negotiation 0)
+workers=${WORKERS:-0}
+unlimited=(--workers "$workers" --messages-per-sec 0 --candidates-per-sec 0 --descriptions-per-min 0 --max-candidates-per-negotiation 0)
 
 start_servers() {
   sb_port=$(port); seed_port=$(port)
@@ -38,18 +41,29 @@ start_servers() {
 }
 stop_servers() { kill "$sb_pid" "$seed_pid" 2>/dev/null || true; wait "$sb_pid" "$seed_pid" 2>/dev/null || true; }
 emit() { echo "{\"server\":\"$1\",\"generator\":\"$2\",\"result\":$3}"; }
+# CPU time (user+system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Runs a generator command against one server, adding the server's CPU per delivered message.
+measure() {
+  local server=$1 gen=$2 pid=$3; shift 3
+  local before after result
+  before=$(cpu_ticks "$pid"); result=$("$@"); after=$(cpu_ticks "$pid")
+  result=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=int(sys.argv[2]); hz=int(sys.argv[3]); r["server_cpu_us_per_msg"]=round(t*1e6/hz/max(r["delivered"],1),2); print(json.dumps(r,separators=(",",":")))' "$result" "$((after - before))" "$(getconf CLK_TCK)")
+  emit "$server" "$gen" "$result"
+}
 
 start_servers
 out=$(mktemp)
+sb_url="ws://127.0.0.1:$sb_port/ws" seed_url="ws://127.0.0.1:$seed_port/ws"
 for i in $(seq "$runs"); do
-  emit switchboard rust "$("$bin/switchboard-peer" load --proto seed --urls "ws://127.0.0.1:$sb_port/ws" --rooms "$rooms" --rounds "$rounds" --node-pid "$sb_pid")" | tee -a "$out"
-  emit seed rust "$("$bin/switchboard-peer" load --proto seed --urls "ws://127.0.0.1:$seed_port/ws" --rooms "$rooms" --rounds "$rounds" --node-pid "$seed_pid")" | tee -a "$out"
-  emit switchboard node "$(node "$work/load/load.js" --proto seed --urls "ws://127.0.0.1:$sb_port/ws" --rooms "$rooms" --rounds "$rounds")" | tee -a "$out"
-  emit seed node "$(node "$work/load/load.js" --proto seed --urls "ws://127.0.0.1:$seed_port/ws" --rooms "$rooms" --rounds "$rounds")" | tee -a "$out"
+  measure switchboard rust "$sb_pid" "$bin/switchboard-peer" load --proto seed --urls "$sb_url" --rooms "$rooms" --rounds "$rounds" --node-pid "$sb_pid" | tee -a "$out"
+  measure seed rust "$seed_pid" "$bin/switchboard-peer" load --proto seed --urls "$seed_url" --rooms "$rooms" --rounds "$rounds" --node-pid "$seed_pid" | tee -a "$out"
+  measure switchboard node "$sb_pid" node "$work/load/load.js" --proto seed --urls "$sb_url" --rooms "$rooms" --rounds "$rounds" | tee -a "$out"
+  measure seed node "$seed_pid" node "$work/load/load.js" --proto seed --urls "$seed_url" --rooms "$rooms" --rounds "$rounds" | tee -a "$out"
 done
 for i in $(seq "$runs"); do
-  emit switchboard rust-unloaded "$("$bin/switchboard-peer" load --proto seed --urls "ws://127.0.0.1:$sb_port/ws" --rooms 1 --rounds 2000)" | tee -a "$out"
-  emit seed rust-unloaded "$("$bin/switchboard-peer" load --proto seed --urls "ws://127.0.0.1:$seed_port/ws" --rooms 1 --rounds 2000)" | tee -a "$out"
+  measure switchboard rust-unloaded "$sb_pid" "$bin/switchboard-peer" load --proto seed --urls "$sb_url" --rooms 1 --rounds 2000 | tee -a "$out"
+  measure seed rust-unloaded "$seed_pid" "$bin/switchboard-peer" load --proto seed --urls "$seed_url" --rooms 1 --rounds 2000 | tee -a "$out"
 done
 stop_servers
 
@@ -61,17 +75,19 @@ if [ "$idle" -gt 0 ]; then
   stop_servers
 fi
 
-python3 - "$out" "$(nproc)" "$(free -g | awk '/Mem:/{print $2}')" <<'PY'
+python3 - "$out" "$(nproc)" "$(free -g | awk '/Mem:/{print $2}')" "$workers" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 def med(server, gen, key):
     xs = [r["result"][key] for r in rows if r["server"] == server and r["generator"] == gen and key in r["result"]]
     return statistics.median(xs) if xs else None
-s = {"machine": f"{sys.argv[2]} cores, {sys.argv[3]} GiB"}
+s = {"machine": f"{sys.argv[2]} cores, {sys.argv[3]} GiB", "node_workers": sys.argv[4]}
 for gen in ("rust", "node"):
     sb, seed = med("switchboard", gen, "msgs_per_s"), med("seed", gen, "msgs_per_s")
     sbp, seedp = med("switchboard", gen, "p99_ms"), med("seed", gen, "p99_ms")
+    sbc, seedc = med("switchboard", gen, "server_cpu_us_per_msg"), med("seed", gen, "server_cpu_us_per_msg")
     s[gen] = {"switchboard_msgs_per_s": sb, "seed_msgs_per_s": seed, "throughput_ratio": round(sb / seed, 2),
+              "switchboard_cpu_us_per_msg": sbc, "seed_cpu_us_per_msg": seedc, "cpu_efficiency_ratio": round(seedc / sbc, 2),
               "switchboard_p99_ms": sbp, "seed_p99_ms": seedp, "p99_ratio": round(sbp / seedp, 3),
               "lost": sum(r["result"]["lost"] for r in rows if r["generator"] == gen)}
 s["unloaded_p50_ms"] = {"switchboard": med("switchboard", "rust-unloaded", "p50_ms"), "seed": med("seed", "rust-unloaded", "p50_ms")}

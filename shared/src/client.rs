@@ -6,9 +6,10 @@
 //! [`Client::recv_json`] into raw JSON for the seed protocol (whose server messages have no
 //! Rust client type).
 //!
-//! Control frames are handled underneath: pings are answered by tungstenite on the next read or
-//! write, so a client that keeps reading (see [`Client::drain`]) stays alive under a server's
-//! heartbeat without doing anything itself.
+//! Framing is actix-http's WebSocket codec (client mode: every frame masked with a fresh key)
+//! over a tokio `Framed`; the handshake is the plain HTTP/1.1 upgrade of RFC 6455 §4.1, with the
+//! server's `Sec-WebSocket-Accept` checked. Pings are answered as they are read, so a client
+//! that keeps reading (see [`Client::drain`]) stays alive under a server's heartbeat.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), switchboard::client::ClientError> {
@@ -26,26 +27,27 @@
 
 use std::time::Duration;
 
+use actix_http::ws::{self, CloseCode, CloseReason, Codec, Frame, Message};
+use base64::Engine;
+use bytes::BytesMut;
+use bytestring::ByteString;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::codec::{Framed, FramedParts};
 
 use crate::protocol::v1::Event;
 
-/// Read buffer per connection. tungstenite's default is 128 KiB, allocated up front: with the
-/// tens of thousands of sessions an idle run opens that is gigabytes in the generator. Signaling
-/// frames are a few KiB; a larger frame still arrives whole (the buffer grows for it).
-const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Largest frame the client accepts from a server.
+const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Largest HTTP response head accepted during the handshake.
+const MAX_HANDSHAKE_BYTES: usize = 16 * 1024;
 
-/// The text of one received frame. It derefs to `str` and owns its bytes without a copy out of
-/// the WebSocket's read buffer.
-pub type Text = tungstenite::Utf8Bytes;
+/// The text of one received frame: derefs to `str`, and owns its bytes without a copy out of
+/// the read buffer.
+pub type Text = ByteString;
 
 /// Everything that can go wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +56,11 @@ pub enum ClientError {
     #[error("bad request for {url}: {reason}")]
     BadRequest { url: String, reason: String },
     /// The TCP connection or the WebSocket handshake failed.
-    #[error("connect to {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: Box<tungstenite::Error>,
-    },
+    #[error("connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
     /// Reading or writing an open WebSocket failed.
     #[error("websocket: {0}")]
-    Ws(#[source] Box<tungstenite::Error>),
+    Ws(String),
     /// No text frame arrived in time.
     #[error("no frame within {0:?}")]
     Timeout(Duration),
@@ -79,16 +77,15 @@ pub enum ClientError {
     },
 }
 
-impl From<tungstenite::Error> for ClientError {
-    fn from(e: tungstenite::Error) -> Self {
-        // Boxed: tungstenite's error is large and would bloat every `Result` on the hot path.
-        ClientError::Ws(Box::new(e))
+impl From<ws::ProtocolError> for ClientError {
+    fn from(e: ws::ProtocolError) -> Self {
+        ClientError::Ws(e.to_string())
     }
 }
 
 /// One signaling connection.
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: Framed<TcpStream, Codec>,
     subprotocol: Option<String>,
 }
 
@@ -96,6 +93,24 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("subprotocol", &self.subprotocol).finish_non_exhaustive()
     }
+}
+
+/// `ws://host[:port][/path]` split into its parts.
+struct Target<'a> {
+    authority: &'a str,
+    path: &'a str,
+}
+
+fn parse_url(url: &str) -> Result<Target<'_>, String> {
+    let rest = url.strip_prefix("ws://").ok_or("only ws:// URLs are supported (TLS ends at the load balancer)")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err("no host".into());
+    }
+    Ok(Target { authority, path })
 }
 
 impl Client {
@@ -107,21 +122,70 @@ impl Client {
     /// Opens a WebSocket to `url`, asking for `subprotocol` when given. The handshake fails if
     /// the server does not agree to it, so a successful connect means it was negotiated.
     pub async fn connect_with(url: &str, subprotocol: Option<&str>) -> Result<Self, ClientError> {
-        let bad = |reason: String| ClientError::BadRequest { url: url.to_owned(), reason };
-        let mut request = url.into_client_request().map_err(|e| bad(e.to_string()))?;
+        let target = parse_url(url).map_err(|reason| ClientError::BadRequest { url: url.to_owned(), reason })?;
+        let fail = |reason: String| ClientError::Connect { url: url.to_owned(), reason };
+        let addr = if target.authority.contains(':') {
+            target.authority.to_owned()
+        } else {
+            format!("{}:80", target.authority)
+        };
+        let mut io = TcpStream::connect(&addr).await.map_err(|e| fail(e.to_string()))?;
+        // Nagle off, as browsers and Node's `ws` do: signaling frames are small and latency is
+        // what a benchmark measures.
+        io.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        let mut request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+            target.path, target.authority
+        );
         if let Some(p) = subprotocol {
-            let value = HeaderValue::from_str(p).map_err(|e| bad(e.to_string()))?;
-            request.headers_mut().insert("Sec-WebSocket-Protocol", value);
+            if p.contains(['\r', '\n']) {
+                return Err(ClientError::BadRequest { url: url.to_owned(), reason: "bad subprotocol".into() });
+            }
+            request.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
         }
-        // Nagle off, as browsers and Node's `ws` do: signaling frames are small and latency
-        // is what a benchmark measures.
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-        let (ws, response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-            .await
-            .map_err(|e| ClientError::Connect { url: url.to_owned(), source: Box::new(e) })?;
-        let subprotocol =
-            response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok(Client { ws, subprotocol })
+        request.push_str("\r\n");
+        io.write_all(request.as_bytes()).await.map_err(|e| fail(e.to_string()))?;
+
+        let mut buf = BytesMut::with_capacity(1024);
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > MAX_HANDSHAKE_BYTES {
+                return Err(fail("handshake response too large".into()));
+            }
+            if io.read_buf(&mut buf).await.map_err(|e| fail(e.to_string()))? == 0 {
+                return Err(fail("connection closed during the handshake".into()));
+            }
+        };
+        let head = buf.split_to(head_end);
+        let head = std::str::from_utf8(&head).map_err(|_| fail("handshake response is not text".into()))?;
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap_or_default();
+        if status.split(' ').nth(1) != Some("101") {
+            return Err(fail(format!("server refused the upgrade: {status}")));
+        }
+        let header = |name: &str| {
+            head.split("\r\n").skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+        };
+        let accept = ws::hash_key(key.as_bytes());
+        if header("sec-websocket-accept").as_deref().map(str::as_bytes) != Some(&accept[..]) {
+            return Err(fail("bad Sec-WebSocket-Accept".into()));
+        }
+        let agreed = header("sec-websocket-protocol");
+        if subprotocol.is_some() && agreed.as_deref() != subprotocol {
+            return Err(fail(format!("server did not agree to subprotocol {subprotocol:?}")));
+        }
+        let mut parts = FramedParts::new::<Message>(io, Codec::new().client_mode().max_size(MAX_FRAME_BYTES));
+        // Frames the server sent right after its response (v1's `welcome`).
+        parts.read_buf = buf;
+        Ok(Client { ws: Framed::from_parts(parts), subprotocol: agreed })
     }
 
     /// The subprotocol the server agreed to, if one was asked for.
@@ -131,14 +195,14 @@ impl Client {
 
     /// Sends one text frame.
     pub async fn send_text(&mut self, text: impl Into<String>) -> Result<(), ClientError> {
-        self.ws.send(Message::text(text.into())).await?;
+        self.ws.send(Message::Text(text.into().into())).await?;
         Ok(())
     }
 
     /// Sends several text frames with one flush, so they usually leave in one TCP write.
     pub async fn send_many(&mut self, texts: impl IntoIterator<Item = String>) -> Result<(), ClientError> {
         for text in texts {
-            self.ws.feed(Message::text(text)).await?;
+            self.ws.feed(Message::Text(text.into())).await?;
         }
         self.ws.flush().await?;
         Ok(())
@@ -156,20 +220,21 @@ impl Client {
         self.recv_text_until(Instant::now() + timeout).await
     }
 
-    /// Receives the next text frame, waiting until `deadline` at most. Control and binary
-    /// frames are skipped (pings are answered underneath).
+    /// Receives the next text frame, waiting until `deadline` at most. Pings are answered;
+    /// other control and binary frames are skipped.
     pub async fn recv_text_until(&mut self, deadline: Instant) -> Result<Text, ClientError> {
         let budget = deadline.saturating_duration_since(Instant::now());
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next()).await;
             match next.map_err(|_| ClientError::Timeout(budget))? {
-                Some(Ok(Message::Text(text))) => return Ok(text),
-                Some(Ok(Message::Close(frame))) => return Err(closed(frame)),
+                Some(Ok(Frame::Text(bytes))) => {
+                    return ByteString::try_from(bytes).map_err(|_| ClientError::Ws("text frame is not UTF-8".into()));
+                }
+                Some(Ok(Frame::Ping(payload))) => self.ws.send(Message::Pong(payload)).await?,
+                Some(Ok(Frame::Close(reason))) => return Err(closed(reason)),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e.into()),
-                None => {
-                    return Err(ClientError::Closed { code: None, reason: String::new() });
-                }
+                None => return Err(ClientError::Closed { code: None, reason: String::new() }),
             }
         }
     }
@@ -186,12 +251,14 @@ impl Client {
         parse_json(&text)
     }
 
-    /// Reads and discards frames until the server closes the connection, which keeps an idle
-    /// session answering the server's pings. Returns `Ok` on a clean close.
+    /// Reads and discards frames until the server closes the connection, answering pings, which
+    /// keeps an idle session alive under the server's heartbeat. Returns `Ok` on a clean close.
     pub async fn drain(&mut self) -> Result<(), ClientError> {
-        while let Some(msg) = self.ws.next().await {
-            if let Message::Close(_) = msg? {
-                return Ok(());
+        while let Some(frame) = self.ws.next().await {
+            match frame? {
+                Frame::Close(_) => return Ok(()),
+                Frame::Ping(payload) => self.ws.send(Message::Pong(payload)).await?,
+                _ => {}
             }
         }
         Ok(())
@@ -199,18 +266,33 @@ impl Client {
 
     /// Sends a normal close frame. The server's reply is not awaited.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        self.ws.close(None).await?;
+        self.ws.send(Message::Close(Some(CloseReason::from(CloseCode::Normal)))).await?;
         Ok(())
     }
 }
 
-fn closed(frame: Option<tungstenite::protocol::CloseFrame>) -> ClientError {
-    match frame {
-        Some(f) => ClientError::Closed { code: Some(u16::from(f.code)), reason: f.reason.as_str().to_owned() },
+fn closed(reason: Option<CloseReason>) -> ClientError {
+    match reason {
+        Some(r) => ClientError::Closed { code: Some(r.code.into()), reason: r.description.unwrap_or_default() },
         None => ClientError::Closed { code: None, reason: String::new() },
     }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ClientError> {
     serde_json::from_str(text).map_err(|source| ClientError::Json { source, frame: text.chars().take(200).collect() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("ws://127.0.0.1:8090/v1/ws").unwrap();
+        assert_eq!((t.authority, t.path), ("127.0.0.1:8090", "/v1/ws"));
+        let t = parse_url("ws://node").unwrap();
+        assert_eq!((t.authority, t.path), ("node", "/"));
+        assert!(parse_url("wss://node/ws").is_err());
+        assert!(parse_url("ws:///ws").is_err());
+    }
 }

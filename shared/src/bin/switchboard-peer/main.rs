@@ -48,7 +48,16 @@ fn main() -> ExitCode {
     stats::start_clock();
     let cli = Cli::parse();
     raise_nofile_limit();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads.into()).enable_all().build() {
+    // One thread: a current-thread runtime, with no work-stealing bookkeeping to pay for.
+    let mut builder = match cli.threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.into());
+            b
+        }
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchboard-peer: tokio runtime: {e}");
