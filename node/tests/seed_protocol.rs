@@ -6,13 +6,12 @@
 //! an `error` instead of crashing the server, a closed socket leaves its channels, and a relay's
 //! sender is the connection's own join, never `body.userId`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_tests::{Client, Frame, Node, V1Peer};
+use switchboard_tests::{Client, Frame, Node, V1Peer, external_tool, run_until};
 
 const NODE_BIN: &str = env!("CARGO_BIN_EXE_switchboard-node");
 /// How long a client must stay silent to count as "got nothing".
@@ -411,49 +410,6 @@ async fn seed_and_v1_namespaces_are_separate() {
 // ---------------------------------------------------------------------------------------------
 // The load script of the benchmarks, against one node.
 
-/// Runs `cmd` to completion or until `deadline`; returns (success, stdout, stderr).
-fn run_until(mut cmd: Command, deadline: Instant) -> (bool, String, String) {
-    let mut child =
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (stdout, stderr) = (out_reader.join().unwrap_or_default(), err_reader.join().unwrap_or_default());
-    match status {
-        Some(s) => (s.success(), stdout, stderr),
-        None => panic!("{cmd:?} did not finish in time\nstdout: {stdout}\nstderr: {stderr}"),
-    }
-}
-
-fn on_path(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Copies the load scripts (read-only in the workspace) into a scratch directory that survives
 /// between runs, so `npm install` happens once.
 fn prepare_load_dir() -> PathBuf {
@@ -471,8 +427,7 @@ fn prepare_load_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_load_script_loses_nothing() {
-    if !on_path("node") || !on_path("npm") {
-        println!("skipped: `node` and `npm` must be on PATH to run shared/bench/load/load.js");
+    if !external_tool("node") || !external_tool("npm") {
         return;
     }
     let node = start();

@@ -8,7 +8,7 @@ mod client;
 mod process;
 
 pub use client::{Client, Frame, V1Peer};
-pub use process::Node;
+pub use process::{Node, external_tool, run_until};
 
 /// How long any single expectation waits before the test fails.
 pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
