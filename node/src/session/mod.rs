@@ -5,15 +5,18 @@
 //! room. It is the only place a peer's identity is stamped on a message, so a client can never
 //! speak as another peer. The dialects' message handling lives in [`v1`] and [`seed`].
 
+mod inbox;
 mod seed;
 mod v1;
+
+pub use inbox::{Deliver, Drain, Evicted, Heartbeat, JoinAccepted, JoinRefused};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Running};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Running};
 use actix_http::ws::{CloseCode, CloseReason, Frame, Item, ProtocolError as WsError};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde_json::value::RawValue;
 use switchboard::protocol::v1::{LeaveReason, ServerMessage};
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, RoomName, close};
@@ -282,121 +285,6 @@ impl Connection for Session {
 
     fn on_closed(&mut self, ctx: &mut Context<Self>) {
         ctx.stop();
-    }
-}
-
-/// A frame for the client: a relay, an event, or a reply.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver {
-    pub frame: Bytes,
-    pub kind: &'static str,
-    /// When the relayed message reached this node, for the relay latency histogram.
-    pub received_at: Option<Instant>,
-}
-
-impl Handler<Deliver> for Session {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        self.send(&msg.frame, msg.kind, ctx);
-        if let Some(t) = msg.received_at {
-            self.state.metrics.relay_latency.observe(t.elapsed().as_secs_f64());
-        }
-    }
-}
-
-/// The room accepted this session's join.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct JoinAccepted {
-    pub room: RoomName,
-    pub addr: Addr<Room>,
-    pub frame: Bytes,
-}
-
-impl Handler<JoinAccepted> for Session {
-    type Result = ();
-
-    fn handle(&mut self, msg: JoinAccepted, ctx: &mut Context<Self>) {
-        let Some(i) = self.pending.iter().position(|r| *r == msg.room) else {
-            // The client left before the join completed; the room has the leave queued.
-            return;
-        };
-        self.pending.swap_remove(i);
-        self.rooms.push(JoinedRoom { name: msg.room, addr: msg.addr });
-        self.send(&msg.frame, "joined", ctx);
-    }
-}
-
-/// The room refused this session's join; `frame` is the error to show.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct JoinRefused {
-    pub room: RoomName,
-    pub frame: Bytes,
-}
-
-impl Handler<JoinRefused> for Session {
-    type Result = ();
-
-    fn handle(&mut self, msg: JoinRefused, ctx: &mut Context<Self>) {
-        self.pending.retain(|r| *r != msg.room);
-        self.send(&msg.frame, "error", ctx);
-    }
-}
-
-/// The room removed this session (a seed user id taken over, an operator's kick).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Evicted {
-    pub room: RoomName,
-    pub frame: Option<Bytes>,
-}
-
-impl Handler<Evicted> for Session {
-    type Result = ();
-
-    fn handle(&mut self, msg: Evicted, ctx: &mut Context<Self>) {
-        self.rooms.retain(|r| r.name != msg.room);
-        if let Some(frame) = msg.frame {
-            self.send(&frame, "error", ctx);
-        }
-    }
-}
-
-/// The node is shutting down: close with "going away" so the client reconnects elsewhere.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Drain;
-
-impl Handler<Drain> for Session {
-    type Result = ();
-
-    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
-        self.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
-    }
-}
-
-/// The node's heartbeat tick: ping the client, or close it if it has gone quiet.
-///
-/// One node-wide ticker sends this to every session (see [`crate::heartbeat`]) instead of a
-/// timer per session: an idle session then holds no timer, and a busy one is not re-polling
-/// one on every wake-up.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Heartbeat;
-
-impl Handler<Heartbeat> for Session {
-    type Result = ();
-
-    fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) {
-        if self.last_seen.elapsed() > self.state.config.idle_timeout() {
-            self.state.metrics.error(ErrorCode::IdleTimeout);
-            self.close(close::IDLE_TIMEOUT, "idle-timeout", LeaveReason::Timeout, ctx);
-        } else {
-            self.out.control(actix_http::ws::Message::Ping(Bytes::new()));
-        }
     }
 }
 

@@ -1,0 +1,110 @@
+//! Protocol v1 as a Rust client speaks it: owned [`Event`]s with `data` as JSON values, and
+//! [`Request`]s to send. The node never uses these; the reference peer and tests do.
+
+use serde::{Deserialize, Serialize};
+
+use super::{LeaveReason, Limits};
+use crate::protocol::{ErrorCode, PeerId};
+
+/// A server message as a Rust client reads it (owned, `data` as a JSON value).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    Welcome {
+        protocol: u32,
+        peer_id: PeerId,
+        node_id: String,
+        heartbeat_ms: u64,
+        limits: Limits,
+    },
+    Joined {
+        room: String,
+        peer_id: PeerId,
+        peers: Vec<PeerEntry>,
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+    Left {
+        room: String,
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+    PeerJoined {
+        room: String,
+        peer: PeerEntry,
+    },
+    PeerLeft {
+        room: String,
+        peer_id: PeerId,
+        reason: LeaveReason,
+    },
+    Signal {
+        room: String,
+        from: PeerId,
+        data: serde_json::Value,
+    },
+    Broadcast {
+        room: String,
+        from: PeerId,
+        data: serde_json::Value,
+    },
+    Pong {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+}
+
+/// A room member as a Rust client reads it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct PeerEntry {
+    pub peer_id: PeerId,
+    #[serde(default)]
+    pub meta: Option<serde_json::Value>,
+}
+
+/// A client request as a Rust client writes it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Request {
+    Join {
+        room: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        meta: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Leave {
+        room: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Signal {
+        room: String,
+        to: PeerId,
+        data: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Broadcast {
+        room: String,
+        data: serde_json::Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Ping {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+}
+
+impl Request {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
