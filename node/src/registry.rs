@@ -78,7 +78,7 @@ impl Handler<Route> for Registry {
         };
         let entry = self.rooms.entry(msg.room.clone()).or_insert_with(|| {
             state.metrics.rooms.inc();
-            debug!(room = %msg.room, "room opened");
+            debug!(node = %state.node_id, room = %msg.room, "room opened");
             let (name, registry, st) = (msg.room.clone(), ctx.address(), Arc::clone(&state));
             let addr = Room::start_in_arbiter(&msg.arbiter, move |_| Room::new(name, st, registry));
             Entry { addr, routed: 0 }
@@ -109,8 +109,8 @@ impl Handler<RoomIdle> for Registry {
             entry.addr.do_send(Close);
             if let Some(state) = self.state.upgrade() {
                 state.metrics.rooms.dec();
+                debug!(node = %state.node_id, room = %msg.room, "room closed");
             }
-            debug!(room = %msg.room, "room closed");
         }
     }
 }
