@@ -80,6 +80,8 @@ fn app(
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        // Browsers ask for one on every page load; answer without a 404 in their console.
+        .route("/favicon.ico", web::get().to(HttpResponse::NoContent))
         .route("/ws", web::get().to(upgrade_required))
         .route("/v1/ws", web::get().to(upgrade_required))
         .default_service(web::to(not_found));

@@ -51,3 +51,40 @@ async fn redis_url_without_the_redis_bus_fails_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--redis-url"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_false_while_draining() {
+    // A client that never reads keeps its session (and so the drain) open until the close
+    // grace runs out, which leaves time to ask /readyz.
+    let mut node = Node::start(
+        BIN,
+        &["--messages-per-sec", "0", "--max-outbound-bytes", "67108864", "--shutdown-timeout-secs", "5"],
+    );
+    let mut flooder = V1Peer::connect(&node.ws_url("/v1/ws")).await;
+    let mut sleeper = V1Peer::connect(&node.ws_url("/v1/ws")).await;
+    flooder.join("drain-slow").await;
+    sleeper.join("drain-slow").await;
+    flooder.ws.expect("peer-joined").await;
+    let blob = "x".repeat(60 * 1024);
+    for _ in 0..400 {
+        flooder.ws.send_json(serde_json::json!({"type": "broadcast", "room": "drain-slow", "data": blob})).await;
+    }
+    // Let the node push what the kernel takes; the rest waits in the sleeper's outbox.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node.get("/readyz").0, 200);
+
+    node.terminate();
+    let mut saw_unready = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (status, body) = node.get("/readyz");
+        if status == 503 {
+            assert!(body.contains("\"draining\":true"), "{body}");
+            saw_unready = true;
+            break;
+        }
+    }
+    assert!(saw_unready, "/readyz never reported 503 during the drain");
+    assert!(node.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()));
+    drop(sleeper);
+}
