@@ -27,6 +27,8 @@ pub async fn on_signal(state: Arc<NodeState>, server: ServerHandle) {
 
 /// Closes every session and waits, within the shutdown timeout, for them to be gone.
 pub async fn drain(state: &NodeState) {
+    // Raise the flag before taking the snapshot: a session starting meanwhile either is in the
+    // snapshot or sees the flag (see `Session::started`).
     state.start_draining();
     let sessions = state.sessions.all();
     let count = sessions.len();

@@ -42,11 +42,11 @@ impl NodeState {
     }
 
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.draining.load(Ordering::SeqCst)
     }
 
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.draining.store(true, Ordering::SeqCst);
         self.metrics.ready.set(0);
     }
 }

@@ -202,6 +202,12 @@ impl Actor for Session {
             self.send(welcome.as_bytes(), "welcome", ctx);
         }
         debug!(parent: &self.span, "session opened");
+        // A drain snapshots the directory after raising its flag, and this session registered
+        // before looking at the flag: so either the drain saw this session, or this session
+        // sees the drain.
+        if self.state.draining() {
+            self.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
+        }
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
