@@ -47,6 +47,10 @@ pub struct Args {
     /// Ask for this WebSocket subprotocol (e.g. switchboard.v1).
     #[arg(long)]
     pub subprotocol: Option<String>,
+    /// Join each session into a room (`--join false`: connect only). Comparing the two runs
+    /// tells what a room membership costs the server on top of a connection.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub join: bool,
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
@@ -85,6 +89,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     line.str("proto", args.proto.name())
         .str("url", &args.url)
         .int("sessions", n)
+        .raw("joined", if args.join { "true" } else { "false" })
         .int("open", n - dropped.load(Ordering::Relaxed))
         .num("open_secs", stats::round3(open_secs));
     if !args.node_pid.is_empty() {
@@ -119,6 +124,9 @@ async fn open_session(i: usize, args: &Args, timeout: Duration) -> Result<Client
             wire::v1_join(&room)
         }
     };
+    if !args.join {
+        return Ok(c);
+    }
     c.send_text(join).await?;
     loop {
         let text = c.recv_text_until(deadline).await?;
