@@ -1,6 +1,12 @@
 //! Which protocol a session speaks; rooms of one dialect only ever hold sessions of it, since
 //! seed channels live in their own `seed/` namespace.
 
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use switchboard::protocol::ProtocolError;
+use switchboard::protocol::seed::SeedServerMessage;
+use switchboard::protocol::v1::ServerMessage;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     /// Protocol v1 at `/v1/ws`.
@@ -17,12 +23,6 @@ impl Dialect {
         }
     }
 }
-
-use bytes::Bytes;
-use serde_json::value::RawValue;
-use switchboard::protocol::ProtocolError;
-use switchboard::protocol::seed::SeedServerMessage;
-use switchboard::protocol::v1::ServerMessage;
 
 /// The `error` frame for `err` in `dialect`, echoing the client's `id` (v1 only).
 pub fn error_frame(dialect: Dialect, err: &ProtocolError, id: Option<&RawValue>) -> Bytes {

@@ -126,18 +126,6 @@ impl Handler<Inbound> for Registry {
     }
 }
 
-/// How many rooms the node holds.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct CountRooms;
-
-impl Handler<CountRooms> for Registry {
-    type Result = usize;
-    fn handle(&mut self, _: CountRooms, _: &mut Context<Self>) -> usize {
-        self.rooms.len()
-    }
-}
-
 /// Leave a room by name: for a session that stops while its join is still on the way, so the
 /// leave reaches the room after the join (both pass through here, in order).
 #[derive(Message)]

@@ -151,16 +151,22 @@ impl Session {
         }
     }
 
+    /// A message over the size limit: say so, then close with 1009 (its remaining bytes cannot
+    /// be skipped reliably, so the connection cannot go on).
+    fn refuse_too_big(&mut self, ctx: &mut Context<Self>) {
+        let max = self.state.config.max_message_bytes;
+        let err = ProtocolError::new(ErrorCode::MessageTooBig, format!("messages are limited to {max} bytes"));
+        self.fail(&err, None, ctx);
+        self.close(close::TOO_BIG, "message-too-big", LeaveReason::Disconnected, ctx);
+    }
+
     /// Adds a continuation to the message being reassembled, within the size limit.
     fn append_fragment(&mut self, b: &[u8], ctx: &mut Context<Self>) {
         let max = self.state.config.max_message_bytes;
         let Some(buf) = self.fragments.as_mut() else { return };
         if buf.len() + b.len() > max {
             self.fragments = None;
-            let err = ProtocolError::new(ErrorCode::MessageTooBig, format!("messages are limited to {max} bytes"));
-            self.fail(&err, None, ctx);
-            self.close(close::TOO_BIG, "message-too-big", LeaveReason::Disconnected, ctx);
-            return;
+            return self.refuse_too_big(ctx);
         }
         buf.extend_from_slice(b);
     }
@@ -280,10 +286,7 @@ impl Connection for Session {
     fn on_protocol_error(&mut self, err: WsError, ctx: &mut Context<Self>) {
         debug!(parent: &self.span, error = %err, "websocket protocol error");
         if matches!(err, WsError::Overflow) {
-            let max = self.state.config.max_message_bytes;
-            let e = ProtocolError::new(ErrorCode::MessageTooBig, format!("messages are limited to {max} bytes"));
-            self.fail(&e, None, ctx);
-            self.close(close::TOO_BIG, "message-too-big", LeaveReason::Disconnected, ctx);
+            self.refuse_too_big(ctx);
         } else {
             self.close(close::PROTOCOL_ERROR, "protocol-error", LeaveReason::Disconnected, ctx);
         }
