@@ -13,25 +13,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rooms=${1:-200} rounds=${2:-50} runs=${3:-3} idle=${4:-19900}
-anchors=$root/../shared/bench
-work=$root/target/bench
-bin=$root/target/release
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 cargo build --quiet --release -p switchboard-node -p switchboard --features switchboard/peer
-for d in anchors/seed-server load; do
-  if [ ! -d "$work/$d/node_modules" ]; then
-    mkdir -p "$work/$d" && cp -r "$anchors/$d/." "$work/$d/"
-    (cd "$work/$d" && npm install --silent --no-audit --no-fund >/dev/null)
-  fi
-done
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+install_anchor anchors/seed-server
+install_anchor load
 workers=${WORKERS:-0}
-unlimited=(--workers "$workers" --messages-per-sec 0 --candidates-per-sec 0 --descriptions-per-min 0 --max-candidates-per-negotiation 0)
+unlimited+=(--workers "$workers")
 
 start_servers() {
   sb_port=$(port); seed_port=$(port)
@@ -40,17 +29,6 @@ start_servers() {
   wait_port "$sb_port"; wait_port "$seed_port"
 }
 stop_servers() { kill "$sb_pid" "$seed_pid" 2>/dev/null || true; wait "$sb_pid" "$seed_pid" 2>/dev/null || true; }
-emit() { echo "{\"server\":\"$1\",\"generator\":\"$2\",\"result\":$3}"; }
-# CPU time (user+system, in clock ticks) a process has used so far.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# Runs a generator command against one server, adding the server's CPU per delivered message.
-measure() {
-  local server=$1 gen=$2 pid=$3; shift 3
-  local before after result
-  before=$(cpu_ticks "$pid"); result=$("$@"); after=$(cpu_ticks "$pid")
-  result=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=int(sys.argv[2]); hz=int(sys.argv[3]); r["server_cpu_us_per_msg"]=round(t*1e6/hz/max(r["delivered"],1),2); print(json.dumps(r,separators=(",",":")))' "$result" "$((after - before))" "$(getconf CLK_TCK)")
-  emit "$server" "$gen" "$result"
-}
 
 start_servers
 out=$(mktemp)

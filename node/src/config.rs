@@ -20,13 +20,30 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:8090")]
     pub listen: SocketAddr,
 
-    /// This node's id in the cluster (in logs, metrics and membership). Default: a random id.
-    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    /// This node's id in the cluster (in logs, metrics and membership): 1-64 characters of
+    /// `A-Z a-z 0-9 _ - .` (a pod name fits). Default: a random id.
+    #[arg(long, env = "SWITCHBOARD_NODE_ID", value_parser = parse_name)]
     pub node_id: Option<String>,
 
-    /// Redis URL for clustering. Absent: the node runs alone on the embedded in-memory bus.
+    /// Redis URL for clustering (`redis://[:password@]host:port[/db]`). Absent: the node runs
+    /// alone on the embedded in-memory bus.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Cluster name: the namespace of this cluster's keys and channels, so several clusters can
+    /// share one Redis.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_NAME", default_value = "switchboard", value_parser = parse_name)]
+    pub cluster_name: String,
+
+    /// A node that has not renewed its lease in Redis for this long is declared lost and its
+    /// peers leave every room with reason `node-lost`, milliseconds. Renewed every third of it.
+    #[arg(long, env = "SWITCHBOARD_NODE_LEASE_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(300..))]
+    pub node_lease_ms: u64,
+
+    /// TTL of membership records in Redis, seconds: what a crashed cluster leaves behind is
+    /// gone after this long. Live rooms are refreshed well before.
+    #[arg(long, env = "SWITCHBOARD_RECORD_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..))]
+    pub record_ttl_secs: u64,
 
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -110,6 +127,12 @@ pub struct Config {
     pub demo: bool,
 }
 
+/// Node ids and cluster names appear inside Redis keys and membership records.
+fn parse_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok { Ok(s.to_string()) } else { Err("must be 1-64 characters of A-Z a-z 0-9 _ - .".into()) }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -127,6 +150,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn node_lease(&self) -> Duration {
+        Duration::from_millis(self.node_lease_ms)
     }
 
     /// The limits as announced to v1 clients in `welcome`.

@@ -32,7 +32,8 @@ use std::sync::Arc;
 use actix::Actor;
 use tracing::info;
 
-use crate::bus::{Bus, MemoryBus, NodeId};
+use crate::bus::redis::Settings;
+use crate::bus::{Bus, Inboxes, MemoryBus, NodeId, RedisBus};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::{Attach, Registry};
@@ -46,8 +47,8 @@ pub enum NodeError {
     Metrics(#[from] prometheus::Error),
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
-    #[error("--redis-url is given but this build has only the embedded bus (the Redis bus lands with clustering)")]
-    RedisUnsupported,
+    #[error("--redis-url: {0}")]
+    RedisUrl(#[from] redis::RedisError),
 }
 
 /// Runs a node until it is shut down. Must be called inside an actix `System`.
@@ -55,16 +56,21 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     raise_fd_limit();
     let node_id: NodeId =
         config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>())).into();
+    let metrics = Metrics::new(&node_id)?;
     let bus: Arc<dyn Bus> = match &config.redis_url {
         None => MemoryBus::new(),
-        Some(_) => return Err(NodeError::RedisUnsupported),
+        Some(url) => {
+            let settings = redis_settings(&config);
+            RedisBus::new(url, &config.cluster_name, node_id.clone(), settings, metrics.bus.clone())?
+        }
     };
-    let metrics = Metrics::new(&node_id)?;
-    let registry = Registry::new().start();
+    let registry = Registry::new();
+    let directory = registry.directory();
+    let registry = registry.start();
     let listen = config.listen;
     let state = Arc::new(NodeState::new(config, node_id.clone(), metrics, Arc::clone(&bus), registry.clone()));
     registry.do_send(Attach(Arc::downgrade(&state)));
-    bus.attach(node_id.clone(), registry.recipient());
+    bus.attach(node_id.clone(), Inboxes { rooms: directory, cluster: registry.recipient() });
 
     let listener = server::bind(listen).map_err(|source| NodeError::Listen { addr: listen, source })?;
     let local = listener.local_addr()?;
@@ -78,6 +84,15 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     server.await?;
     info!(node = %node_id, "node stopped");
     Ok(())
+}
+
+fn redis_settings(config: &Config) -> Settings {
+    Settings {
+        lease: config.node_lease(),
+        record_ttl: std::time::Duration::from_secs(config.record_ttl_secs),
+        canary_every: (config.node_lease() / 3).min(std::time::Duration::from_secs(1)),
+        timeout: std::time::Duration::from_secs(1),
+    }
 }
 
 /// A node holds one descriptor per session: lift the soft limit to the hard one.

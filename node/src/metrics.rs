@@ -53,6 +53,45 @@ pub struct Metrics {
     errors: Vec<IntCounter>,
     pub relay_latency: Histogram,
     pub ready: IntGauge,
+    pub bus: BusMetrics,
+}
+
+/// The cluster bus's own counters (all zero on the embedded bus).
+#[derive(Clone)]
+pub struct BusMetrics {
+    /// 1 while the bus's connection to Redis is up.
+    pub up: IntGauge,
+    pub published: IntCounter,
+    /// Publishes that reached no subscriber (the target node is gone or not subscribed).
+    pub undelivered: IntCounter,
+    pub received: IntCounter,
+    pub errors: IntCounter,
+    pub reconnects: IntCounter,
+    pub nodes_lost: IntCounter,
+}
+
+impl BusMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        Ok(Self {
+            up: gauge("bus_up", "1 while the cluster bus is connected to Redis.")?,
+            published: counter("bus_published_total", "Messages published to other nodes.")?,
+            undelivered: counter("bus_undelivered_total", "Publishes that no node received.")?,
+            received: counter("bus_received_total", "Messages received from other nodes.")?,
+            errors: counter("bus_errors_total", "Cluster bus operations that failed.")?,
+            reconnects: counter("bus_reconnects_total", "Lost connections to Redis.")?,
+            nodes_lost: counter("bus_nodes_lost_total", "Other nodes declared lost (lease expired).")?,
+        })
+    }
 }
 
 fn dialect_index(d: Dialect) -> usize {
@@ -124,6 +163,7 @@ impl Metrics {
             errors: ErrorCode::ALL.iter().map(|c| errors.with_label_values(&[c.as_str()])).collect(),
             relay_latency,
             ready,
+            bus: BusMetrics::new(&registry)?,
             registry,
         })
     }

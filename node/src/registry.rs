@@ -9,19 +9,37 @@
 //! peers of a call usually share a thread with their room.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use actix::{Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message};
 use switchboard::protocol::RoomName;
 use tracing::debug;
 
-use crate::bus::Inbound;
+use crate::bus::{ClusterEvent, Inbound, RoomInbox};
 use crate::room::{Close, Join, Leave, Room};
 use crate::state::NodeState;
 
 pub struct Registry {
     state: Weak<NodeState>,
     rooms: HashMap<RoomName, Entry>,
+    directory: Arc<RoomDirectory>,
+}
+
+/// The open rooms by name, readable from any thread: the bus hands events from other nodes
+/// straight to their room. Only the registry writes it, as it opens and closes rooms.
+#[derive(Default)]
+pub struct RoomDirectory(RwLock<HashMap<RoomName, Addr<Room>>>);
+
+impl RoomInbox for RoomDirectory {
+    fn deliver(&self, msg: Inbound) -> Result<(), Inbound> {
+        match self.0.read().unwrap_or_else(PoisonError::into_inner).get(&msg.room) {
+            Some(room) => {
+                room.do_send(msg);
+                Ok(())
+            }
+            None => Err(msg),
+        }
+    }
 }
 
 struct Entry {
@@ -32,7 +50,12 @@ struct Entry {
 
 impl Registry {
     pub fn new() -> Self {
-        Self { state: Weak::new(), rooms: HashMap::new() }
+        Self { state: Weak::new(), rooms: HashMap::new(), directory: Arc::default() }
+    }
+
+    /// The directory the bus delivers through.
+    pub fn directory(&self) -> Arc<RoomDirectory> {
+        Arc::clone(&self.directory)
     }
 }
 
@@ -81,6 +104,7 @@ impl Handler<Route> for Registry {
             debug!(node = %state.node_id, room = %msg.room, "room opened");
             let (name, registry, st) = (msg.room.clone(), ctx.address(), Arc::clone(&state));
             let addr = Room::start_in_arbiter(&msg.arbiter, move |_| Room::new(name, st, registry));
+            self.directory.0.write().unwrap_or_else(PoisonError::into_inner).insert(msg.room.clone(), addr.clone());
             Entry { addr, routed: 0 }
         });
         entry.routed += 1;
@@ -106,6 +130,7 @@ impl Handler<RoomIdle> for Registry {
             return;
         }
         if let Some(entry) = self.rooms.remove(&msg.room) {
+            self.directory.0.write().unwrap_or_else(PoisonError::into_inner).remove(&msg.room);
             entry.addr.do_send(Close);
             if let Some(state) = self.state.upgrade() {
                 state.metrics.rooms.dec();
@@ -115,13 +140,12 @@ impl Handler<RoomIdle> for Registry {
     }
 }
 
-impl Handler<Inbound> for Registry {
+impl Handler<ClusterEvent> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: Inbound, _: &mut Context<Self>) {
-        // Events for rooms this node no longer holds have no one to reach.
-        if let Some(entry) = self.rooms.get(&msg.room) {
-            entry.addr.do_send(msg);
+    fn handle(&mut self, msg: ClusterEvent, _: &mut Context<Self>) {
+        for entry in self.rooms.values() {
+            entry.addr.do_send(msg.clone());
         }
     }
 }

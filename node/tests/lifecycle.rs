@@ -43,13 +43,19 @@ async fn sigterm_closes_every_session_with_a_reason_and_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_url_without_the_redis_bus_fails_clearly() {
-    let out = std::process::Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--redis-url", "redis://127.0.0.1:1"])
-        .output()
-        .expect("run node");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--redis-url"));
+async fn bad_cluster_settings_fail_clearly_at_start() {
+    for (args, expect) in [
+        (&["--redis-url", "nonsense://127.0.0.1:1"][..], "--redis-url"),
+        (&["--node-id", "a|b"][..], "--node-id"),
+        (&["--cluster-name", "has space"][..], "--cluster-name"),
+        (&["--node-lease-ms", "10"][..], "--node-lease-ms"),
+    ] {
+        let out =
+            std::process::Command::new(BIN).args(["--listen", "127.0.0.1:0"]).args(args).output().expect("run node");
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,9 +6,11 @@
 
 mod client;
 mod process;
+mod redis;
 
 pub use client::{Client, Frame, V1Peer};
-pub use process::{Node, external_tool, run_until};
+pub use process::{Node, external_tool, free_port, node_binary, run_until};
+pub use redis::RedisServer;
 
 /// How long any single expectation waits before the test fails.
 pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

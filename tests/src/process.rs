@@ -90,6 +90,34 @@ impl Drop for Node {
     }
 }
 
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The `switchboard-node` binary next to the running test (`target/<profile>/`), brought up to
+/// date first: tests of this crate cannot use `CARGO_BIN_EXE_*` of another package, so a plain
+/// `cargo test -p switchboard-tests` would otherwise run a stale node.
+pub fn node_binary() -> String {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable");
+        // target/<profile>/deps/<test> → target/<profile>/switchboard-node
+        let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "switchboard-node", "--bin", "switchboard-node"]);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let ok = build.status().is_ok_and(|s| s.success());
+        assert!(ok, "cannot build switchboard-node");
+        dir.join("switchboard-node").to_string_lossy().into_owned()
+    })
+    .clone()
+}
+
 /// GET `path` from `addr` with extra headers; returns (status, body).
 pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     use std::io::{Read, Write};

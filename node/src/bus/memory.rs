@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use actix::Recipient;
 use futures_util::FutureExt;
+use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, RoomName};
 
-use super::{Bus, BusResult, Delivery, Inbound, MemberRecord, NodeId, RoomEvent};
+use super::{Bus, BusResult, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId, RoomEvent};
 
 #[derive(Default)]
 pub struct MemoryBus {
@@ -20,8 +20,24 @@ pub struct MemoryBus {
 
 #[derive(Default)]
 struct State {
-    nodes: HashMap<NodeId, Recipient<Inbound>>,
+    nodes: HashMap<NodeId, Inboxes>,
     rooms: HashMap<RoomName, Vec<MemberRecord>>,
+}
+
+impl State {
+    /// Sends `event` to every node but `origin` holding members of `room`.
+    fn notify(&self, room: &RoomName, origin: &NodeId, event: &RoomEvent) {
+        let Some(members) = self.rooms.get(room) else { return };
+        let mut nodes: Vec<&NodeId> = members.iter().map(|m| &m.node).filter(|n| *n != origin).collect();
+        nodes.sort();
+        nodes.dedup();
+        for node in nodes {
+            if let Some(inbox) = self.nodes.get(node) {
+                // Events for rooms a node no longer holds have no one to reach.
+                let _ = inbox.rooms.deliver(Inbound { room: room.clone(), event: event.clone() });
+            }
+        }
+    }
 }
 
 impl MemoryBus {
@@ -36,47 +52,58 @@ impl MemoryBus {
 }
 
 impl Bus for MemoryBus {
-    fn attach(&self, node: NodeId, inbox: Recipient<Inbound>) {
-        self.state().nodes.insert(node, inbox);
+    fn attach(&self, node: NodeId, inboxes: Inboxes) {
+        self.state().nodes.insert(node, inboxes);
     }
 
-    fn join(&self, room: &RoomName, member: MemberRecord) -> BusResult<Vec<MemberRecord>> {
+    fn join(&self, room: &RoomName, member: MemberRecord) -> BusResult<Joined> {
         let mut state = self.state();
+        // In one process the other nodes' rooms get the event through their mailboxes; no
+        // acknowledgement is awaited (the embedded bus serves one node in production).
+        state.notify(room, &member.node, &RoomEvent::Joined(member.clone(), None));
         let members = state.rooms.entry(room.clone()).or_default();
         let others = members.iter().filter(|m| m.node != member.node).cloned().collect();
         members.retain(|m| m.peer != member.peer);
         members.push(member);
-        async move { Ok(others) }.boxed()
+        async move { Ok(Joined { others, settled: None }) }.boxed()
     }
 
-    fn leave(&self, room: &RoomName, _node: &NodeId, peer: PeerId) -> BusResult<()> {
+    fn ack(&self, _ack: JoinAck) {}
+
+    fn leave(&self, room: &RoomName, node: &NodeId, peer: PeerId, reason: LeaveReason) -> BusResult<()> {
         let mut state = self.state();
-        if let Some(members) = state.rooms.get_mut(room) {
-            members.retain(|m| m.peer != peer);
-            if members.is_empty() {
-                state.rooms.remove(room);
-            }
+        let Some(members) = state.rooms.get_mut(room) else { return async { Ok(()) }.boxed() };
+        let before = members.len();
+        members.retain(|m| !(m.peer == peer && &m.node == node));
+        let removed = members.len() < before;
+        if members.is_empty() {
+            state.rooms.remove(room);
+        } else if removed {
+            state.notify(room, node, &RoomEvent::Left { peer, reason });
         }
         async { Ok(()) }.boxed()
     }
 
-    fn publish(&self, room: &RoomName, origin: &NodeId, event: RoomEvent) -> BusResult<Delivery> {
+    fn publish(&self, room: &RoomName, _from: &NodeId, to: &[NodeId], event: RoomEvent) -> BusResult<Delivery> {
         let state = self.state();
-        let mut nodes: Vec<&NodeId> = state
-            .rooms
-            .get(room)
-            .map(|ms| ms.iter().map(|m| &m.node).filter(|n| *n != origin).collect())
-            .unwrap_or_default();
-        nodes.sort();
-        nodes.dedup();
         let mut delivered = 0;
-        for node in nodes {
+        for node in to {
             if let Some(inbox) = state.nodes.get(node) {
-                inbox.do_send(Inbound { room: room.clone(), event: event.clone() });
+                // Events for rooms a node no longer holds have no one to reach.
+                let _ = inbox.rooms.deliver(Inbound { room: room.clone(), event: event.clone() });
                 delivered += 1;
             }
         }
         async move { Ok(Delivery { nodes: delivered }) }.boxed()
+    }
+
+    fn members(&self, room: &RoomName) -> BusResult<Vec<MemberRecord>> {
+        let members = self.state().rooms.get(room).cloned().unwrap_or_default();
+        async move { Ok(members) }.boxed()
+    }
+
+    fn generation(&self) -> u64 {
+        0
     }
 
     fn healthy(&self) -> bool {

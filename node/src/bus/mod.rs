@@ -1,11 +1,18 @@
 //! The cluster bus: the only way a room talks beyond its node.
 //!
 //! A room actor asks the bus to record membership (so that `joined` lists members on every
-//! node) and to carry events to the rooms of other nodes. The bus hands events from other nodes
-//! to this node's [`Inbound`] recipient. Actors see only these types — never Redis's — so the
-//! embedded [`MemoryBus`] and the Redis bus are interchangeable.
+//! node) and to carry relays to the nodes of its remote members. Membership changes reach the
+//! other nodes of a room *from the bus itself*, in the same atomic step that records them: the
+//! set of nodes to tell is read together with the write, so a join and a leave racing on two
+//! nodes can never leave one of them with a ghost member.
+//!
+//! The bus hands events from other nodes to this node's [`Inbound`] recipient and news about
+//! the cluster itself ([`ClusterEvent`]) to its control recipient. Actors see only these
+//! types — never Redis's — so the embedded [`MemoryBus`] and the [`RedisBus`] are
+//! interchangeable.
 
 mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -17,6 +24,7 @@ use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, RoomName};
 
 pub use memory::MemoryBus;
+pub use redis::RedisBus;
 
 /// A node's identity in the cluster.
 pub type NodeId = Arc<str>;
@@ -34,7 +42,9 @@ pub struct MemberRecord {
 /// What travels between nodes about one room.
 #[derive(Clone, Debug)]
 pub enum RoomEvent {
-    Joined(MemberRecord),
+    /// A member joined on another node; once the room has taken it in, it acknowledges with
+    /// [`Bus::ack`] so the joiner's `joined` can wait for every node to know it.
+    Joined(MemberRecord, Option<JoinAck>),
     Left {
         peer: PeerId,
         reason: LeaveReason,
@@ -48,12 +58,44 @@ pub enum RoomEvent {
     },
 }
 
+/// Owed to a joiner's node once its `Joined` has been taken in.
+#[derive(Clone, Debug)]
+pub struct JoinAck {
+    pub node: NodeId,
+    pub token: u64,
+}
+
+/// A recorded join.
+pub struct Joined {
+    /// The room's members on other nodes, read atomically with the write.
+    pub others: Vec<MemberRecord>,
+    /// Completes once every other node holding members of the room has taken the join in
+    /// (or a bound has passed); `None` if there is no one to wait for. Until then the joiner
+    /// is not told it joined: when it is, a message anyone sends it, or sends to the room,
+    /// is routed by nodes that already know it.
+    pub settled: Option<BoxFuture<'static, ()>>,
+}
+
 /// An event from another node, for a room of this one.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Inbound {
     pub room: RoomName,
     pub event: RoomEvent,
+}
+
+/// News about the cluster rather than one room; the registry passes it to every room.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub enum ClusterEvent {
+    /// A node stopped renewing its lease: its members are gone from every room.
+    NodeLost(NodeId),
+    /// This node's membership records may be missing from the cluster (it came back from a
+    /// lost connection or a lost lease): every room writes its local members again.
+    Reassert,
+    /// Membership events may have been missed (the subscription was down): every room
+    /// reconciles its remote members with the cluster's records.
+    Resync,
 }
 
 /// How a publish went.
@@ -63,27 +105,62 @@ pub struct Delivery {
     pub nodes: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum BusError {
     #[error("the cluster bus is unavailable: {0}")]
     Unavailable(String),
+    #[error("this node's cluster lease was lost; it is rejoining under a new one")]
+    Fenced,
+    #[error("the cluster bus is overloaded ({0} operations queued)")]
+    Overloaded(usize),
+    #[error("a cluster record could not be read: {0}")]
+    Corrupt(String),
 }
 
 pub type BusResult<T> = BoxFuture<'static, Result<T, BusError>>;
 
+/// Hands an event to the room it is for; gives it back if this node holds no such room.
+pub trait RoomInbox: Send + Sync {
+    fn deliver(&self, msg: Inbound) -> Result<(), Inbound>;
+}
+
+/// Where the bus delivers what it receives.
+#[derive(Clone)]
+pub struct Inboxes {
+    /// Straight to the rooms (the relay path takes no detour through another actor).
+    pub rooms: Arc<dyn RoomInbox>,
+    pub cluster: Recipient<ClusterEvent>,
+}
+
+/// The seam between rooms and the cluster. Every method takes its place in the bus's order
+/// when it is *called* (not when its future is first polled), so a room's calls reach other
+/// nodes in the order the room made them.
 pub trait Bus: Send + Sync + 'static {
-    /// Starts delivering this node's inbound events to `inbox`.
-    fn attach(&self, node: NodeId, inbox: Recipient<Inbound>);
+    /// Starts delivering this node's inbound events.
+    fn attach(&self, node: NodeId, inboxes: Inboxes);
 
-    /// Records `member` in `room` and returns the room's members on *other* nodes, atomically:
-    /// two peers joining at once on two nodes always see each other.
-    fn join(&self, room: &RoomName, member: MemberRecord) -> BusResult<Vec<MemberRecord>>;
+    /// Records `member` in `room`, tells the other nodes holding members (`Joined`), and
+    /// returns the room's members on *other* nodes — atomically: two peers joining at once on
+    /// two nodes always see each other.
+    fn join(&self, room: &RoomName, member: MemberRecord) -> BusResult<Joined>;
 
-    /// Removes `peer` from `room`.
-    fn leave(&self, room: &RoomName, node: &NodeId, peer: PeerId) -> BusResult<()>;
+    /// Tells a joiner's node that this node has taken its join in.
+    fn ack(&self, ack: JoinAck);
 
-    /// Carries `event` to the other nodes that hold members of `room`.
-    fn publish(&self, room: &RoomName, origin: &NodeId, event: RoomEvent) -> BusResult<Delivery>;
+    /// Removes this node's `peer` from `room` and tells the other nodes holding members
+    /// (`Left`). Never removes another node's member.
+    fn leave(&self, room: &RoomName, node: &NodeId, peer: PeerId, reason: LeaveReason) -> BusResult<()>;
+
+    /// Carries a relay to the nodes `to`; the delivery counts the nodes that received it.
+    fn publish(&self, room: &RoomName, from: &NodeId, to: &[NodeId], event: RoomEvent) -> BusResult<Delivery>;
+
+    /// Every member of `room`, on every node.
+    fn members(&self, room: &RoomName) -> BusResult<Vec<MemberRecord>>;
+
+    /// Changes whenever this node's membership records may have been lost from the cluster
+    /// (it took a new lease). A room whose members were written under an older generation
+    /// writes them again before relaying anything.
+    fn generation(&self) -> u64;
 
     /// True while the bus can carry events (the embedded bus always can).
     fn healthy(&self) -> bool;

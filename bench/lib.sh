@@ -1,0 +1,34 @@
+# Shared by the bench scripts: ports, process CPU accounting, and one JSON line per measurement.
+# Sourced, not run. Expects $root (the repository) to be set.
+anchors=$root/../shared/bench
+work=$root/target/bench
+bin=$root/target/release
+
+# Copies an anchor (or the Node generator) out of ../shared and installs its npm packages once.
+install_anchor() {
+  local d=$1
+  if [ ! -d "$work/$d/node_modules" ]; then
+    mkdir -p "$work/$d" && cp -r "$anchors/$d/." "$work/$d/"
+    (cd "$work/$d" && npm install --silent --no-audit --no-fund >/dev/null)
+  fi
+}
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+emit() { echo "{\"server\":\"$1\",\"generator\":\"$2\",\"result\":$3}"; }
+# CPU time (user+system, in clock ticks) the given processes have used so far.
+cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# measure SERVER GENERATOR "PID[ PID...]" CMD...: runs a generator, adding the server
+# processes' CPU per delivered message.
+measure() {
+  local server=$1 gen=$2 pids_=$3; shift 3
+  local before after result
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $pids_); result=$("$@"); after=$(cpu_ticks $pids_)
+  result=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=int(sys.argv[2]); hz=int(sys.argv[3]); r["server_cpu_us_per_msg"]=round(t*1e6/hz/max(r["delivered"],1),2); print(json.dumps(r,separators=(",",":")))' "$result" "$((after - before))" "$(getconf CLK_TCK)")
+  emit "$server" "$gen" "$result"
+}
+unlimited=(--messages-per-sec 0 --candidates-per-sec 0 --descriptions-per-min 0 --max-candidates-per-negotiation 0)

@@ -1,0 +1,100 @@
+//! The Redis key space and channel names of one cluster.
+//!
+//! Everything starts with `sb:{<cluster>}:`, so two clusters share a Redis without meeting,
+//! and (the braces are a Redis Cluster hash tag) one cluster's membership keys sit in one
+//! hash slot, which lets one Lua script touch a room, a node's lease and its room index
+//! atomically. Pub/sub is per node, not per room: see `docs/architecture.md` for the numbers.
+//!
+//! | key / channel                   | type    | holds                                     | TTL         |
+//! |---------------------------------|---------|-------------------------------------------|-------------|
+//! | `sb:{c}:epoch`                  | string  | last lease epoch handed out               | none (1 key)|
+//! | `sb:{c}:nodes`                  | zset    | node id → lease expiry (Redis clock, ms)  | room TTL    |
+//! | `sb:{c}:lease:<node>`           | string  | the node's current epoch                  | lease       |
+//! | `sb:{c}:node-rooms:<node>`      | hash    | room → this node's member count there     | room TTL    |
+//! | `sb:{c}:room:<room>`            | hash    | peer id → `node|epoch|{"m":meta,"u":user}`| room TTL    |
+//! | channel `sb:{c}:node:<node>`    | pub/sub | events for that node's rooms              | —           |
+//! | channel `sb:{c}:control`        | pub/sub | `lost <node>` when a lease is reaped      | —           |
+
+use switchboard::protocol::RoomName;
+
+use crate::bus::NodeId;
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+    node: NodeId,
+}
+
+impl Keys {
+    pub fn new(cluster: &str, node: NodeId) -> Self {
+        Self { prefix: format!("sb:{{{cluster}}}:"), node }
+    }
+
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+
+    pub fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    pub fn lease(&self) -> String {
+        format!("{}lease:{}", self.prefix, self.node)
+    }
+
+    pub fn lease_prefix(&self) -> String {
+        format!("{}lease:", self.prefix)
+    }
+
+    pub fn node_rooms(&self) -> String {
+        format!("{}node-rooms:{}", self.prefix, self.node)
+    }
+
+    pub fn node_rooms_prefix(&self) -> String {
+        format!("{}node-rooms:", self.prefix)
+    }
+
+    pub fn room(&self, room: &RoomName) -> String {
+        format!("{}room:{}", self.prefix, room.as_str())
+    }
+
+    pub fn room_prefix(&self) -> String {
+        format!("{}room:", self.prefix)
+    }
+
+    pub fn channel(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+
+    pub fn own_channel(&self) -> String {
+        self.channel(&self.node)
+    }
+
+    pub fn channel_prefix(&self) -> String {
+        format!("{}node:", self.prefix)
+    }
+
+    pub fn control(&self) -> String {
+        format!("{}control", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_cluster_hash_tag() {
+        let k = Keys::new("blue", "n1".into());
+        let room = RoomName::v1("r").expect("valid");
+        for key in [k.epoch(), k.nodes(), k.lease(), k.node_rooms(), k.room(&room), k.own_channel(), k.control()] {
+            assert!(key.starts_with("sb:{blue}:"), "{key}");
+        }
+        assert_eq!(k.room(&room), "sb:{blue}:room:r");
+        assert_eq!(k.own_channel(), "sb:{blue}:node:n1");
+    }
+}

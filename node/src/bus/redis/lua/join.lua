@@ -1,0 +1,36 @@
+-- Records a member and tells the room's other nodes, reading them in the same step.
+-- KEYS: this node's lease, the room, this node's room index
+-- ARGV: node, epoch, peer, record, Joined message, record TTL ms, channel prefix, room name
+-- Returns [n, peer, record, peer, record, ...]: n nodes received the Joined message, then the
+-- other nodes' records; FENCED if the lease is not this node's any more.
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then
+  return redis.error_reply('FENCED')
+end
+local node, peer = ARGV[1], ARGV[3]
+local entries = redis.call('HGETALL', KEYS[2])
+local others, nodes, mine_before = {}, {}, false
+for i = 1, #entries, 2 do
+  local owner = string.match(entries[i + 1], '^([^|]*)|')
+  if entries[i] == peer then
+    mine_before = (owner == node)
+  end
+  if owner ~= node then
+    others[#others + 1] = entries[i]
+    others[#others + 1] = entries[i + 1]
+    nodes[owner] = true
+  end
+end
+redis.call('HSET', KEYS[2], peer, ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if not mine_before then
+  redis.call('HINCRBY', KEYS[3], ARGV[8], 1)
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
+local told = 0
+for owner in pairs(nodes) do
+  if redis.call('PUBLISH', ARGV[7] .. owner, ARGV[5]) > 0 then
+    told = told + 1
+  end
+end
+table.insert(others, 1, told)
+return others

@@ -1,0 +1,26 @@
+-- Declares nodes whose lease ran out lost: removes their members from every room and tells
+-- every node on the control channel. Safe to run on every node at once: a node is reaped once.
+-- KEYS: nodes zset
+-- ARGV: lease key prefix, room index key prefix, room key prefix, control channel, max per run
+-- Returns the reaped node ids.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[5]))
+for _, node in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], node)
+  redis.call('DEL', ARGV[1] .. node)
+  local index = ARGV[2] .. node
+  local mine = node .. '|'
+  for _, room in ipairs(redis.call('HKEYS', index)) do
+    local key = ARGV[3] .. room
+    local entries = redis.call('HGETALL', key)
+    for i = 1, #entries, 2 do
+      if string.sub(entries[i + 1], 1, #mine) == mine then
+        redis.call('HDEL', key, entries[i])
+      end
+    end
+  end
+  redis.call('DEL', index)
+  redis.call('PUBLISH', ARGV[4], 'lost ' .. node)
+end
+return dead

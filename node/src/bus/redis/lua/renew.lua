@@ -1,0 +1,22 @@
+-- Renews a node's lease, if it still holds it.
+-- KEYS: nodes zset, this node's lease, this node's room index
+-- ARGV: node, epoch, lease ms, record TTL ms, touch rooms (1/0), room key prefix
+-- Returns 1, or 0 when the lease is gone (expired and reaped, or Redis lost it): the node must
+-- register again.
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', lease)
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+if ARGV[5] == '1' then
+  -- Rooms outlive no crash by more than their TTL; live rooms are kept alive here, rarely.
+  for _, room in ipairs(redis.call('HKEYS', KEYS[3])) do
+    redis.call('PEXPIRE', ARGV[6] .. room, ttl)
+  end
+end
+return 1

@@ -1,0 +1,467 @@
+//! The Redis bus: cluster membership in Redis hashes, cross-node relay over Redis pub/sub.
+//!
+//! ```text
+//!  rooms ──(enqueue, in call order)──► writer task ──pipeline──► Redis ──► subscriber task ──► registry ──► rooms
+//!                                       (one connection:            (one pub/sub connection:
+//!                                        scripts, PUBLISH, lease)    own channel + control)
+//! ```
+//!
+//! Each node subscribes to exactly one channel of its own; a relay is published to the channel
+//! of the node that holds its target, so PUBLISH's receiver count says whether that node got
+//! it. Membership changes are Lua scripts that write and notify in one step ([`keys`] lists
+//! the key space, `lua/` the scripts). Both tasks run on a thread of their own, so Redis I/O
+//! never competes with a WebSocket worker's turn.
+
+mod backoff;
+mod keys;
+mod scripts;
+mod subscriber;
+mod wire;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use redis::{RedisResult, Value};
+use switchboard::protocol::v1::LeaveReason;
+use switchboard::protocol::{PeerId, RoomName};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+pub use keys::Keys;
+use writer::Op;
+
+use super::{
+    Bus, BusError, BusResult, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId,
+    RoomEvent,
+};
+use crate::metrics::BusMetrics;
+
+/// Timings of the Redis bus.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// A node that has not renewed its lease for this long is declared lost.
+    pub lease: Duration,
+    /// TTL of membership records (refreshed while their node lives).
+    pub record_ttl: Duration,
+    /// How often the readiness canary goes round.
+    pub canary_every: Duration,
+    /// Connect and response timeout of Redis commands.
+    pub timeout: Duration,
+}
+
+/// How long a join waits for the other nodes of its room to take it in. A node that does not
+/// answer in time is stuck or dying (its lease will tell); the join goes on without it.
+const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Operations queued for the writer beyond which the bus refuses more (Redis is not keeping up).
+const MAX_QUEUED: usize = 200_000;
+
+pub struct RedisBus {
+    shared: Arc<Shared>,
+    start: Mutex<Option<(mpsc::UnboundedReceiver<Op>, redis::Client)>>,
+    arbiter: OnceLock<actix::Arbiter>,
+}
+
+impl RedisBus {
+    /// Checks the URL; nothing connects until [`Bus::attach`].
+    pub fn new(
+        url: &str,
+        cluster: &str,
+        node: NodeId,
+        settings: Settings,
+        metrics: BusMetrics,
+    ) -> Result<Arc<Self>, redis::RedisError> {
+        use redis::IntoConnectionInfo;
+        // Nagle would hold back a lone PUBLISH behind the previous one's ACK.
+        let info =
+            url.into_connection_info()?.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            keys: Keys::new(cluster, node),
+            settings,
+            health: Health::new(),
+            metrics,
+            inboxes: OnceLock::new(),
+            queued: AtomicUsize::new(0),
+            acks: Acks::default(),
+            tx,
+            generation: AtomicU64::new(0),
+        });
+        Ok(Arc::new(Self { shared, start: Mutex::new(Some((rx, client))), arbiter: OnceLock::new() }))
+    }
+
+    fn enqueue(&self, op: Op) {
+        self.shared.enqueue(op);
+    }
+}
+
+fn answer<T: Send + 'static>(rx: oneshot::Receiver<Result<T, BusError>>) -> BusResult<T> {
+    async move { rx.await.unwrap_or_else(|_| Err(BusError::Unavailable("the bus has stopped".into()))) }.boxed()
+}
+
+impl Bus for RedisBus {
+    fn attach(&self, node: NodeId, inboxes: Inboxes) {
+        debug_assert_eq!(&node, self.shared.keys.node());
+        let _ = self.shared.inboxes.set(inboxes);
+        let Some((rx, client)) = self.start.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        let arbiter = actix::Arbiter::new();
+        arbiter.spawn(subscriber::run(Arc::clone(&self.shared), client.clone()));
+        arbiter.spawn(writer::run(Arc::clone(&self.shared), client, rx));
+        let _ = self.arbiter.set(arbiter);
+    }
+
+    fn join(&self, room: &RoomName, member: MemberRecord) -> BusResult<Joined> {
+        let (reply, rx) = oneshot::channel();
+        // The acknowledgement slot exists before the script runs: an ack can overtake the
+        // script's own reply (it comes back on the other connection).
+        let (token, acked) = self.shared.acks.open();
+        let ack = JoinAck { node: self.shared.keys.node().clone(), token };
+        let joined = wire::encode_event(room, &RoomEvent::Joined(member.clone(), Some(ack)));
+        self.enqueue(Op::Join { room: room.clone(), member, joined, reply });
+        // The slot is freed however this ends, even if the caller drops the future unpolled.
+        let slot = AckSlot { shared: Arc::clone(&self.shared), token };
+        async move {
+            let result = rx.await.unwrap_or_else(|_| Err(BusError::Unavailable("the bus has stopped".into())));
+            let (told, others) = result?;
+            if told == 0 {
+                return Ok(Joined { others, settled: None });
+            }
+            slot.shared.acks.expect(token, told);
+            let settled = async move {
+                if tokio::time::timeout(ACK_TIMEOUT, acked).await.is_err() {
+                    warn!(node = %slot.shared.keys.node(), "a node did not acknowledge a join in time");
+                }
+                drop(slot);
+            };
+            Ok(Joined { others, settled: Some(settled.boxed()) })
+        }
+        .boxed()
+    }
+
+    fn ack(&self, ack: JoinAck) {
+        self.shared.send_ack(ack);
+    }
+
+    fn leave(&self, room: &RoomName, _node: &NodeId, peer: PeerId, reason: LeaveReason) -> BusResult<()> {
+        let (reply, rx) = oneshot::channel();
+        let left = wire::encode_event(room, &RoomEvent::Left { peer, reason });
+        self.enqueue(Op::Leave { room: room.clone(), peer, left, reply });
+        answer(rx)
+    }
+
+    fn publish(&self, room: &RoomName, _from: &NodeId, to: &[NodeId], event: RoomEvent) -> BusResult<Delivery> {
+        if to.is_empty() {
+            return async { Ok(Delivery { nodes: 0 }) }.boxed();
+        }
+        let (reply, rx) = oneshot::channel();
+        let payload = Bytes::from(wire::encode_event(room, &event));
+        let generation = self.shared.generation.load(Ordering::SeqCst);
+        self.enqueue(Op::Publish { nodes: to.to_vec(), payload, generation, reply });
+        answer(rx)
+    }
+
+    fn members(&self, room: &RoomName) -> BusResult<Vec<MemberRecord>> {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(Op::Members { room: room.clone(), reply });
+        answer(rx)
+    }
+
+    fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::SeqCst)
+    }
+
+    fn healthy(&self) -> bool {
+        self.shared.health.healthy(self.shared.settings.canary_every)
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        if let Some(a) = self.arbiter.get() {
+            a.stop();
+        }
+    }
+}
+
+/// What the bus's two tasks and its callers share.
+pub struct Shared {
+    keys: Keys,
+    settings: Settings,
+    health: Health,
+    metrics: BusMetrics,
+    inboxes: OnceLock<Inboxes>,
+    queued: AtomicUsize,
+    acks: Acks,
+    tx: mpsc::UnboundedSender<Op>,
+    /// Counts this node's registrations (its leases).
+    generation: AtomicU64,
+}
+
+impl Shared {
+    /// Queues `op` for the writer, or answers it at once if the writer cannot take it.
+    fn enqueue(&self, op: Op) {
+        let queued = self.queued.fetch_add(1, Ordering::Relaxed);
+        if queued >= MAX_QUEUED {
+            return self.finish(op, Err(BusError::Overloaded(queued)));
+        }
+        if let Err(mpsc::error::SendError(op)) = self.tx.send(op) {
+            self.finish(op, Err(BusError::Unavailable("the bus has stopped".into())));
+        }
+    }
+
+    fn send_ack(&self, ack: JoinAck) {
+        // Nobody waits on the answer: a lost ack only makes the joiner wait out its bound.
+        let (reply, _) = oneshot::channel();
+        let payload = Bytes::from(wire::encode(&wire::Wire::Ack { token: ack.token }));
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.enqueue(Op::Publish { nodes: vec![ack.node], payload, generation, reply });
+    }
+
+    fn send_cluster(&self, event: ClusterEvent) {
+        if let Some(i) = self.inboxes.get() {
+            i.cluster.do_send(event);
+        }
+    }
+
+    /// Answers an operation that never reached Redis.
+    fn finish(&self, op: Op, err: Result<(), BusError>) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = err {
+            self.metrics.errors.inc();
+            op.fail(e);
+        }
+    }
+
+    /// Answers an operation from its commands' results.
+    fn answer(&self, op: Op, results: Vec<RedisResult<Value>>) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        let failed = results.iter().find_map(|r| r.as_ref().err()).map(|e| {
+            self.metrics.errors.inc();
+            if e.code() == Some("FENCED") { BusError::Fenced } else { BusError::Unavailable(e.to_string()) }
+        });
+        // A caller that stopped waiting does not need the answer.
+        match op {
+            Op::Join { reply, .. } => {
+                let out = match failed {
+                    Some(e) => Err(e),
+                    None => joined(results.into_iter().next()),
+                };
+                let _ = reply.send(out);
+            }
+            Op::Members { reply, .. } => {
+                let out = match failed {
+                    Some(e) => Err(e),
+                    None => records(results.into_iter().next()),
+                };
+                let _ = reply.send(out);
+            }
+            Op::Leave { reply, .. } => {
+                let _ = reply.send(failed.map_or(Ok(()), Err));
+            }
+            Op::Publish { reply, .. } => {
+                let nodes = results.iter().filter(|r| matches!(r, Ok(Value::Int(n)) if *n > 0)).count();
+                self.metrics.published.inc_by(results.len() as u64);
+                self.metrics.undelivered.inc_by((results.len() - nodes) as u64);
+                // Some nodes got it: report what was delivered; the room tells the sender.
+                let _ = reply.send(
+                    if nodes == 0
+                        && let Some(e) = failed
+                    {
+                        Err(e)
+                    } else {
+                        Ok(Delivery { nodes })
+                    },
+                );
+            }
+        }
+    }
+
+    /// Hands one received channel message to the node.
+    fn dispatch(&self, channel: &str, payload: &[u8]) {
+        let Some(inboxes) = self.inboxes.get() else { return };
+        if channel == self.keys.control() {
+            let Some(node) = std::str::from_utf8(payload).ok().and_then(|p| p.strip_prefix("lost ")) else { return };
+            if node != self.keys.node().as_ref() {
+                warn!(node = %self.keys.node(), lost = %node, "node lost");
+                self.metrics.nodes_lost.inc();
+                inboxes.cluster.do_send(ClusterEvent::NodeLost(node.into()));
+            }
+            return;
+        }
+        match wire::decode(payload) {
+            Ok(wire::Decoded::Canary) => self.health.canary_seen(),
+            Ok(wire::Decoded::Ack { token }) => self.acks.received(token),
+            Ok(wire::Decoded::Room { room, event }) => {
+                self.metrics.received.inc();
+                if let Err(Inbound { event: RoomEvent::Joined(_, Some(ack)), .. }) =
+                    inboxes.rooms.deliver(Inbound { room, event })
+                {
+                    // No such room here (it just closed): nothing here needs to know the joiner.
+                    self.send_ack(ack);
+                }
+            }
+            Err(e) => {
+                self.metrics.errors.inc();
+                debug!(node = %self.keys.node(), error = %e, "dropped an unreadable cluster message");
+            }
+        }
+    }
+}
+
+/// `[peer, record, peer, record, ...]` into member records.
+fn records(value: Option<RedisResult<Value>>) -> Result<Vec<MemberRecord>, BusError> {
+    let Some(Ok(value)) = value else { return Ok(Vec::new()) };
+    let flat: Vec<String> = redis::from_redis_value(value).map_err(|e| BusError::Corrupt(e.to_string()))?;
+    pairs(&flat)
+}
+
+fn pairs(flat: &[String]) -> Result<Vec<MemberRecord>, BusError> {
+    flat.chunks_exact(2).map(|pair| wire::parse_record(&pair[0], &pair[1])).collect()
+}
+
+/// The join script's answer, `[told, peer, record, ...]`: how many nodes were told, and the
+/// other nodes' members.
+fn joined(value: Option<RedisResult<Value>>) -> Result<(usize, Vec<MemberRecord>), BusError> {
+    let corrupt = |e: String| BusError::Corrupt(e);
+    let Some(Ok(Value::Array(mut items))) = value else { return Err(corrupt("join: not a list".into())) };
+    if items.is_empty() {
+        return Err(corrupt("join: empty answer".into()));
+    }
+    let told: i64 = redis::from_redis_value(items.remove(0)).map_err(|e| corrupt(e.to_string()))?;
+    let flat: Vec<String> = redis::from_redis_value(Value::Array(items)).map_err(|e| corrupt(e.to_string()))?;
+    Ok((told.max(0) as usize, pairs(&flat)?))
+}
+
+struct AckSlot {
+    shared: Arc<Shared>,
+    token: u64,
+}
+
+impl Drop for AckSlot {
+    fn drop(&mut self) {
+        self.shared.acks.close(self.token);
+    }
+}
+
+/// Joins waiting for other nodes' acknowledgements, by token.
+#[derive(Default)]
+struct Acks {
+    next: AtomicU64,
+    pending: Mutex<HashMap<u64, PendingAck>>,
+}
+
+struct PendingAck {
+    expected: Option<usize>,
+    received: usize,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Acks {
+    fn open(&self) -> (u64, oneshot::Receiver<()>) {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        let (done, rx) = oneshot::channel();
+        self.lock().insert(token, PendingAck { expected: None, received: 0, done: Some(done) });
+        (token, rx)
+    }
+
+    fn expect(&self, token: u64, n: usize) {
+        if let Some(p) = self.lock().get_mut(&token) {
+            p.expected = Some(n);
+            p.fire();
+        }
+    }
+
+    fn received(&self, token: u64) {
+        if let Some(p) = self.lock().get_mut(&token) {
+            p.received += 1;
+            p.fire();
+        }
+    }
+
+    fn close(&self, token: u64) {
+        self.lock().remove(&token);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, PendingAck>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl PendingAck {
+    fn fire(&mut self) {
+        if self.expected.is_some_and(|n| self.received >= n)
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// What `/readyz` asks: connected, subscribed, and the canary came back recently.
+struct Health {
+    base: Instant,
+    connected: AtomicBool,
+    connected_at: AtomicU64,
+    subscribed: AtomicBool,
+    subscribed_at: AtomicU64,
+    canary_at: AtomicU64,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            connected: AtomicBool::new(false),
+            connected_at: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+            subscribed_at: AtomicU64::new(0),
+            canary_at: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        // Milliseconds since the bus started, plus one so that 0 means "never".
+        self.base.elapsed().as_millis() as u64 + 1
+    }
+
+    fn connected_now(&self) {
+        self.connected_at.store(self.now(), Ordering::SeqCst);
+        self.connected.store(true, Ordering::SeqCst);
+    }
+
+    fn connected_for(&self) -> Duration {
+        if !self.connected.load(Ordering::SeqCst) {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(self.now().saturating_sub(self.connected_at.load(Ordering::SeqCst)))
+    }
+
+    fn subscribed_now(&self) {
+        self.subscribed_at.store(self.now(), Ordering::SeqCst);
+        self.subscribed.store(true, Ordering::SeqCst);
+    }
+
+    fn canary_seen(&self) {
+        self.canary_at.store(self.now(), Ordering::SeqCst);
+    }
+
+    fn healthy(&self, every: Duration) -> bool {
+        let seen = self.canary_at.load(Ordering::SeqCst);
+        self.connected.load(Ordering::SeqCst)
+            && self.subscribed.load(Ordering::SeqCst)
+            && seen != 0
+            && self.now() - seen <= 3 * every.as_millis() as u64
+    }
+
+    /// Connected for writing, subscribed, yet no canary for a while: the subscription is dead.
+    fn subscription_stale(&self, every: Duration) -> bool {
+        let last = self.canary_at.load(Ordering::SeqCst).max(self.subscribed_at.load(Ordering::SeqCst));
+        self.connected_for() > 4 * every && self.now().saturating_sub(last) > 4 * every.as_millis() as u64
+    }
+}

@@ -1,0 +1,46 @@
+//! The Lua scripts that make each membership change one atomic step. Their text lives in
+//! `lua/`, with a header saying what each takes and returns.
+
+use redis::aio::MultiplexedConnection;
+use redis::{Cmd, RedisResult, ToRedisArgs};
+
+pub struct Script {
+    sha: String,
+}
+
+impl Script {
+    /// An `EVALSHA` of this script. Scripts are loaded on every (re)connect, so a Redis that
+    /// restarted empty has them before the first call.
+    pub fn cmd<A: ToRedisArgs>(&self, keys: &[&str], args: &[A]) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha).arg(keys.len()).arg(keys);
+        for a in args {
+            cmd.arg(a);
+        }
+        cmd
+    }
+}
+
+pub struct Scripts {
+    pub register: Script,
+    pub renew: Script,
+    pub reap: Script,
+    pub join: Script,
+    pub leave: Script,
+}
+
+impl Scripts {
+    pub async fn load(con: &mut MultiplexedConnection) -> RedisResult<Self> {
+        async fn one(con: &mut MultiplexedConnection, text: &str) -> RedisResult<Script> {
+            let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(text).query_async(con).await?;
+            Ok(Script { sha })
+        }
+        Ok(Self {
+            register: one(con, include_str!("lua/register.lua")).await?,
+            renew: one(con, include_str!("lua/renew.lua")).await?,
+            reap: one(con, include_str!("lua/reap.lua")).await?,
+            join: one(con, include_str!("lua/join.lua")).await?,
+            leave: one(con, include_str!("lua/leave.lua")).await?,
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! What the Redis bus writes: channel messages between nodes and membership records.
+//!
+//! Channel messages are a version byte and a postcard body (compact, and a relay's frame is
+//! carried as raw bytes, never re-encoded). Membership records are text, `node|epoch|json`,
+//! because the Lua scripts read the owner before the `|`.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use switchboard::protocol::v1::LeaveReason;
+use switchboard::protocol::{PeerId, RoomName};
+
+use crate::bus::{BusError, JoinAck, MemberRecord, NodeId, RoomEvent};
+
+/// Bumped when the message layout changes; a node drops messages of another version.
+const VERSION: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+pub enum Wire<'a> {
+    Room {
+        room: &'a str,
+        #[serde(borrow)]
+        event: WireEvent<'a>,
+    },
+    /// Readiness probe: a node publishes these to itself through Redis.
+    Canary { seq: u64 },
+    /// A node has taken in the join whose `Joined` carried this token.
+    Ack { token: u64 },
+}
+
+// Variant order is the wire format: append only.
+#[derive(Serialize, Deserialize)]
+pub enum WireEvent<'a> {
+    Joined {
+        peer: u64,
+        node: &'a str,
+        meta: Option<&'a str>,
+        seed_user: Option<&'a str>,
+        ack: Option<u64>,
+    },
+    Left {
+        peer: u64,
+        reason: LeaveReason,
+    },
+    Relay {
+        from: u64,
+        to: Option<u64>,
+        #[serde(with = "serde_bytes")]
+        frame: &'a [u8],
+    },
+}
+
+pub fn encode(msg: &Wire<'_>) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    // Serializing plain data into a Vec cannot fail.
+    out.extend(postcard::to_allocvec(msg).unwrap_or_default());
+    out
+}
+
+pub fn encode_event(room: &RoomName, event: &RoomEvent) -> Vec<u8> {
+    let event = match event {
+        RoomEvent::Joined(m, ack) => WireEvent::Joined {
+            peer: m.peer.0,
+            node: &m.node,
+            meta: m.meta.as_deref().map(RawValue::get),
+            seed_user: m.seed_user.as_deref(),
+            ack: ack.as_ref().map(|a| a.token),
+        },
+        RoomEvent::Left { peer, reason } => WireEvent::Left { peer: peer.0, reason: *reason },
+        RoomEvent::Relay { from, to, frame } => WireEvent::Relay { from: from.0, to: to.map(|p| p.0), frame },
+    };
+    encode(&Wire::Room { room: room.as_str(), event })
+}
+
+/// A decoded channel message.
+pub enum Decoded {
+    Room { room: RoomName, event: RoomEvent },
+    Canary,
+    Ack { token: u64 },
+}
+
+pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
+    let corrupt = |what: String| BusError::Corrupt(what);
+    let (&version, body) = payload.split_first().ok_or_else(|| corrupt("empty message".into()))?;
+    if version != VERSION {
+        return Err(corrupt(format!("message version {version}, this node speaks {VERSION}")));
+    }
+    let wire: Wire<'_> = postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))?;
+    let (room, event) = match wire {
+        Wire::Canary { .. } => return Ok(Decoded::Canary),
+        Wire::Ack { token } => return Ok(Decoded::Ack { token }),
+        Wire::Room { room, event } => (room, event),
+    };
+    let room = room_name(room)?;
+    let event = match event {
+        WireEvent::Joined { peer, node, meta, seed_user, ack } => {
+            let node = NodeId::from(node);
+            let ack = ack.map(|token| JoinAck { node: node.clone(), token });
+            let record = MemberRecord {
+                peer: PeerId(peer),
+                node,
+                meta: meta.map(raw).transpose()?,
+                seed_user: seed_user.map(Arc::from),
+            };
+            RoomEvent::Joined(record, ack)
+        }
+        WireEvent::Left { peer, reason } => RoomEvent::Left { peer: PeerId(peer), reason },
+        WireEvent::Relay { from, to, frame } => {
+            RoomEvent::Relay { from: PeerId(from), to: to.map(PeerId), frame: bytes::Bytes::copy_from_slice(frame) }
+        }
+    };
+    Ok(Decoded::Room { room, event })
+}
+
+/// A room name read back from Redis is validated like one from a client.
+pub fn room_name(name: &str) -> Result<RoomName, BusError> {
+    let parsed = match name.strip_prefix(RoomName::SEED_PREFIX) {
+        Some(channel) => RoomName::seed(channel),
+        None => RoomName::v1(name),
+    };
+    parsed.map_err(|e| BusError::Corrupt(format!("room {name:?}: {}", e.message)))
+}
+
+fn raw(json: &str) -> Result<Arc<RawValue>, BusError> {
+    RawValue::from_string(json.to_string()).map(Arc::from).map_err(|e| BusError::Corrupt(format!("member meta: {e}")))
+}
+
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    m: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    u: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct RecordIn {
+    m: Option<Box<RawValue>>,
+    u: Option<String>,
+}
+
+/// The membership record of `m`, as the room hash stores it.
+pub fn record(m: &MemberRecord, epoch: u64) -> String {
+    let body = serde_json::to_string(&RecordOut { m: m.meta.as_deref(), u: m.seed_user.as_deref() })
+        .unwrap_or_else(|_| "{}".into());
+    format!("{}|{epoch}|{body}", m.node)
+}
+
+pub fn parse_record(peer: &str, record: &str) -> Result<MemberRecord, BusError> {
+    let corrupt = || BusError::Corrupt(format!("member record {peer}: {record:?}"));
+    let mut parts = record.splitn(3, '|');
+    let (Some(node), Some(_epoch), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(corrupt());
+    };
+    let peer: PeerId = peer.parse().map_err(|_| corrupt())?;
+    let body: RecordIn = serde_json::from_str(body).map_err(|_| corrupt())?;
+    Ok(MemberRecord { peer, node: NodeId::from(node), meta: body.m.map(Arc::from), seed_user: body.u.map(Arc::from) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> MemberRecord {
+        MemberRecord {
+            peer: PeerId(42),
+            node: "node-a".into(),
+            meta: Some(Arc::from(RawValue::from_string(r#"{"name":"a|b"}"#.into()).expect("json"))),
+            seed_user: Some("alice".into()),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_even_with_separators_in_meta() {
+        let m = member();
+        let text = record(&m, 7);
+        assert!(text.starts_with("node-a|7|"));
+        let back = parse_record(&m.peer.to_string(), &text).expect("parses");
+        assert_eq!(back.node.as_ref(), "node-a");
+        assert_eq!(back.meta.as_deref().map(RawValue::get), Some(r#"{"name":"a|b"}"#));
+        assert_eq!(back.seed_user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let room = RoomName::seed("lobby 1").expect("valid");
+        let frame = bytes::Bytes::from_static(br#"{"type":"signal"}"#);
+        let payload = encode_event(&room, &RoomEvent::Relay { from: PeerId(1), to: Some(PeerId(2)), frame });
+        let Ok(Decoded::Room { room: r, event: RoomEvent::Relay { from, to, frame } }) = decode(&payload) else {
+            panic!("not a relay");
+        };
+        assert_eq!((r, from, to), (room, PeerId(1), Some(PeerId(2))));
+        assert_eq!(&frame[..], br#"{"type":"signal"}"#);
+        let payload = encode_event(
+            &RoomName::v1("r").expect("valid"),
+            &RoomEvent::Joined(member(), Some(JoinAck { node: "node-a".into(), token: 9 })),
+        );
+        let Ok(Decoded::Room { event: RoomEvent::Joined(m, Some(ack)), .. }) = decode(&payload) else {
+            panic!("not a joined");
+        };
+        assert_eq!((m.peer, ack.node.as_ref(), ack.token), (PeerId(42), "node-a", 9));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [&b""[..], b"\x09abc", b"\x01\xff\xff\xff\xff\xff", b"\x01\x00\x03a/b\x00"] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+    }
+}

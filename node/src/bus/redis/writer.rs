@@ -1,0 +1,377 @@
+//! The writer: one task, one Redis connection, every command of this node in call order.
+//!
+//! Rooms enqueue operations synchronously (so a room's calls keep their order); the writer
+//! takes whatever has queued up, sends it as one pipeline, and answers each caller. Under load
+//! pipelines grow and the cost per command falls; unloaded, a command waits one round trip.
+//! The same task keeps the node's lease (register, renew), reaps other nodes' expired leases
+//! and publishes the readiness canary, so those share the order and the connection too.
+//!
+//! While Redis is unreachable every operation fails at once with `Unavailable` (never queued
+//! for later, so nothing is delivered late or twice); the task reconnects with backoff, takes a
+//! new lease and asks every room to write its members again.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Cmd, RedisError, RedisResult, Value};
+use switchboard::protocol::{PeerId, RoomName};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::backoff::Backoff;
+use super::scripts::Scripts;
+use super::{Shared, wire};
+use crate::bus::{BusError, ClusterEvent, Delivery, MemberRecord, NodeId};
+
+/// One queued operation and where its answer goes.
+pub enum Op {
+    Join {
+        room: RoomName,
+        member: MemberRecord,
+        joined: Vec<u8>,
+        /// How many nodes were told, and the other nodes' members.
+        reply: oneshot::Sender<Result<(usize, Vec<MemberRecord>), BusError>>,
+    },
+    Leave {
+        room: RoomName,
+        peer: PeerId,
+        left: Vec<u8>,
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
+    Publish {
+        nodes: Vec<NodeId>,
+        payload: Bytes,
+        /// The lease generation the caller saw: a relay from before this node re-registered
+        /// would reach nodes that no longer know its sender, so it is refused instead.
+        generation: u64,
+        reply: oneshot::Sender<Result<Delivery, BusError>>,
+    },
+    Members {
+        room: RoomName,
+        reply: oneshot::Sender<Result<Vec<MemberRecord>, BusError>>,
+    },
+}
+
+impl Op {
+    pub fn fail(self, err: BusError) {
+        // A caller that stopped waiting does not need the answer.
+        match self {
+            Op::Join { reply, .. } => drop(reply.send(Err(err))),
+            Op::Members { reply, .. } => drop(reply.send(Err(err))),
+            Op::Leave { reply, .. } => drop(reply.send(Err(err))),
+            Op::Publish { reply, .. } => drop(reply.send(Err(err))),
+        }
+    }
+
+    fn commands(&self) -> usize {
+        match self {
+            Op::Publish { nodes, .. } => nodes.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// The most operations sent in one pipeline.
+const MAX_BATCH: usize = 1024;
+
+struct Link {
+    con: MultiplexedConnection,
+    scripts: Scripts,
+    epoch: u64,
+    since: Instant,
+}
+
+pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let lease = shared.settings.lease;
+    let mut renew = tokio::time::interval(lease / 3);
+    let mut reap = tokio::time::interval((lease / 6).max(Duration::from_millis(50)));
+    let mut canary = tokio::time::interval(shared.settings.canary_every);
+    for t in [&mut renew, &mut reap, &mut canary] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    let mut link: Option<Link> = None;
+    let mut fresh = true;
+    let mut backoff = Backoff::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut canary_seq = 0u64;
+    loop {
+        let Some(l) = link.as_mut() else {
+            if !shared.health.subscribed.load(Ordering::SeqCst) {
+                // Registering before the subscription is up would let a peer's Joined go
+                // unheard: wait for it (failing what arrives meanwhile).
+                if !fail_for(&shared, &mut rx, Duration::from_millis(20), "the cluster subscription is not up").await {
+                    return;
+                }
+                continue;
+            }
+            match connect(&shared, &client, fresh).await {
+                Ok(l) => {
+                    info!(node = %shared.keys.node(), epoch = l.epoch, "cluster bus connected");
+                    shared.health.connected_now();
+                    shared.metrics.up.set(1);
+                    if !fresh {
+                        shared.send_cluster(ClusterEvent::Reassert);
+                    }
+                    fresh = false;
+                    backoff.reset();
+                    link = Some(l);
+                }
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    warn!(node = %shared.keys.node(), error = %e, retry_in_ms = wait.as_millis() as u64, "cluster bus unreachable");
+                    if !fail_for(&shared, &mut rx, wait, &e.to_string()).await {
+                        return;
+                    }
+                }
+            }
+            continue;
+        };
+        let outcome = tokio::select! {
+            op = rx.recv() => {
+                let Some(op) = op else { return };
+                batch.push(op);
+                let mut commands = batch[0].commands();
+                while commands < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(op) => {
+                            commands += op.commands();
+                            batch.push(op);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                execute(&shared, l, &mut batch).await
+            }
+            _ = renew.tick() => renew_lease(&shared, l).await,
+            _ = reap.tick() => reap_nodes(&shared, l).await,
+            _ = canary.tick() => {
+                canary_seq += 1;
+                publish_canary(&shared, l, canary_seq).await
+            }
+        };
+        match outcome {
+            Ok(Next::Continue) => {}
+            Ok(Next::Register) => match register(&shared, l, false).await {
+                Ok(epoch) => {
+                    warn!(node = %shared.keys.node(), epoch, "cluster lease was lost; rejoined under a new epoch");
+                    l.epoch = epoch;
+                    shared.send_cluster(ClusterEvent::Reassert);
+                }
+                Err(e) => link = lost(&shared, e),
+            },
+            Err(e) => link = lost(&shared, e),
+        }
+    }
+}
+
+enum Next {
+    Continue,
+    /// The lease is gone: take a new one.
+    Register,
+}
+
+fn lost(shared: &Shared, e: RedisError) -> Option<Link> {
+    warn!(node = %shared.keys.node(), error = %e, "cluster bus connection lost");
+    shared.health.connected.store(false, Ordering::SeqCst);
+    shared.metrics.up.set(0);
+    shared.metrics.reconnects.inc();
+    None
+}
+
+/// Fails every operation that arrives during `wait` (a late delivery would be worse than an
+/// error); false if the bus itself is gone.
+async fn fail_for(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<Op>, wait: Duration, why: &str) -> bool {
+    let until = tokio::time::sleep(wait);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            _ = &mut until => return true,
+            op = rx.recv() => match op {
+                Some(op) => shared.finish(op, Err(BusError::Unavailable(why.to_string()))),
+                None => return false,
+            },
+        }
+    }
+}
+
+async fn connect(shared: &Shared, client: &redis::Client, fresh: bool) -> RedisResult<Link> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.settings.timeout))
+        .set_response_timeout(Some(shared.settings.timeout));
+    let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let scripts = Scripts::load(&mut con).await?;
+    let mut link = Link { con, scripts, epoch: 0, since: Instant::now() };
+    link.epoch = register(shared, &mut link, fresh).await?;
+    Ok(link)
+}
+
+async fn register(shared: &Shared, l: &mut Link, fresh: bool) -> RedisResult<u64> {
+    // Bumped first: whatever rooms send from now on sees that they must write their members
+    // again before their relays can reach anyone.
+    shared.generation.fetch_add(1, Ordering::SeqCst);
+    let k = &shared.keys;
+    let s = &shared.settings;
+    let cmd = l.scripts.register.cmd(
+        &[&k.epoch(), &k.nodes(), &k.lease(), &k.node_rooms()],
+        &[
+            k.node().as_ref(),
+            ms(s.lease).as_str(),
+            ms(s.record_ttl).as_str(),
+            k.room_prefix().as_str(),
+            if fresh { "1" } else { "0" },
+            k.control().as_str(),
+        ],
+    );
+    cmd.query_async(&mut l.con).await
+}
+
+async fn renew_lease(shared: &Shared, l: &mut Link) -> RedisResult<Next> {
+    let k = &shared.keys;
+    let s = &shared.settings;
+    // Rooms' TTLs are refreshed about four times per TTL, not on every renewal.
+    let touch = l.since.elapsed() >= s.record_ttl / 4;
+    if touch {
+        l.since = Instant::now();
+    }
+    let cmd = l.scripts.renew.cmd(
+        &[&k.nodes(), &k.lease(), &k.node_rooms()],
+        &[
+            k.node().as_ref(),
+            l.epoch.to_string().as_str(),
+            ms(s.lease).as_str(),
+            ms(s.record_ttl).as_str(),
+            if touch { "1" } else { "0" },
+            k.room_prefix().as_str(),
+        ],
+    );
+    let held: i64 = cmd.query_async(&mut l.con).await?;
+    Ok(if held == 1 { Next::Continue } else { Next::Register })
+}
+
+async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Next> {
+    // Right after a reconnect every other node may still be reconnecting too: give them one
+    // lease period to renew before reading an expired lease as a dead node.
+    if shared.health.connected_for() < shared.settings.lease {
+        return Ok(Next::Continue);
+    }
+    let k = &shared.keys;
+    let cmd = l
+        .scripts
+        .reap
+        .cmd(&[&k.nodes()], &[&k.lease_prefix(), &k.node_rooms_prefix(), &k.room_prefix(), &k.control(), "16"]);
+    let dead: Vec<String> = cmd.query_async(&mut l.con).await?;
+    for node in dead {
+        warn!(node = %shared.keys.node(), lost = %node, "reaped a node whose lease ran out");
+    }
+    Ok(Next::Continue)
+}
+
+async fn publish_canary(shared: &Shared, l: &mut Link, seq: u64) -> RedisResult<Next> {
+    let payload = wire::encode(&wire::Wire::Canary { seq });
+    let _: i64 = redis::cmd("PUBLISH").arg(shared.keys.own_channel()).arg(payload).query_async(&mut l.con).await?;
+    Ok(Next::Continue)
+}
+
+/// Sends `batch` as one pipeline and answers each operation.
+async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisResult<Next> {
+    let generation = shared.generation.load(Ordering::SeqCst);
+    let (stale, live): (Vec<Op>, Vec<Op>) =
+        batch.drain(..).partition(|op| matches!(op, Op::Publish { generation: g, .. } if *g != generation));
+    *batch = live;
+    for op in stale {
+        shared.finish(op, Err(BusError::Fenced));
+    }
+    let k = &shared.keys;
+    let epoch = l.epoch.to_string();
+    let ttl = ms(shared.settings.record_ttl);
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for op in batch.iter() {
+        match op {
+            Op::Join { room, member, joined, .. } => {
+                pipe.add_command(l.scripts.join.cmd(
+                    &[&k.lease(), &k.room(room), &k.node_rooms()],
+                    &[
+                        k.node().as_bytes(),
+                        epoch.as_bytes(),
+                        member.peer.to_string().as_bytes(),
+                        wire::record(member, l.epoch).as_bytes(),
+                        joined,
+                        ttl.as_bytes(),
+                        k.channel_prefix().as_bytes(),
+                        room.as_str().as_bytes(),
+                    ],
+                ));
+            }
+            Op::Leave { room, peer, left, .. } => {
+                pipe.add_command(l.scripts.leave.cmd(
+                    &[&k.lease(), &k.room(room), &k.node_rooms()],
+                    &[
+                        k.node().as_bytes(),
+                        epoch.as_bytes(),
+                        peer.to_string().as_bytes(),
+                        left,
+                        k.channel_prefix().as_bytes(),
+                        room.as_str().as_bytes(),
+                    ],
+                ));
+            }
+            Op::Publish { nodes, payload, .. } => {
+                for node in nodes {
+                    pipe.add_command(publish(k.channel(node), payload));
+                }
+            }
+            Op::Members { room, .. } => {
+                pipe.cmd("HGETALL").arg(k.room(room));
+            }
+        }
+    }
+    // Read after the publishes: if the lease is still ours then, it was ours while they went
+    // out (only this task ever takes a lease back). If not, receivers may have dropped them.
+    let publishes = batch.iter().any(|op| matches!(op, Op::Publish { .. }));
+    if publishes {
+        pipe.cmd("GET").arg(k.lease());
+    }
+    let results: Vec<RedisResult<Value>> = match pipe.query_async(&mut l.con).await {
+        Ok(r) => r,
+        Err(e) => {
+            for op in batch.drain(..) {
+                shared.finish(op, Err(BusError::Unavailable(e.to_string())));
+            }
+            return Err(e);
+        }
+    };
+    let mut results = results.into_iter();
+    let mut next = Next::Continue;
+    let fenced = publishes
+        && !matches!(results.as_slice().last(), Some(Ok(Value::BulkString(e))) if e.as_slice() == epoch.as_bytes());
+    if fenced {
+        next = Next::Register;
+    }
+    for op in batch.drain(..) {
+        let n = op.commands();
+        let mine: Vec<RedisResult<Value>> = results.by_ref().take(n).collect();
+        if mine.iter().any(|r| r.as_ref().is_err_and(|e| e.code() == Some("FENCED"))) {
+            next = Next::Register;
+        }
+        if fenced && matches!(op, Op::Publish { .. }) {
+            shared.finish(op, Err(BusError::Fenced));
+        } else {
+            shared.answer(op, mine);
+        }
+    }
+    Ok(next)
+}
+
+fn publish(channel: String, payload: &Bytes) -> Cmd {
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(channel).arg(payload.as_ref());
+    cmd
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().to_string()
+}

@@ -1,0 +1,327 @@
+//! The room actor: one per room with members on this node.
+//!
+//! It owns the room's view of membership (its own members and, through the bus, those on
+//! other nodes), admits joins against the room's capacity, and fans relays out to the members'
+//! sessions. Frames arrive already serialized by the sending session, so a broadcast to N
+//! members costs N reference-count increments, not N serializations.
+//!
+//! Membership changes reach other nodes through the bus (which tells them in the same step
+//! that records the change); relays to remote members go to their nodes' inboxes. The room's
+//! view of remote members is only ever changed by what the bus reports — their own joins and
+//! leaves, a lost node, a reconciliation — never deduced from this node's local count.
+
+mod cluster;
+mod frames;
+mod relay;
+
+pub use relay::Relay;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use switchboard::protocol::v1::{LeaveReason, PeerInfo};
+use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, RoomName};
+use tracing::{Span, debug, info_span, warn};
+
+use crate::bus::{BusError, Joined, MemberRecord, NodeId};
+use crate::dialect::{Dialect, error_frame};
+use crate::registry::{Registry, RoomIdle};
+use crate::session::{Deliver, Evicted, JoinAccepted, JoinRefused, Session};
+use crate::state::NodeState;
+
+pub struct Room {
+    name: RoomName,
+    dialect: Dialect,
+    state: Arc<NodeState>,
+    registry: Addr<Registry>,
+    members: Vec<Member>,
+    /// Members on this node (the room closes when none are left).
+    local: usize,
+    joins_seen: u64,
+    /// The bus generation under which this room's local members were last written.
+    asserted: u64,
+    span: Span,
+}
+
+struct Member {
+    info: PeerInfo,
+    seed_user: Option<Arc<str>>,
+    /// `None` for a member on another node.
+    session: Option<Addr<Session>>,
+    /// The member's node, for a member on another node.
+    node: Option<NodeId>,
+    /// For a local member whose join is still settling across the cluster: what arrived for it
+    /// meanwhile, delivered right after its `joined`.
+    backlog: Option<Vec<Deliver>>,
+}
+
+impl Member {
+    fn remote(r: MemberRecord) -> Self {
+        let info = PeerInfo { peer_id: r.peer, meta: r.meta };
+        Member { info, seed_user: r.seed_user, session: None, node: Some(r.node), backlog: None }
+    }
+
+    /// Hands `d` to this member's session (or its backlog); a remote member gets nothing here.
+    fn deliver(&mut self, d: Deliver) {
+        match (&mut self.backlog, &self.session) {
+            (Some(backlog), _) => backlog.push(d),
+            (None, Some(s)) => s.do_send(d),
+            (None, None) => {}
+        }
+    }
+}
+
+impl Room {
+    pub fn new(name: RoomName, state: Arc<NodeState>, registry: Addr<Registry>) -> Self {
+        let dialect = if name.is_seed() { Dialect::Seed } else { Dialect::V1 };
+        let span = info_span!("room", node = %state.node_id, room = %name);
+        let asserted = state.bus.generation();
+        Self { name, dialect, state, registry, members: Vec::new(), local: 0, joins_seen: 0, asserted, span }
+    }
+
+    fn position(&self, peer: PeerId) -> Option<usize> {
+        self.members.iter().position(|m| m.info.peer_id == peer)
+    }
+
+    /// The distinct nodes holding this room's remote members.
+    fn remote_nodes(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = self.members.iter().filter_map(|m| m.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    /// This node's record of a local member, as the bus stores it.
+    fn record(&self, m: &Member) -> MemberRecord {
+        MemberRecord {
+            peer: m.info.peer_id,
+            node: self.state.node_id.clone(),
+            meta: m.info.meta.clone(),
+            seed_user: m.seed_user.clone(),
+        }
+    }
+
+    /// Adds the remote members this room has not heard of, announcing each to the local ones.
+    fn merge_remote(&mut self, records: Vec<MemberRecord>) {
+        for r in records {
+            if self.position(r.peer).is_none() {
+                let m = Member::remote(r);
+                if let Some(frame) = self.peer_joined_frame(&m.info) {
+                    self.fan_out(&frame, "peer-joined", None, None);
+                }
+                self.add(m);
+            }
+        }
+    }
+
+    /// Sends `frame` to every local member but `except`.
+    fn fan_out(&mut self, frame: &Bytes, kind: &'static str, except: Option<PeerId>, received_at: Option<Instant>) {
+        for m in &mut self.members {
+            if Some(m.info.peer_id) != except && m.session.is_some() {
+                m.deliver(Deliver { frame: frame.clone(), kind, received_at });
+            }
+        }
+    }
+
+    fn add(&mut self, member: Member) {
+        if member.session.is_some() {
+            self.local += 1;
+            self.state.metrics.members.inc();
+        }
+        self.members.push(member);
+    }
+
+    /// Removes a member and tells the others; returns it.
+    fn remove(&mut self, index: usize, reason: LeaveReason, ctx: &mut Context<Self>) -> Member {
+        let m = self.members.remove(index);
+        let peer = m.info.peer_id;
+        if m.session.is_some() {
+            self.local -= 1;
+            self.state.metrics.members.dec();
+            // The bus tells the other nodes; the call enqueues now, so it keeps its place
+            // before any later relay of this room.
+            let left = self.state.bus.leave(&self.name, &self.state.node_id, peer, reason);
+            let room = self.name.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(e) = left.await {
+                        warn!(room = %room, peer = %peer, error = %e, "bus leave failed");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+        // A seed user id taken over stays in the channel (on its new socket): the seed's `quit`
+        // notice has no reason field, so sending one would read as a departure.
+        if !(self.dialect == Dialect::Seed && reason == LeaveReason::Replaced) {
+            let frame = self.peer_left_frame(peer, m.seed_user.as_deref(), reason);
+            let kind = if self.dialect == Dialect::V1 { "peer-left" } else { "quit" };
+            self.fan_out(&frame, kind, None, None);
+        }
+        debug!(parent: &self.span, peer = %peer, reason = reason.as_str(), "left");
+        m
+    }
+
+    /// Removes every member holding seed user id `user`, evicting local ones.
+    fn replace_seed_user(&mut self, user: &Arc<str>, ctx: &mut Context<Self>) {
+        while let Some(i) = self.members.iter().position(|m| m.seed_user.as_ref() == Some(user)) {
+            let old = self.remove(i, LeaveReason::Replaced, ctx);
+            if let Some(s) = old.session {
+                let err = ProtocolError::new(ErrorCode::Replaced, "a newer connection joined with your userId");
+                s.do_send(Evicted { room: self.name.clone(), frame: Some(error_frame(self.dialect, &err, None)) });
+            }
+        }
+    }
+
+    fn check_idle(&self) {
+        if self.local == 0 {
+            self.registry.do_send(RoomIdle { room: self.name.clone(), joins_seen: self.joins_seen });
+        }
+    }
+
+    fn refuse(&self, session: &Addr<Session>, err: ProtocolError, id: Option<&RawValue>) {
+        self.state.metrics.error(err.code);
+        session.do_send(JoinRefused { room: self.name.clone(), frame: error_frame(self.dialect, &err, id) });
+    }
+
+    fn finish_join(&mut self, join: Join, joined: Joined, ctx: &mut Context<Self>) {
+        // Members on other nodes that this room has not heard of yet (the bus's answer is
+        // authoritative: it was read atomically with our own write). The joiner is not a
+        // member yet, so it learns of them from its `joined`, not from `peer-joined`.
+        for r in joined.others {
+            if self.position(r.peer).is_none() {
+                self.add(Member::remote(r));
+            }
+        }
+        if let Some(user) = &join.seed_user {
+            // The user id's earlier connection, here or on another node, is replaced; its own
+            // node evicts a remote one when this join's `Joined` reaches it.
+            self.replace_seed_user(user, ctx);
+        }
+        let info = PeerInfo { peer_id: join.peer, meta: join.meta };
+        if let Some(frame) = self.peer_joined_frame(&info) {
+            self.fan_out(&frame, "peer-joined", None, None);
+        }
+        let peer = join.peer;
+        let backlog = joined.settled.is_some().then(Vec::new);
+        self.add(Member { info, seed_user: join.seed_user, session: Some(join.session.clone()), node: None, backlog });
+        // The member list as of now: what arrives later reaches the joiner as events.
+        let frame = self.joined_frame(join.peer, join.id.as_deref());
+        let accepted = JoinAccepted { room: self.name.clone(), addr: ctx.address(), frame };
+        match joined.settled {
+            None => join.session.do_send(accepted),
+            Some(settled) => {
+                ctx.spawn(settled.into_actor(self).map(move |(), act, _| {
+                    // Gone already (left or evicted while settling)? Its session was told.
+                    let Some(m) = act.position(peer).map(|i| &mut act.members[i]) else { return };
+                    let backlog = m.backlog.take().unwrap_or_default();
+                    join.session.do_send(accepted);
+                    for d in backlog {
+                        join.session.do_send(d);
+                    }
+                }));
+            }
+        }
+        debug!(parent: &self.span, peer = %peer, members = self.members.len(), "joined");
+    }
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+}
+
+/// A session asks to join.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub peer: PeerId,
+    pub session: Addr<Session>,
+    pub meta: Option<Arc<RawValue>>,
+    pub seed_user: Option<Arc<str>>,
+    pub id: Option<Box<RawValue>>,
+}
+
+impl Handler<Join> for Room {
+    type Result = ();
+
+    fn handle(&mut self, join: Join, ctx: &mut Context<Self>) {
+        self.joins_seen += 1;
+        if self.position(join.peer).is_some() {
+            let err = ProtocolError::new(ErrorCode::AlreadyJoined, "already a member of this room");
+            return self.refuse(&join.session, err, join.id.as_deref());
+        }
+        let replaces =
+            join.seed_user.as_ref().is_some_and(|u| self.members.iter().any(|m| m.seed_user.as_ref() == Some(u)));
+        if self.members.len() >= self.state.config.max_peers_per_room && !replaces {
+            let err = ProtocolError::new(
+                ErrorCode::RoomFull,
+                format!("the room holds at most {} peers", self.state.config.max_peers_per_room),
+            );
+            self.refuse(&join.session, err, join.id.as_deref());
+            return self.check_idle();
+        }
+        let record = MemberRecord {
+            peer: join.peer,
+            node: self.state.node_id.clone(),
+            meta: join.meta.clone(),
+            seed_user: join.seed_user.clone(),
+        };
+        if self.local == 0 {
+            // Nothing written under an older lease is left to write again.
+            self.asserted = self.state.bus.generation();
+        }
+        // Wait (holding the mailbox) so that joins and relays keep their order.
+        let fut = self.state.bus.join(&self.name, record);
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(others) => act.finish_join(join, others, ctx),
+            // Redis is away: calls on this node keep working, and the member is written to the
+            // cluster when the bus comes back (every room re-asserts its members then).
+            Err(e @ (BusError::Unavailable(_) | BusError::Fenced)) => {
+                warn!(parent: &act.span, peer = %join.peer, error = %e, "admitted without the cluster");
+                act.finish_join(join, Joined { others: Vec::new(), settled: None }, ctx);
+            }
+            Err(e) => {
+                let err = ProtocolError::new(ErrorCode::Undeliverable, format!("cannot join: {e}"));
+                act.refuse(&join.session, err, join.id.as_deref());
+                act.check_idle();
+            }
+        }));
+    }
+}
+
+/// A session leaves (or its socket closed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub peer: PeerId,
+    pub reason: LeaveReason,
+}
+
+impl Handler<Leave> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        if let Some(i) = self.position(msg.peer).filter(|&i| self.members[i].session.is_some()) {
+            self.remove(i, msg.reason, ctx);
+        }
+        self.check_idle();
+    }
+}
+
+/// The registry confirmed the room is idle: stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+impl Handler<Close> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
+        if self.local == 0 {
+            ctx.stop();
+        }
+    }
+}

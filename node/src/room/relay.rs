@@ -1,0 +1,144 @@
+//! Relays: from a local member to one peer or to all, and events arriving from other nodes.
+
+use std::time::Instant;
+
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use switchboard::protocol::{ErrorCode, PeerId, ProtocolError};
+use tracing::debug;
+
+use super::{Member, Room};
+use crate::bus::{BusResult, Delivery, Inbound, RoomEvent};
+use crate::dialect::error_frame;
+use crate::session::{Deliver, Session};
+
+/// A frame from one member, to one peer or (with `to: None`) to every other member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relay {
+    pub from: PeerId,
+    pub to: Option<PeerId>,
+    pub frame: Bytes,
+    pub kind: &'static str,
+    pub received_at: Instant,
+    /// The client's correlation id, echoed if the relay fails.
+    pub id: Option<Box<RawValue>>,
+}
+
+impl Handler<Relay> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Relay, ctx: &mut Context<Self>) {
+        let Some(sender) = self.position(msg.from).and_then(|i| self.members[i].session.clone()) else {
+            // Evicted while the relay was in flight; the session has been told already.
+            return;
+        };
+        // This node took a new lease since the room's members were written: write them again
+        // first, so the relay reaches nodes that know its sender (the writes go out before it).
+        self.reassert_if_stale(ctx);
+        let Some(to) = msg.to else {
+            self.fan_out(&msg.frame, msg.kind, Some(msg.from), Some(msg.received_at));
+            let nodes = self.remote_nodes();
+            if !nodes.is_empty() {
+                let event = RoomEvent::Relay { from: msg.from, to: None, frame: msg.frame };
+                let sent = self.state.bus.publish(&self.name, &self.state.node_id, &nodes, event);
+                self.report_undelivered(sent, nodes.len(), sender, msg.id, ctx);
+            }
+            return;
+        };
+        match self.position(to).map(|i| &mut self.members[i]) {
+            Some(m @ Member { session: Some(_), .. }) => {
+                m.deliver(Deliver { frame: msg.frame, kind: msg.kind, received_at: Some(msg.received_at) });
+            }
+            Some(Member { node: Some(node), .. }) => {
+                let event = RoomEvent::Relay { from: msg.from, to: Some(to), frame: msg.frame };
+                let sent = self.state.bus.publish(&self.name, &self.state.node_id, std::slice::from_ref(node), event);
+                self.report_undelivered(sent, 1, sender, msg.id, ctx);
+            }
+            _ => {
+                let err = ProtocolError::new(ErrorCode::UnknownPeer, format!("peer {to} is not in this room"));
+                self.state.metrics.error(err.code);
+                sender.do_send(Deliver {
+                    frame: error_frame(self.dialect, &err, msg.id.as_deref()),
+                    kind: "error",
+                    received_at: None,
+                });
+            }
+        }
+    }
+}
+
+impl Room {
+    /// Answers the sender with `undeliverable` if fewer than `expected` nodes got its relay:
+    /// a message the cluster could not carry is never dropped in silence.
+    fn report_undelivered(
+        &self,
+        sent: BusResult<Delivery>,
+        expected: usize,
+        sender: actix::Addr<Session>,
+        id: Option<Box<RawValue>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let dialect = self.dialect;
+        ctx.spawn(sent.into_actor(self).map(move |res, act, _| {
+            let why = match res {
+                Ok(d) if d.nodes >= expected => return,
+                Ok(d) if expected == 1 => {
+                    debug_assert_eq!(d.nodes, 0);
+                    "the peer's node is not reachable".to_string()
+                }
+                Ok(d) => format!("reached {} of the {expected} nodes holding members", d.nodes),
+                Err(e) => e.to_string(),
+            };
+            let err = ProtocolError::new(ErrorCode::Undeliverable, format!("message not delivered: {why}"));
+            act.state.metrics.error(err.code);
+            sender.do_send(Deliver {
+                frame: error_frame(dialect, &err, id.as_deref()),
+                kind: "error",
+                received_at: None,
+            });
+        }));
+    }
+}
+
+impl Handler<Inbound> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        match msg.event {
+            RoomEvent::Joined(r, ack) => {
+                if let Some(user) = &r.seed_user {
+                    // The seed user id moved to another node's connection: this one is replaced.
+                    self.replace_seed_user(user, ctx);
+                }
+                self.merge_remote(vec![r]);
+                // Now this room routes to the joiner: its node may tell it that it joined.
+                if let Some(ack) = ack {
+                    self.state.bus.ack(ack);
+                }
+            }
+            RoomEvent::Left { peer, reason } => {
+                if let Some(i) = self.position(peer).filter(|&i| self.members[i].session.is_none()) {
+                    self.remove(i, reason, ctx);
+                }
+            }
+            RoomEvent::Relay { from, to, frame } => {
+                // Only from a member this room knows on another node: a node that was declared
+                // lost and comes back cannot slip in relays from peers that have "left".
+                if self.position(from).is_none_or(|i| self.members[i].session.is_some()) {
+                    debug!(parent: &self.span, from = %from, "dropped a relay from a peer not in this room");
+                    return;
+                }
+                match to {
+                    Some(to) => {
+                        if let Some(i) = self.position(to) {
+                            self.members[i].deliver(Deliver { frame, kind: "signal", received_at: None });
+                        }
+                    }
+                    None => self.fan_out(&frame, "broadcast", Some(from), None),
+                }
+            }
+        }
+    }
+}
