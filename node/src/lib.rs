@@ -75,7 +75,6 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let listener = server::bind(listen).map_err(|source| NodeError::Listen { addr: listen, source })?;
     let local = listener.local_addr()?;
     let server = server::build(Arc::clone(&state), listener)?;
-    state.metrics.ready.set(1);
     // Scripts and tests read this line to learn the port (with --listen …:0).
     println!("listening on {local}");
     info!(node = %node_id, addr = %local, bus = if state.config.redis_url.is_some() { "redis" } else { "embedded" }, "node up");

@@ -65,6 +65,8 @@ pub struct BusMetrics {
     /// Publishes that reached no subscriber (the target node is gone or not subscribed).
     pub undelivered: IntCounter,
     pub received: IntCounter,
+    /// Relays that arrived after their sender's deadline and were dropped.
+    pub expired: IntCounter,
     pub errors: IntCounter,
     pub reconnects: IntCounter,
     pub nodes_lost: IntCounter,
@@ -87,6 +89,7 @@ impl BusMetrics {
             published: counter("bus_published_total", "Messages published to other nodes.")?,
             undelivered: counter("bus_undelivered_total", "Publishes that no node received.")?,
             received: counter("bus_received_total", "Messages received from other nodes.")?,
+            expired: counter("bus_expired_total", "Relays from other nodes dropped for arriving too late.")?,
             errors: counter("bus_errors_total", "Cluster bus operations that failed.")?,
             reconnects: counter("bus_reconnects_total", "Lost connections to Redis.")?,
             nodes_lost: counter("bus_nodes_lost_total", "Other nodes declared lost (lease expired).")?,

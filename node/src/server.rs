@@ -110,6 +110,8 @@ async fn readyz(state: web::Data<NodeState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<NodeState>) -> HttpResponse {
+    // Readiness depends on the bus, which changes on its own: read it at scrape time.
+    state.metrics.ready.set(i64::from(state.ready()));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 

@@ -162,7 +162,7 @@ impl Bus for RedisBus {
         let (reply, rx) = oneshot::channel();
         let payload = Bytes::from(wire::encode_event(room, &event));
         let generation = self.shared.generation.load(Ordering::SeqCst);
-        self.enqueue(Op::Publish { nodes: to.to_vec(), payload, generation, reply });
+        self.enqueue(Op::Publish { nodes: to.to_vec(), payload, generation, queued_at: Instant::now(), reply });
         answer(rx)
     }
 
@@ -220,7 +220,7 @@ impl Shared {
         let (reply, _) = oneshot::channel();
         let payload = Bytes::from(wire::encode(&wire::Wire::Ack { token: ack.token }));
         let generation = self.generation.load(Ordering::SeqCst);
-        self.enqueue(Op::Publish { nodes: vec![ack.node], payload, generation, reply });
+        self.enqueue(Op::Publish { nodes: vec![ack.node], payload, generation, queued_at: Instant::now(), reply });
     }
 
     fn send_cluster(&self, event: ClusterEvent) {
@@ -297,8 +297,16 @@ impl Shared {
         match wire::decode(payload) {
             Ok(wire::Decoded::Canary) => self.health.canary_seen(),
             Ok(wire::Decoded::Ack { token }) => self.acks.received(token),
-            Ok(wire::Decoded::Room { room, event }) => {
+            Ok(wire::Decoded::Room { room, event, sent_ms }) => {
                 self.metrics.received.inc();
+                if let Some(sent) = sent_ms {
+                    let age = wire::now_ms().saturating_sub(sent);
+                    if age > self.settings.timeout.as_millis() as u64 {
+                        self.metrics.expired.inc();
+                        warn!(node = %self.keys.node(), room = %room, age_ms = age, "dropped a relay that arrived too late");
+                        return;
+                    }
+                }
                 if let Err(Inbound { event: RoomEvent::Joined(_, Some(ack)), .. }) =
                     inboxes.rooms.deliver(Inbound { room, event })
                 {

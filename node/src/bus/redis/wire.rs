@@ -43,11 +43,15 @@ pub enum WireEvent<'a> {
         peer: u64,
         reason: LeaveReason,
     },
+    /// `sent_ms`: the sender's wall clock when the relay was handed to the bus. A receiver drops
+    /// a relay older than the sender's Redis timeout: by then the sender may have been told it
+    /// was undeliverable (a Redis that froze with it in flight delivers it late).
     Relay {
         from: u64,
         to: Option<u64>,
         #[serde(with = "serde_bytes")]
         frame: &'a [u8],
+        sent_ms: u64,
     },
 }
 
@@ -68,16 +72,30 @@ pub fn encode_event(room: &RoomName, event: &RoomEvent) -> Vec<u8> {
             ack: ack.as_ref().map(|a| a.token),
         },
         RoomEvent::Left { peer, reason } => WireEvent::Left { peer: peer.0, reason: *reason },
-        RoomEvent::Relay { from, to, frame } => WireEvent::Relay { from: from.0, to: to.map(|p| p.0), frame },
+        RoomEvent::Relay { from, to, frame } => {
+            WireEvent::Relay { from: from.0, to: to.map(|p| p.0), frame, sent_ms: now_ms() }
+        }
     };
     encode(&Wire::Room { room: room.as_str(), event })
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A decoded channel message.
 pub enum Decoded {
-    Room { room: RoomName, event: RoomEvent },
+    /// `sent_ms` for relays.
+    Room {
+        room: RoomName,
+        event: RoomEvent,
+        sent_ms: Option<u64>,
+    },
     Canary,
-    Ack { token: u64 },
+    Ack {
+        token: u64,
+    },
 }
 
 pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
@@ -93,6 +111,7 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
         Wire::Room { room, event } => (room, event),
     };
     let room = room_name(room)?;
+    let mut sent = None;
     let event = match event {
         WireEvent::Joined { peer, node, meta, seed_user, ack } => {
             let node = NodeId::from(node);
@@ -106,11 +125,12 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
             RoomEvent::Joined(record, ack)
         }
         WireEvent::Left { peer, reason } => RoomEvent::Left { peer: PeerId(peer), reason },
-        WireEvent::Relay { from, to, frame } => {
+        WireEvent::Relay { from, to, frame, sent_ms } => {
+            sent = Some(sent_ms);
             RoomEvent::Relay { from: PeerId(from), to: to.map(PeerId), frame: bytes::Bytes::copy_from_slice(frame) }
         }
     };
-    Ok(Decoded::Room { room, event })
+    Ok(Decoded::Room { room, event, sent_ms: sent })
 }
 
 /// A room name read back from Redis is validated like one from a client.
@@ -187,10 +207,13 @@ mod tests {
         let room = RoomName::seed("lobby 1").expect("valid");
         let frame = bytes::Bytes::from_static(br#"{"type":"signal"}"#);
         let payload = encode_event(&room, &RoomEvent::Relay { from: PeerId(1), to: Some(PeerId(2)), frame });
-        let Ok(Decoded::Room { room: r, event: RoomEvent::Relay { from, to, frame } }) = decode(&payload) else {
+        let Ok(Decoded::Room { room: r, event: RoomEvent::Relay { from, to, frame }, sent_ms: Some(sent) }) =
+            decode(&payload)
+        else {
             panic!("not a relay");
         };
         assert_eq!((r, from, to), (room, PeerId(1), Some(PeerId(2))));
+        assert!(now_ms().abs_diff(sent) < 60_000);
         assert_eq!(&frame[..], br#"{"type":"signal"}"#);
         let payload = encode_event(
             &RoomName::v1("r").expect("valid"),

@@ -47,6 +47,7 @@ pub enum Op {
         /// The lease generation the caller saw: a relay from before this node re-registered
         /// would reach nodes that no longer know its sender, so it is refused instead.
         generation: u64,
+        queued_at: Instant,
         reply: oneshot::Sender<Result<Delivery, BusError>>,
     },
     Members {
@@ -81,6 +82,9 @@ struct Link {
     con: MultiplexedConnection,
     scripts: Scripts,
     epoch: u64,
+    /// When the current lease was taken.
+    registered: Instant,
+    /// When the rooms' TTLs were last refreshed.
     since: Instant,
 }
 
@@ -107,14 +111,27 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 }
                 continue;
             }
-            match connect(&shared, &client, fresh).await {
+            // Connecting can take up to its timeout (a frozen Redis accepts and never answers):
+            // fail what arrives meanwhile rather than hold it.
+            let connecting = connect(&shared, &client, fresh);
+            tokio::pin!(connecting);
+            let connected = loop {
+                tokio::select! {
+                    r = &mut connecting => break r,
+                    op = rx.recv() => match op {
+                        Some(op) => shared.finish(op, Err(BusError::Unavailable("reconnecting to Redis".into()))),
+                        None => return,
+                    },
+                }
+            };
+            match connected {
                 Ok(l) => {
                     info!(node = %shared.keys.node(), epoch = l.epoch, "cluster bus connected");
                     shared.health.connected_now();
                     shared.metrics.up.set(1);
-                    if !fresh {
-                        shared.send_cluster(ClusterEvent::Reassert);
-                    }
+                    // Members admitted while there was no lease (even before the first one)
+                    // are written now; rooms already up to date skip it.
+                    shared.send_cluster(ClusterEvent::Reassert);
                     fresh = false;
                     backoff.reset();
                     link = Some(l);
@@ -158,6 +175,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 Ok(epoch) => {
                     warn!(node = %shared.keys.node(), epoch, "cluster lease was lost; rejoined under a new epoch");
                     l.epoch = epoch;
+                    l.registered = Instant::now();
                     shared.send_cluster(ClusterEvent::Reassert);
                 }
                 Err(e) => link = lost(&shared, e),
@@ -203,7 +221,7 @@ async fn connect(shared: &Shared, client: &redis::Client, fresh: bool) -> RedisR
         .set_response_timeout(Some(shared.settings.timeout));
     let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
     let scripts = Scripts::load(&mut con).await?;
-    let mut link = Link { con, scripts, epoch: 0, since: Instant::now() };
+    let mut link = Link { con, scripts, epoch: 0, registered: Instant::now(), since: Instant::now() };
     link.epoch = register(shared, &mut link, fresh).await?;
     Ok(link)
 }
@@ -252,16 +270,25 @@ async fn renew_lease(shared: &Shared, l: &mut Link) -> RedisResult<Next> {
 }
 
 async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Next> {
-    // Right after a reconnect every other node may still be reconnecting too: give them one
-    // lease period to renew before reading an expired lease as a dead node.
-    if shared.health.connected_for() < shared.settings.lease {
+    // Right after this node took a lease (a reconnect, a Redis restart or freeze) the other
+    // nodes may be renewing theirs too: give them one lease period before reading an expired
+    // lease as a dead node. The script also refuses if this node's own lease has lapsed, so a
+    // reap held up in a frozen Redis cannot run late and declare everyone lost.
+    if l.registered.elapsed() < shared.settings.lease {
         return Ok(Next::Continue);
     }
     let k = &shared.keys;
-    let cmd = l
-        .scripts
-        .reap
-        .cmd(&[&k.nodes()], &[&k.lease_prefix(), &k.node_rooms_prefix(), &k.room_prefix(), &k.control(), "16"]);
+    let cmd = l.scripts.reap.cmd(
+        &[&k.nodes(), &k.lease()],
+        &[
+            k.lease_prefix().as_str(),
+            k.node_rooms_prefix().as_str(),
+            k.room_prefix().as_str(),
+            k.control().as_str(),
+            "16",
+            l.epoch.to_string().as_str(),
+        ],
+    );
     let dead: Vec<String> = cmd.query_async(&mut l.con).await?;
     for node in dead {
         warn!(node = %shared.keys.node(), lost = %node, "reaped a node whose lease ran out");
@@ -278,11 +305,23 @@ async fn publish_canary(shared: &Shared, l: &mut Link, seq: u64) -> RedisResult<
 /// Sends `batch` as one pipeline and answers each operation.
 async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisResult<Next> {
     let generation = shared.generation.load(Ordering::SeqCst);
-    let (stale, live): (Vec<Op>, Vec<Op>) =
-        batch.drain(..).partition(|op| matches!(op, Op::Publish { generation: g, .. } if *g != generation));
+    // A relay queued too long is not sent: it must reach its node well before the receiver's
+    // deadline (see `wire::Wire::Room::sent_ms`), or it could be counted delivered and dropped.
+    let max_age = shared.settings.timeout / 2;
+    let (stale, live): (Vec<Op>, Vec<Op>) = batch.drain(..).partition(|op| match op {
+        Op::Publish { generation: g, queued_at, .. } => *g != generation || queued_at.elapsed() > max_age,
+        _ => false,
+    });
     *batch = live;
     for op in stale {
-        shared.finish(op, Err(BusError::Fenced));
+        let err = match &op {
+            Op::Publish { generation: g, .. } if *g != generation => BusError::Fenced,
+            _ => BusError::Unavailable("the relay waited too long for Redis".into()),
+        };
+        shared.finish(op, Err(err));
+    }
+    if batch.is_empty() {
+        return Ok(Next::Continue);
     }
     let k = &shared.keys;
     let epoch = l.epoch.to_string();

@@ -1,8 +1,13 @@
 -- Declares nodes whose lease ran out lost: removes their members from every room and tells
 -- every node on the control channel. Safe to run on every node at once: a node is reaped once.
--- KEYS: nodes zset
--- ARGV: lease key prefix, room index key prefix, room key prefix, control channel, max per run
--- Returns the reaped node ids.
+-- KEYS: nodes zset, the caller's lease
+-- ARGV: lease key prefix, room index key prefix, room key prefix, control channel, max per run,
+--       the caller's epoch
+-- Returns the reaped node ids. A caller whose own lease has lapsed reaps nothing: it has been
+-- out of touch (or Redis was), and others' leases may have lapsed for the same reason.
+if redis.call('GET', KEYS[2]) ~= ARGV[6] then
+  return {}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[5]))
