@@ -22,13 +22,16 @@ emit() { echo "{\"server\":\"$1\",\"generator\":\"$2\",\"result\":$3}"; }
 # CPU time (user+system, in clock ticks) the given processes have used so far.
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 # measure SERVER GENERATOR "PID[ PID...]" CMD...: runs a generator, adding the server
-# processes' CPU per delivered message.
+# processes' CPU per delivered message and the generator's own CPU use (% of one core: near 100
+# means the generator, not the server, set the pace).
 measure() {
   local server=$1 gen=$2 pids_=$3; shift 3
-  local before after result
+  local before after result tf
+  tf=$(mktemp)
   # shellcheck disable=SC2086
-  before=$(cpu_ticks $pids_); result=$("$@"); after=$(cpu_ticks $pids_)
-  result=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=int(sys.argv[2]); hz=int(sys.argv[3]); r["server_cpu_us_per_msg"]=round(t*1e6/hz/max(r["delivered"],1),2); print(json.dumps(r,separators=(",",":")))' "$result" "$((after - before))" "$(getconf CLK_TCK)")
+  before=$(cpu_ticks $pids_); result=$(/usr/bin/time -f '%e %U %S' -o "$tf" "$@"); after=$(cpu_ticks $pids_)
+  result=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=int(sys.argv[2]); hz=int(sys.argv[3]); e,u,s=map(float,open(sys.argv[4]).read().split()[-3:]); r["server_cpu_us_per_msg"]=round(t*1e6/hz/max(r["delivered"],1),2); r["generator_cpu_pct"]=round((u+s)*100/max(e,0.01)); print(json.dumps(r,separators=(",",":")))' "$result" "$((after - before))" "$(getconf CLK_TCK)" "$tf")
+  rm -f "$tf"
   emit "$server" "$gen" "$result"
 }
 unlimited=(--messages-per-sec 0 --candidates-per-sec 0 --descriptions-per-min 0 --max-candidates-per-negotiation 0)

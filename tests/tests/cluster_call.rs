@@ -7,14 +7,7 @@ use serde_json::json;
 use switchboard_tests::V1Peer;
 
 use cluster::Cluster;
-
-const OFFER: &str = "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
-const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
-
-fn candidate(i: usize) -> serde_json::Value {
-    let line = format!("candidate:{i} 1 udp 2122260223 192.0.2.1 {} typ host", 5000 + i);
-    json!({"candidate": line, "sdpMid": "0", "sdpMLineIndex": 0})
-}
+use cluster::members::{answer, candidate, offer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_across_two_nodes_completes_in_order() {
@@ -29,7 +22,7 @@ async fn a_call_across_two_nodes_completes_in_order() {
     assert_eq!(pj["peer"]["peer_id"], json!(b.id));
 
     // Offer then a burst of candidates: the candidates never overtake the offer.
-    a.signal("x-call", &b.id, json!({"type": "offer", "sdp": OFFER})).await;
+    a.signal("x-call", &b.id, offer()).await;
     for i in 0..30 {
         a.signal("x-call", &b.id, candidate(i)).await;
     }
@@ -40,7 +33,7 @@ async fn a_call_across_two_nodes_completes_in_order() {
         let c = b.ws.expect("signal").await;
         assert_eq!(c["data"], candidate(i), "candidate {i} out of order");
     }
-    b.signal("x-call", &a.id, json!({"type": "answer", "sdp": ANSWER})).await;
+    b.signal("x-call", &a.id, answer()).await;
     for i in 0..5 {
         b.signal("x-call", &a.id, candidate(100 + i)).await;
     }

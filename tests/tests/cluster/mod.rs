@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod flow;
+pub mod members;
+
 use std::time::{Duration, Instant};
 
 use switchboard_tests::{Node, RedisServer, node_binary};
