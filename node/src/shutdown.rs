@@ -1,6 +1,7 @@
 //! Graceful shutdown: on SIGTERM or SIGINT the node turns unready, closes every session with
 //! "going away" (1001, reason `shutdown`) so clients reconnect elsewhere, waits for them to go
-//! (bounded by `--shutdown-timeout-secs`), then stops the server.
+//! (bounded by `--shutdown-timeout-secs`), leaves the cluster (its lease and records go at
+//! once), then stops the server.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,12 @@ pub async fn on_signal(state: Arc<NodeState>, server: ServerHandle) {
         _ = int.recv() => info!("SIGINT: draining"),
     }
     drain(&state).await;
+    // Leave the cluster at once rather than let the other nodes wait out this node's lease.
+    match tokio::time::timeout(Duration::from_secs(2), state.bus.goodbye()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "could not leave the cluster cleanly; the lease will expire"),
+        Err(_) => warn!("leaving the cluster timed out; the lease will expire"),
+    }
     server.stop(true).await;
 }
 

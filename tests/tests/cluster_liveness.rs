@@ -210,3 +210,25 @@ async fn a_relay_sent_while_its_node_was_paused_is_delivered_or_refused_never_lo
 // ---------------------------------------------------------------------------------------------
 // 4. Two clusters on one Redis; every key expires
 // ---------------------------------------------------------------------------------------------
+
+/// A node stopped on purpose (SIGTERM) drains and leaves the cluster at once: its peers leave
+/// with `shutdown`, never later with `node-lost`, and Redis holds nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_with_sigterm_leaves_the_cluster_at_once() {
+    let mut c = cluster_with_lease(2, DEFAULT_LEASE_MS, &[]);
+    let mut a = V1Peer::connect(&c.nodes[0].ws_url("/v1/ws")).await;
+    let mut b = V1Peer::connect(&c.nodes[1].ws_url("/v1/ws")).await;
+    a.join("bye").await;
+    b.join("bye").await;
+    a.ws.expect("peer-joined").await;
+
+    c.nodes[1].terminate();
+    expect_peer_left(&mut a, "bye", &b.id, "shutdown").await;
+    let status = c.nodes[1].wait_exit(Duration::from_secs(10)).expect("the node exits after its drain");
+    assert!(status.success(), "{status:?}");
+    assert!(!exists(&c.redis, &key("switchboard", "lease:n1")), "the lease outlived a clean exit");
+    assert!(!zrange(&c.redis, &key("switchboard", "nodes")).contains("n1"));
+    assert!(hgetall(&c.redis, &key("switchboard", "room:bye")).values().all(|v| !v.starts_with("n1|")));
+    // Nothing more about b, not even after the lease would have run out.
+    a.ws.expect_silence(Duration::from_millis(DEFAULT_LEASE_MS + 1000)).await;
+}

@@ -102,6 +102,10 @@ impl Bus for MemoryBus {
         async move { Ok(members) }.boxed()
     }
 
+    fn goodbye(&self) -> BusResult<()> {
+        async { Ok(()) }.boxed()
+    }
+
     fn generation(&self) -> u64 {
         0
     }

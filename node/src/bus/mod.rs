@@ -162,6 +162,10 @@ pub trait Bus: Send + Sync + 'static {
     /// writes them again before relaying anything.
     fn generation(&self) -> u64;
 
+    /// Leaves the cluster on purpose (after a drain): this node's lease and remaining records
+    /// go at once, instead of other nodes waiting out the lease. The bus carries nothing after.
+    fn goodbye(&self) -> BusResult<()>;
+
     /// True while the bus can carry events (the embedded bus always can).
     fn healthy(&self) -> bool;
 }

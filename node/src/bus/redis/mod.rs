@@ -172,6 +172,21 @@ impl Bus for RedisBus {
         answer(rx)
     }
 
+    fn goodbye(&self) -> BusResult<()> {
+        let shared = Arc::clone(&self.shared);
+        async move {
+            // Let the leaves of the sessions just drained go out first (bounded).
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while shared.queued.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let (reply, rx) = oneshot::channel();
+            shared.enqueue(Op::Goodbye { reply });
+            rx.await.unwrap_or_else(|_| Err(BusError::Unavailable("the bus has stopped".into())))
+        }
+        .boxed()
+    }
+
     fn generation(&self) -> u64 {
         self.shared.generation.load(Ordering::SeqCst)
     }
@@ -261,7 +276,7 @@ impl Shared {
                 };
                 let _ = reply.send(out);
             }
-            Op::Leave { reply, .. } => {
+            Op::Leave { reply, .. } | Op::Goodbye { reply } => {
                 let _ = reply.send(failed.map_or(Ok(()), Err));
             }
             Op::Publish { reply, .. } => {

@@ -27,6 +27,7 @@ pub struct Scripts {
     pub reap: Script,
     pub join: Script,
     pub leave: Script,
+    pub goodbye: Script,
 }
 
 impl Scripts {
@@ -41,6 +42,7 @@ impl Scripts {
             reap: one(con, include_str!("lua/reap.lua")).await?,
             join: one(con, include_str!("lua/join.lua")).await?,
             leave: one(con, include_str!("lua/leave.lua")).await?,
+            goodbye: one(con, include_str!("lua/goodbye.lua")).await?,
         })
     }
 }

@@ -54,6 +54,10 @@ pub enum Op {
         room: RoomName,
         reply: oneshot::Sender<Result<Vec<MemberRecord>, BusError>>,
     },
+    /// Leave the cluster; the writer stops after it.
+    Goodbye {
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
 }
 
 impl Op {
@@ -62,7 +66,7 @@ impl Op {
         match self {
             Op::Join { reply, .. } => drop(reply.send(Err(err))),
             Op::Members { reply, .. } => drop(reply.send(Err(err))),
-            Op::Leave { reply, .. } => drop(reply.send(Err(err))),
+            Op::Leave { reply, .. } | Op::Goodbye { reply } => drop(reply.send(Err(err))),
             Op::Publish { reply, .. } => drop(reply.send(Err(err))),
         }
     }
@@ -149,18 +153,26 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
         let outcome = tokio::select! {
             op = rx.recv() => {
                 let Some(op) = op else { return };
-                batch.push(op);
-                let mut commands = batch[0].commands();
-                while commands < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(op) => {
-                            commands += op.commands();
-                            batch.push(op);
-                        }
-                        Err(_) => break,
+                let mut goodbye = None;
+                let mut next = Some(op);
+                let mut commands = 0;
+                while let Some(op) = next.take() {
+                    if let Op::Goodbye { reply } = op {
+                        goodbye = Some(reply);
+                        break;
+                    }
+                    commands += op.commands();
+                    batch.push(op);
+                    if commands < MAX_BATCH {
+                        next = rx.try_recv().ok();
                     }
                 }
-                execute(&shared, l, &mut batch).await
+                let outcome = if batch.is_empty() { Ok(Next::Continue) } else { execute(&shared, l, &mut batch).await };
+                if let Some(reply) = goodbye {
+                    let _ = reply.send(leave_cluster(&shared, l).await.map_err(|e| BusError::Unavailable(e.to_string())));
+                    return;
+                }
+                outcome
             }
             _ = renew.tick() => renew_lease(&shared, l).await,
             _ = reap.tick() => reap_nodes(&shared, l).await,
@@ -296,6 +308,20 @@ async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Next> {
     Ok(Next::Continue)
 }
 
+/// Removes this node from the cluster (lease, records) and marks the bus down.
+async fn leave_cluster(shared: &Shared, l: &mut Link) -> RedisResult<()> {
+    let k = &shared.keys;
+    let cmd = l.scripts.goodbye.cmd(
+        &[&k.nodes(), &k.lease(), &k.node_rooms()],
+        &[k.node().as_ref(), l.epoch.to_string().as_str(), k.room_prefix().as_str(), k.control().as_str()],
+    );
+    let removed: i64 = cmd.query_async(&mut l.con).await?;
+    shared.health.connected.store(false, Ordering::SeqCst);
+    shared.metrics.up.set(0);
+    info!(node = %k.node(), records_left = removed, "left the cluster");
+    Ok(())
+}
+
 async fn publish_canary(shared: &Shared, l: &mut Link, seq: u64) -> RedisResult<Next> {
     let payload = wire::encode(&wire::Wire::Canary { seq });
     let _: i64 = redis::cmd("PUBLISH").arg(shared.keys.own_channel()).arg(payload).query_async(&mut l.con).await?;
@@ -365,6 +391,10 @@ async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisRes
             }
             Op::Members { room, .. } => {
                 pipe.cmd("HGETALL").arg(k.room(room));
+            }
+            // The run loop takes a goodbye out of the batch; one that got here is a no-op.
+            Op::Goodbye { .. } => {
+                pipe.cmd("PING");
             }
         }
     }

@@ -1,0 +1,27 @@
+-- A node leaving the cluster on purpose: removes its lease and whatever records it still has,
+-- so nobody waits out its lease; if members were left (sessions that outlived the drain), the
+-- other nodes are told the node is gone, as a reaper would.
+-- KEYS: nodes zset, this node's lease, this node's room index
+-- ARGV: node, epoch, room key prefix, control channel
+-- Returns the number of member records removed.
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return 0
+end
+local mine = ARGV[1] .. '|'
+local removed = 0
+for _, room in ipairs(redis.call('HKEYS', KEYS[3])) do
+  local key = ARGV[3] .. room
+  local entries = redis.call('HGETALL', key)
+  for i = 1, #entries, 2 do
+    if string.sub(entries[i + 1], 1, #mine) == mine then
+      redis.call('HDEL', key, entries[i])
+      removed = removed + 1
+    end
+  end
+end
+redis.call('DEL', KEYS[3], KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+if removed > 0 then
+  redis.call('PUBLISH', ARGV[4], 'lost ' .. ARGV[1])
+end
+return removed
