@@ -12,15 +12,18 @@
 //! the key space, `lua/` the scripts). Both tasks run on a thread of their own, so Redis I/O
 //! never competes with a WebSocket worker's turn.
 
+mod acks;
 mod backoff;
+mod health;
 mod keys;
+mod lease;
+mod replies;
 mod scripts;
 mod subscriber;
 mod wire;
 mod writer;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,10 @@ use switchboard::protocol::{PeerId, RoomName};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use acks::{AckSlot, Acks};
+use health::Health;
 pub use keys::Keys;
+use replies::{joined, records};
 use writer::Op;
 
 use super::{
@@ -334,157 +340,5 @@ impl Shared {
                 debug!(node = %self.keys.node(), error = %e, "dropped an unreadable cluster message");
             }
         }
-    }
-}
-
-/// `[peer, record, peer, record, ...]` into member records.
-fn records(value: Option<RedisResult<Value>>) -> Result<Vec<MemberRecord>, BusError> {
-    let Some(Ok(value)) = value else { return Ok(Vec::new()) };
-    let flat: Vec<String> = redis::from_redis_value(value).map_err(|e| BusError::Corrupt(e.to_string()))?;
-    pairs(&flat)
-}
-
-fn pairs(flat: &[String]) -> Result<Vec<MemberRecord>, BusError> {
-    flat.chunks_exact(2).map(|pair| wire::parse_record(&pair[0], &pair[1])).collect()
-}
-
-/// The join script's answer, `[told, peer, record, ...]`: how many nodes were told, and the
-/// other nodes' members.
-fn joined(value: Option<RedisResult<Value>>) -> Result<(usize, Vec<MemberRecord>), BusError> {
-    let corrupt = |e: String| BusError::Corrupt(e);
-    let Some(Ok(Value::Array(mut items))) = value else { return Err(corrupt("join: not a list".into())) };
-    if items.is_empty() {
-        return Err(corrupt("join: empty answer".into()));
-    }
-    let told: i64 = redis::from_redis_value(items.remove(0)).map_err(|e| corrupt(e.to_string()))?;
-    let flat: Vec<String> = redis::from_redis_value(Value::Array(items)).map_err(|e| corrupt(e.to_string()))?;
-    Ok((told.max(0) as usize, pairs(&flat)?))
-}
-
-struct AckSlot {
-    shared: Arc<Shared>,
-    token: u64,
-}
-
-impl Drop for AckSlot {
-    fn drop(&mut self) {
-        self.shared.acks.close(self.token);
-    }
-}
-
-/// Joins waiting for other nodes' acknowledgements, by token.
-#[derive(Default)]
-struct Acks {
-    next: AtomicU64,
-    pending: Mutex<HashMap<u64, PendingAck>>,
-}
-
-struct PendingAck {
-    expected: Option<usize>,
-    received: usize,
-    done: Option<oneshot::Sender<()>>,
-}
-
-impl Acks {
-    fn open(&self) -> (u64, oneshot::Receiver<()>) {
-        let token = self.next.fetch_add(1, Ordering::Relaxed);
-        let (done, rx) = oneshot::channel();
-        self.lock().insert(token, PendingAck { expected: None, received: 0, done: Some(done) });
-        (token, rx)
-    }
-
-    fn expect(&self, token: u64, n: usize) {
-        if let Some(p) = self.lock().get_mut(&token) {
-            p.expected = Some(n);
-            p.fire();
-        }
-    }
-
-    fn received(&self, token: u64) {
-        if let Some(p) = self.lock().get_mut(&token) {
-            p.received += 1;
-            p.fire();
-        }
-    }
-
-    fn close(&self, token: u64) {
-        self.lock().remove(&token);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, PendingAck>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl PendingAck {
-    fn fire(&mut self) {
-        if self.expected.is_some_and(|n| self.received >= n)
-            && let Some(done) = self.done.take()
-        {
-            let _ = done.send(());
-        }
-    }
-}
-
-/// What `/readyz` asks: connected, subscribed, and the canary came back recently.
-struct Health {
-    base: Instant,
-    connected: AtomicBool,
-    connected_at: AtomicU64,
-    subscribed: AtomicBool,
-    subscribed_at: AtomicU64,
-    canary_at: AtomicU64,
-}
-
-impl Health {
-    fn new() -> Self {
-        Self {
-            base: Instant::now(),
-            connected: AtomicBool::new(false),
-            connected_at: AtomicU64::new(0),
-            subscribed: AtomicBool::new(false),
-            subscribed_at: AtomicU64::new(0),
-            canary_at: AtomicU64::new(0),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        // Milliseconds since the bus started, plus one so that 0 means "never".
-        self.base.elapsed().as_millis() as u64 + 1
-    }
-
-    fn connected_now(&self) {
-        self.connected_at.store(self.now(), Ordering::SeqCst);
-        self.connected.store(true, Ordering::SeqCst);
-    }
-
-    fn connected_for(&self) -> Duration {
-        if !self.connected.load(Ordering::SeqCst) {
-            return Duration::ZERO;
-        }
-        Duration::from_millis(self.now().saturating_sub(self.connected_at.load(Ordering::SeqCst)))
-    }
-
-    fn subscribed_now(&self) {
-        self.subscribed_at.store(self.now(), Ordering::SeqCst);
-        self.subscribed.store(true, Ordering::SeqCst);
-    }
-
-    fn canary_seen(&self) {
-        self.canary_at.store(self.now(), Ordering::SeqCst);
-    }
-
-    fn healthy(&self, every: Duration) -> bool {
-        let seen = self.canary_at.load(Ordering::SeqCst);
-        self.connected.load(Ordering::SeqCst)
-            && self.subscribed.load(Ordering::SeqCst)
-            && seen != 0
-            && self.now() - seen <= 3 * every.as_millis() as u64
-    }
-
-    /// Connected for writing, subscribed, yet no canary for a while: the subscription is dead.
-    fn subscription_stale(&self, every: Duration) -> bool {
-        let last = self.canary_at.load(Ordering::SeqCst).max(self.subscribed_at.load(Ordering::SeqCst));
-        self.connected_for() > 4 * every && self.now().saturating_sub(last) > 4 * every.as_millis() as u64
     }
 }

@@ -6,7 +6,6 @@
 //! the rooms to reconcile their membership, since events sent meanwhile were lost.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt;
 use tracing::{info, warn};
@@ -60,7 +59,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client) {
                 }
             }
         }
-        shared.health.subscribed.store(false, Ordering::SeqCst);
+        shared.health.subscription_lost();
         warn!(node = %shared.keys.node(), "cluster subscription lost");
         tokio::time::sleep(backoff.next_delay()).await;
     }

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::backoff::Backoff;
+use super::lease::{leave_cluster, publish_canary, reap_nodes, register, renew_lease};
 use super::scripts::Scripts;
 use super::{Shared, wire};
 use crate::bus::{BusError, ClusterEvent, Delivery, MemberRecord, NodeId};
@@ -82,14 +83,15 @@ impl Op {
 /// The most operations sent in one pipeline.
 const MAX_BATCH: usize = 1024;
 
-struct Link {
-    con: MultiplexedConnection,
-    scripts: Scripts,
-    epoch: u64,
+/// The writer's connection and the lease it holds.
+pub(super) struct Link {
+    pub(super) con: MultiplexedConnection,
+    pub(super) scripts: Scripts,
+    pub(super) epoch: u64,
     /// When the current lease was taken.
-    registered: Instant,
+    pub(super) registered: Instant,
     /// When the rooms' TTLs were last refreshed.
-    since: Instant,
+    pub(super) since: Instant,
 }
 
 pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::UnboundedReceiver<Op>) {
@@ -107,7 +109,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
     let mut canary_seq = 0u64;
     loop {
         let Some(l) = link.as_mut() else {
-            if !shared.health.subscribed.load(Ordering::SeqCst) {
+            if !shared.health.is_subscribed() {
                 // Registering before the subscription is up would let a peer's Joined go
                 // unheard: wait for it (failing what arrives meanwhile).
                 if !fail_for(&shared, &mut rx, Duration::from_millis(20), "the cluster subscription is not up").await {
@@ -197,7 +199,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
     }
 }
 
-enum Next {
+pub(super) enum Next {
     Continue,
     /// The lease is gone: take a new one.
     Register,
@@ -205,7 +207,7 @@ enum Next {
 
 fn lost(shared: &Shared, e: RedisError) -> Option<Link> {
     warn!(node = %shared.keys.node(), error = %e, "cluster bus connection lost");
-    shared.health.connected.store(false, Ordering::SeqCst);
+    shared.health.disconnected();
     shared.metrics.up.set(0);
     shared.metrics.reconnects.inc();
     None
@@ -236,96 +238,6 @@ async fn connect(shared: &Shared, client: &redis::Client, fresh: bool) -> RedisR
     let mut link = Link { con, scripts, epoch: 0, registered: Instant::now(), since: Instant::now() };
     link.epoch = register(shared, &mut link, fresh).await?;
     Ok(link)
-}
-
-async fn register(shared: &Shared, l: &mut Link, fresh: bool) -> RedisResult<u64> {
-    // Bumped first: whatever rooms send from now on sees that they must write their members
-    // again before their relays can reach anyone.
-    shared.generation.fetch_add(1, Ordering::SeqCst);
-    let k = &shared.keys;
-    let s = &shared.settings;
-    let cmd = l.scripts.register.cmd(
-        &[&k.epoch(), &k.nodes(), &k.lease(), &k.node_rooms()],
-        &[
-            k.node().as_ref(),
-            ms(s.lease).as_str(),
-            ms(s.record_ttl).as_str(),
-            k.room_prefix().as_str(),
-            if fresh { "1" } else { "0" },
-            k.control().as_str(),
-        ],
-    );
-    cmd.query_async(&mut l.con).await
-}
-
-async fn renew_lease(shared: &Shared, l: &mut Link) -> RedisResult<Next> {
-    let k = &shared.keys;
-    let s = &shared.settings;
-    // Rooms' TTLs are refreshed about four times per TTL, not on every renewal.
-    let touch = l.since.elapsed() >= s.record_ttl / 4;
-    if touch {
-        l.since = Instant::now();
-    }
-    let cmd = l.scripts.renew.cmd(
-        &[&k.nodes(), &k.lease(), &k.node_rooms()],
-        &[
-            k.node().as_ref(),
-            l.epoch.to_string().as_str(),
-            ms(s.lease).as_str(),
-            ms(s.record_ttl).as_str(),
-            if touch { "1" } else { "0" },
-            k.room_prefix().as_str(),
-        ],
-    );
-    let held: i64 = cmd.query_async(&mut l.con).await?;
-    Ok(if held == 1 { Next::Continue } else { Next::Register })
-}
-
-async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Next> {
-    // Right after this node took a lease (a reconnect, a Redis restart or freeze) the other
-    // nodes may be renewing theirs too: give them one lease period before reading an expired
-    // lease as a dead node. The script also refuses if this node's own lease has lapsed, so a
-    // reap held up in a frozen Redis cannot run late and declare everyone lost.
-    if l.registered.elapsed() < shared.settings.lease {
-        return Ok(Next::Continue);
-    }
-    let k = &shared.keys;
-    let cmd = l.scripts.reap.cmd(
-        &[&k.nodes(), &k.lease()],
-        &[
-            k.lease_prefix().as_str(),
-            k.node_rooms_prefix().as_str(),
-            k.room_prefix().as_str(),
-            k.control().as_str(),
-            "16",
-            l.epoch.to_string().as_str(),
-        ],
-    );
-    let dead: Vec<String> = cmd.query_async(&mut l.con).await?;
-    for node in dead {
-        warn!(node = %shared.keys.node(), lost = %node, "reaped a node whose lease ran out");
-    }
-    Ok(Next::Continue)
-}
-
-/// Removes this node from the cluster (lease, records) and marks the bus down.
-async fn leave_cluster(shared: &Shared, l: &mut Link) -> RedisResult<()> {
-    let k = &shared.keys;
-    let cmd = l.scripts.goodbye.cmd(
-        &[&k.nodes(), &k.lease(), &k.node_rooms()],
-        &[k.node().as_ref(), l.epoch.to_string().as_str(), k.room_prefix().as_str(), k.control().as_str()],
-    );
-    let removed: i64 = cmd.query_async(&mut l.con).await?;
-    shared.health.connected.store(false, Ordering::SeqCst);
-    shared.metrics.up.set(0);
-    info!(node = %k.node(), records_left = removed, "left the cluster");
-    Ok(())
-}
-
-async fn publish_canary(shared: &Shared, l: &mut Link, seq: u64) -> RedisResult<Next> {
-    let payload = wire::encode(&wire::Wire::Canary { seq });
-    let _: i64 = redis::cmd("PUBLISH").arg(shared.keys.own_channel()).arg(payload).query_async(&mut l.con).await?;
-    Ok(Next::Continue)
 }
 
 /// Sends `batch` as one pipeline and answers each operation.
@@ -441,6 +353,6 @@ fn publish(channel: String, payload: &Bytes) -> Cmd {
     cmd
 }
 
-fn ms(d: Duration) -> String {
+pub(super) fn ms(d: Duration) -> String {
     d.as_millis().to_string()
 }

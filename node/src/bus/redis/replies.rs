@@ -1,0 +1,30 @@
+//! Reading what the scripts answer: member records, and the join script's count of nodes told.
+
+use redis::{RedisResult, Value};
+
+use super::wire;
+use crate::bus::{BusError, MemberRecord};
+
+/// `[peer, record, peer, record, ...]` into member records.
+pub(super) fn records(value: Option<RedisResult<Value>>) -> Result<Vec<MemberRecord>, BusError> {
+    let Some(Ok(value)) = value else { return Ok(Vec::new()) };
+    let flat: Vec<String> = redis::from_redis_value(value).map_err(|e| BusError::Corrupt(e.to_string()))?;
+    pairs(&flat)
+}
+
+pub(super) fn pairs(flat: &[String]) -> Result<Vec<MemberRecord>, BusError> {
+    flat.chunks_exact(2).map(|pair| wire::parse_record(&pair[0], &pair[1])).collect()
+}
+
+/// The join script's answer, `[told, peer, record, ...]`: how many nodes were told, and the
+/// other nodes' members.
+pub(super) fn joined(value: Option<RedisResult<Value>>) -> Result<(usize, Vec<MemberRecord>), BusError> {
+    let corrupt = |e: String| BusError::Corrupt(e);
+    let Some(Ok(Value::Array(mut items))) = value else { return Err(corrupt("join: not a list".into())) };
+    if items.is_empty() {
+        return Err(corrupt("join: empty answer".into()));
+    }
+    let told: i64 = redis::from_redis_value(items.remove(0)).map_err(|e| corrupt(e.to_string()))?;
+    let flat: Vec<String> = redis::from_redis_value(Value::Array(items)).map_err(|e| corrupt(e.to_string()))?;
+    Ok((told.max(0) as usize, pairs(&flat)?))
+}
