@@ -67,6 +67,9 @@ pub struct BusMetrics {
     pub received: IntCounter,
     /// Relays that arrived after their sender's deadline and were dropped.
     pub expired: IntCounter,
+    /// From a relay's hand-off to the bus on its sender's node to its arrival here (wall clocks
+    /// of two nodes: as good as their clock sync).
+    pub transit: Histogram,
     pub errors: IntCounter,
     pub reconnects: IntCounter,
     pub nodes_lost: IntCounter,
@@ -90,6 +93,17 @@ impl BusMetrics {
             undelivered: counter("bus_undelivered_total", "Publishes that no node received.")?,
             received: counter("bus_received_total", "Messages received from other nodes.")?,
             expired: counter("bus_expired_total", "Relays from other nodes dropped for arriving too late.")?,
+            transit: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "bus_transit_seconds",
+                        "Time from a relay's hand-off to the bus on another node to its arrival on this one.",
+                    )
+                    .buckets(vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0]),
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                h
+            },
             errors: counter("bus_errors_total", "Cluster bus operations that failed.")?,
             reconnects: counter("bus_reconnects_total", "Lost connections to Redis.")?,
             nodes_lost: counter("bus_nodes_lost_total", "Other nodes declared lost (lease expired).")?,

@@ -90,10 +90,20 @@ impl Drop for Node {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
+/// A free TCP port on 127.0.0.1, below the kernel's ephemeral range (32768+ on Linux).
+///
+/// A node retries a Redis port that nothing listens on yet (or any more); if that port were in
+/// the ephemeral range, one of its own connection attempts could be given the very same port as
+/// its source and connect to itself (TCP simultaneous open), and the redis-server started there
+/// next would find its port taken.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
+    for _ in 0..1000 {
+        let port = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
 
 /// The `switchboard-node` binary next to the running test (`target/<profile>/`), brought up to

@@ -318,13 +318,14 @@ impl Shared {
         match wire::decode(payload) {
             Ok(wire::Decoded::Canary) => self.health.canary_seen(),
             Ok(wire::Decoded::Ack { token }) => self.acks.received(token),
-            Ok(wire::Decoded::Room { room, event, sent_ms }) => {
+            Ok(wire::Decoded::Room { room, event, sent_us }) => {
                 self.metrics.received.inc();
-                if let Some(sent) = sent_ms {
-                    let age = wire::now_ms().saturating_sub(sent);
-                    if age > self.settings.timeout.as_millis() as u64 {
+                if let Some(sent) = sent_us {
+                    let age = wire::now_us().saturating_sub(sent);
+                    self.metrics.transit.observe(age as f64 / 1e6);
+                    if age > self.settings.timeout.as_micros() as u64 {
                         self.metrics.expired.inc();
-                        warn!(node = %self.keys.node(), room = %room, age_ms = age, "dropped a relay that arrived too late");
+                        warn!(node = %self.keys.node(), room = %room, age_us = age, "dropped a relay that arrived too late");
                         return;
                     }
                 }

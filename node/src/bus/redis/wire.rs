@@ -43,7 +43,7 @@ pub enum WireEvent<'a> {
         peer: u64,
         reason: LeaveReason,
     },
-    /// `sent_ms`: the sender's wall clock when the relay was handed to the bus. A receiver drops
+    /// `sent_us`: the sender's wall clock when the relay was handed to the bus. A receiver drops
     /// a relay older than the sender's Redis timeout: by then the sender may have been told it
     /// was undeliverable (a Redis that froze with it in flight delivers it late).
     Relay {
@@ -51,7 +51,7 @@ pub enum WireEvent<'a> {
         to: Option<u64>,
         #[serde(with = "serde_bytes")]
         frame: &'a [u8],
-        sent_ms: u64,
+        sent_us: u64,
     },
 }
 
@@ -73,24 +73,24 @@ pub fn encode_event(room: &RoomName, event: &RoomEvent) -> Vec<u8> {
         },
         RoomEvent::Left { peer, reason } => WireEvent::Left { peer: peer.0, reason: *reason },
         RoomEvent::Relay { from, to, frame } => {
-            WireEvent::Relay { from: from.0, to: to.map(|p| p.0), frame, sent_ms: now_ms() }
+            WireEvent::Relay { from: from.0, to: to.map(|p| p.0), frame, sent_us: now_us() }
         }
     };
     encode(&Wire::Room { room: room.as_str(), event })
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 /// A decoded channel message.
 pub enum Decoded {
-    /// `sent_ms` for relays.
+    /// `sent_us` for relays.
     Room {
         room: RoomName,
         event: RoomEvent,
-        sent_ms: Option<u64>,
+        sent_us: Option<u64>,
     },
     Canary,
     Ack {
@@ -125,12 +125,12 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
             RoomEvent::Joined(record, ack)
         }
         WireEvent::Left { peer, reason } => RoomEvent::Left { peer: PeerId(peer), reason },
-        WireEvent::Relay { from, to, frame, sent_ms } => {
-            sent = Some(sent_ms);
+        WireEvent::Relay { from, to, frame, sent_us } => {
+            sent = Some(sent_us);
             RoomEvent::Relay { from: PeerId(from), to: to.map(PeerId), frame: bytes::Bytes::copy_from_slice(frame) }
         }
     };
-    Ok(Decoded::Room { room, event, sent_ms: sent })
+    Ok(Decoded::Room { room, event, sent_us: sent })
 }
 
 /// A room name read back from Redis is validated like one from a client.
@@ -207,13 +207,13 @@ mod tests {
         let room = RoomName::seed("lobby 1").expect("valid");
         let frame = bytes::Bytes::from_static(br#"{"type":"signal"}"#);
         let payload = encode_event(&room, &RoomEvent::Relay { from: PeerId(1), to: Some(PeerId(2)), frame });
-        let Ok(Decoded::Room { room: r, event: RoomEvent::Relay { from, to, frame }, sent_ms: Some(sent) }) =
+        let Ok(Decoded::Room { room: r, event: RoomEvent::Relay { from, to, frame }, sent_us: Some(sent) }) =
             decode(&payload)
         else {
             panic!("not a relay");
         };
         assert_eq!((r, from, to), (room, PeerId(1), Some(PeerId(2))));
-        assert!(now_ms().abs_diff(sent) < 60_000);
+        assert!(now_us().abs_diff(sent) < 60_000_000);
         assert_eq!(&frame[..], br#"{"type":"signal"}"#);
         let payload = encode_event(
             &RoomName::v1("r").expect("valid"),

@@ -244,7 +244,7 @@ async fn connect(shared: &Shared, client: &redis::Client, fresh: bool) -> RedisR
 async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisResult<Next> {
     let generation = shared.generation.load(Ordering::SeqCst);
     // A relay queued too long is not sent: it must reach its node well before the receiver's
-    // deadline (see `wire::Wire::Room::sent_ms`), or it could be counted delivered and dropped.
+    // deadline (see `wire::WireEvent::Relay`), or it could be counted delivered and dropped.
     let max_age = shared.settings.timeout / 2;
     let (stale, live): (Vec<Op>, Vec<Op>) = batch.drain(..).partition(|op| match op {
         Op::Publish { generation: g, queued_at, .. } => *g != generation || queued_at.elapsed() > max_age,
