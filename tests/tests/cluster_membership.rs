@@ -74,6 +74,54 @@ async fn simultaneous_joins_on_three_nodes_always_see_each_other() {
     }
 }
 
+/// What a peer's join came to: `joined`, or the `error` code (events before it are skipped).
+async fn join_outcome(p: &mut V1Peer) -> Result<(), String> {
+    loop {
+        let m = p.ws.recv().await;
+        match m["type"].as_str() {
+            Some("joined") => return Ok(()),
+            Some("error") => return Err(m["code"].as_str().unwrap_or_default().to_string()),
+            _ => {}
+        }
+    }
+}
+
+/// `--max-peers-per-room` holds for the room across the cluster: three peers on three nodes
+/// racing into a room of two never make three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_s_capacity_holds_across_nodes_under_racing_joins() {
+    let c = Cluster::start(3, &["--messages-per-sec", "0", "--max-peers-per-room", "2"]);
+    let mut peers = Vec::new();
+    for n in &c.nodes {
+        peers.push(V1Peer::connect(&n.ws_url("/v1/ws")).await);
+    }
+    let [p0, p1, p2] = &mut peers[..] else { unreachable!() };
+    let mut refused_per_node = [0usize; 3];
+    for round in 0..20 {
+        let room = format!("cap-{round}");
+        let join = json!({"type": "join", "room": room});
+        tokio::join!(p0.ws.send_json(join.clone()), p1.ws.send_json(join.clone()), p2.ws.send_json(join.clone()));
+        let outcomes = tokio::join!(join_outcome(p0), join_outcome(p1), join_outcome(p2));
+        let outcomes = [outcomes.0, outcomes.1, outcomes.2];
+        let admitted = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(admitted, 2, "round {round}: {outcomes:?}");
+        let refused = outcomes.iter().position(|o| o.is_err()).expect("one refused");
+        assert_eq!(outcomes[refused], Err("room-full".to_string()), "round {round}");
+        refused_per_node[refused] += 1;
+        let leave = json!({"type": "leave", "room": room});
+        for (i, p) in [&mut *p0, &mut *p1, &mut *p2].into_iter().enumerate() {
+            if i != refused {
+                p.ws.send_json(leave.clone()).await;
+            }
+        }
+        for p in [&mut *p0, &mut *p1, &mut *p2] {
+            while p.ws.next_within(Duration::from_millis(150)).await.is_some() {}
+        }
+    }
+    println!("refused per node over 20 rounds: {refused_per_node:?}");
+    eventually(Duration::from_secs(5), "no room left in Redis", || c.redis.keys("sb:{switchboard}:room:*").is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. A node killed with SIGKILL
 // ---------------------------------------------------------------------------------------------

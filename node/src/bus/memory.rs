@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, RoomName};
 
-use super::{Bus, BusResult, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId, RoomEvent};
+use super::{Bus, BusError, BusResult, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId, RoomEvent};
 
 #[derive(Default)]
 pub struct MemoryBus {
@@ -56,8 +56,12 @@ impl Bus for MemoryBus {
         self.state().nodes.insert(node, inboxes);
     }
 
-    fn join(&self, room: &RoomName, member: MemberRecord) -> BusResult<Joined> {
+    fn join(&self, room: &RoomName, member: MemberRecord, capacity: Option<usize>) -> BusResult<Joined> {
         let mut state = self.state();
+        let held = state.rooms.get(room).map_or(0, |ms| ms.iter().filter(|m| m.peer != member.peer).count());
+        if capacity.is_some_and(|cap| held >= cap) {
+            return async { Err(BusError::RoomFull) }.boxed();
+        }
         // In one process the other nodes' rooms get the event through their mailboxes; no
         // acknowledgement is awaited (the embedded bus serves one node in production).
         state.notify(room, &member.node, &RoomEvent::Joined(member.clone(), None));

@@ -115,6 +115,8 @@ pub enum BusError {
     Overloaded(usize),
     #[error("a cluster record could not be read: {0}")]
     Corrupt(String),
+    #[error("the room is full across the cluster")]
+    RoomFull,
 }
 
 pub type BusResult<T> = BoxFuture<'static, Result<T, BusError>>;
@@ -141,8 +143,10 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Records `member` in `room`, tells the other nodes holding members (`Joined`), and
     /// returns the room's members on *other* nodes — atomically: two peers joining at once on
-    /// two nodes always see each other.
-    fn join(&self, room: &RoomName, member: MemberRecord) -> BusResult<Joined>;
+    /// two nodes always see each other. With a `capacity`, refuses ([`BusError::RoomFull`])
+    /// if the room already holds that many members on all nodes together, so racing joins on
+    /// several nodes cannot overfill it.
+    fn join(&self, room: &RoomName, member: MemberRecord, capacity: Option<usize>) -> BusResult<Joined>;
 
     /// Tells a joiner's node that this node has taken its join in.
     fn ack(&self, ack: JoinAck);

@@ -67,7 +67,7 @@ impl Room {
         let records: Vec<_> = self.members.iter().filter(|m| m.session.is_some()).map(|m| self.record(m)).collect();
         for record in records {
             let peer = record.peer;
-            let joined = self.state.bus.join(&self.name, record);
+            let joined = self.state.bus.join(&self.name, record, None);
             ctx.spawn(joined.into_actor(self).map(move |res, act, _| match res {
                 Ok(joined) => act.merge_remote(joined.others),
                 Err(e) => warn!(parent: &act.span, peer = %peer, error = %e, "re-assert failed"),

@@ -176,6 +176,11 @@ impl Room {
         }
     }
 
+    fn room_full(&self) -> ProtocolError {
+        let max = self.state.config.max_peers_per_room;
+        ProtocolError::new(ErrorCode::RoomFull, format!("the room holds at most {max} peers"))
+    }
+
     fn check_idle(&self) {
         if self.local == 0 {
             self.registry.do_send(RoomIdle { room: self.name.clone(), joins_seen: self.joins_seen });
@@ -256,11 +261,7 @@ impl Handler<Join> for Room {
         let replaces =
             join.seed_user.as_ref().is_some_and(|u| self.members.iter().any(|m| m.seed_user.as_ref() == Some(u)));
         if self.members.len() >= self.state.config.max_peers_per_room && !replaces {
-            let err = ProtocolError::new(
-                ErrorCode::RoomFull,
-                format!("the room holds at most {} peers", self.state.config.max_peers_per_room),
-            );
-            self.refuse(&join.session, err, join.id.as_deref());
+            self.refuse(&join.session, self.room_full(), join.id.as_deref());
             return self.check_idle();
         }
         let record = MemberRecord {
@@ -274,7 +275,9 @@ impl Handler<Join> for Room {
             self.asserted = self.state.bus.generation();
         }
         // Wait (holding the mailbox) so that joins and relays keep their order.
-        let fut = self.state.bus.join(&self.name, record);
+        // The cap holds across the cluster: the bus checks it against every node's members.
+        let capacity = (!replaces).then_some(self.state.config.max_peers_per_room);
+        let fut = self.state.bus.join(&self.name, record, capacity);
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(others) => act.finish_join(join, others, ctx),
             // Redis is away: calls on this node keep working, and the member is written to the
@@ -282,6 +285,10 @@ impl Handler<Join> for Room {
             Err(e @ (BusError::Unavailable(_) | BusError::Fenced)) => {
                 warn!(parent: &act.span, peer = %join.peer, error = %e, "admitted without the cluster");
                 act.finish_join(join, Joined { others: Vec::new(), settled: None }, ctx);
+            }
+            Err(BusError::RoomFull) => {
+                act.refuse(&join.session, act.room_full(), join.id.as_deref());
+                act.check_idle();
             }
             Err(e) => {
                 let err = ProtocolError::new(ErrorCode::Undeliverable, format!("cannot join: {e}"));

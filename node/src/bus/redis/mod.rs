@@ -38,7 +38,7 @@ use tracing::{debug, warn};
 use acks::{AckSlot, Acks};
 use health::Health;
 pub use keys::Keys;
-use replies::{joined, records};
+use replies::{is_script_error, joined, records};
 use writer::Op;
 
 use super::{
@@ -122,14 +122,14 @@ impl Bus for RedisBus {
         let _ = self.arbiter.set(arbiter);
     }
 
-    fn join(&self, room: &RoomName, member: MemberRecord) -> BusResult<Joined> {
+    fn join(&self, room: &RoomName, member: MemberRecord, capacity: Option<usize>) -> BusResult<Joined> {
         let (reply, rx) = oneshot::channel();
         // The acknowledgement slot exists before the script runs: an ack can overtake the
         // script's own reply (it comes back on the other connection).
         let (token, acked) = self.shared.acks.open();
         let ack = JoinAck { node: self.shared.keys.node().clone(), token };
         let joined = wire::encode_event(room, &RoomEvent::Joined(member.clone(), Some(ack)));
-        self.enqueue(Op::Join { room: room.clone(), member, joined, reply });
+        self.enqueue(Op::Join { room: room.clone(), member, joined, capacity: capacity.unwrap_or(0), reply });
         // The slot is freed however this ends, even if the caller drops the future unpolled.
         let slot = AckSlot { shared: Arc::clone(&self.shared), token };
         async move {
@@ -264,7 +264,13 @@ impl Shared {
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let failed = results.iter().find_map(|r| r.as_ref().err()).map(|e| {
             self.metrics.errors.inc();
-            if e.code() == Some("FENCED") { BusError::Fenced } else { BusError::Unavailable(e.to_string()) }
+            if is_script_error(e, "FENCED") {
+                BusError::Fenced
+            } else if is_script_error(e, "FULL") {
+                BusError::RoomFull
+            } else {
+                BusError::Unavailable(e.to_string())
+            }
         });
         // A caller that stopped waiting does not need the answer.
         match op {

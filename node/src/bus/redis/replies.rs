@@ -1,6 +1,6 @@
 //! Reading what the scripts answer: member records, and the join script's count of nodes told.
 
-use redis::{RedisResult, Value};
+use redis::{RedisError, RedisResult, Value};
 
 use super::wire;
 use crate::bus::{BusError, MemberRecord};
@@ -27,4 +27,10 @@ pub(super) fn joined(value: Option<RedisResult<Value>>) -> Result<(usize, Vec<Me
     let told: i64 = redis::from_redis_value(items.remove(0)).map_err(|e| corrupt(e.to_string()))?;
     let flat: Vec<String> = redis::from_redis_value(Value::Array(items)).map_err(|e| corrupt(e.to_string()))?;
     Ok((told.max(0) as usize, pairs(&flat)?))
+}
+
+/// Whether `e` is the script error `name` (`redis.error_reply(name)`): depending on the Redis
+/// version it arrives as its own error code or as the detail of a generic `ERR`.
+pub(super) fn is_script_error(e: &RedisError, name: &str) -> bool {
+    e.code() == Some(name) || e.detail().is_some_and(|d| d.split_whitespace().next() == Some(name))
 }

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use super::backoff::Backoff;
 use super::lease::{leave_cluster, publish_canary, reap_nodes, register, renew_lease};
+use super::replies::is_script_error;
 use super::scripts::Scripts;
 use super::{Shared, wire};
 use crate::bus::{BusError, ClusterEvent, Delivery, MemberRecord, NodeId};
@@ -33,6 +34,8 @@ pub enum Op {
         room: RoomName,
         member: MemberRecord,
         joined: Vec<u8>,
+        /// Members the room may hold on all nodes together (0: no cap).
+        capacity: usize,
         /// How many nodes were told, and the other nodes' members.
         reply: oneshot::Sender<Result<(usize, Vec<MemberRecord>), BusError>>,
     },
@@ -268,7 +271,7 @@ async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisRes
     pipe.ignore_errors();
     for op in batch.iter() {
         match op {
-            Op::Join { room, member, joined, .. } => {
+            Op::Join { room, member, joined, capacity, .. } => {
                 pipe.add_command(l.scripts.join.cmd(
                     &[&k.lease(), &k.room(room), &k.node_rooms()],
                     &[
@@ -280,6 +283,7 @@ async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisRes
                         ttl.as_bytes(),
                         k.channel_prefix().as_bytes(),
                         room.as_str().as_bytes(),
+                        capacity.to_string().as_bytes(),
                     ],
                 ));
             }
@@ -335,7 +339,7 @@ async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisRes
     for op in batch.drain(..) {
         let n = op.commands();
         let mine: Vec<RedisResult<Value>> = results.by_ref().take(n).collect();
-        if mine.iter().any(|r| r.as_ref().is_err_and(|e| e.code() == Some("FENCED"))) {
+        if mine.iter().any(|r| r.as_ref().is_err_and(|e| is_script_error(e, "FENCED"))) {
             next = Next::Register;
         }
         if fenced && matches!(op, Op::Publish { .. }) {

@@ -1,24 +1,32 @@
 -- Records a member and tells the room's other nodes, reading them in the same step.
 -- KEYS: this node's lease, the room, this node's room index
--- ARGV: node, epoch, peer, record, Joined message, record TTL ms, channel prefix, room name
+-- ARGV: node, epoch, peer, record, Joined message, record TTL ms, channel prefix, room name,
+--       capacity (0: none)
 -- Returns [n, peer, record, peer, record, ...]: n nodes received the Joined message, then the
--- other nodes' records; FENCED if the lease is not this node's any more.
+-- other nodes' records; FENCED if the lease is not this node's any more; FULL if the room
+-- already holds `capacity` members on all nodes together (nothing is written then).
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then
   return redis.error_reply('FENCED')
 end
 local node, peer = ARGV[1], ARGV[3]
 local entries = redis.call('HGETALL', KEYS[2])
-local others, nodes, mine_before = {}, {}, false
+local others, nodes, mine_before, count = {}, {}, false, 0
 for i = 1, #entries, 2 do
   local owner = string.match(entries[i + 1], '^([^|]*)|')
   if entries[i] == peer then
     mine_before = (owner == node)
+  else
+    count = count + 1
   end
   if owner ~= node then
     others[#others + 1] = entries[i]
     others[#others + 1] = entries[i + 1]
     nodes[owner] = true
   end
+end
+local capacity = tonumber(ARGV[9])
+if capacity > 0 and count >= capacity then
+  return redis.error_reply('FULL')
 end
 redis.call('HSET', KEYS[2], peer, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
