@@ -177,3 +177,43 @@ async fn members_admitted_before_redis_first_came_up_become_visible() {
     b.signal("early", &a.id, json!({"hello": "a"})).await;
     assert_eq!(a.ws.expect("signal").await["data"], json!({"hello": "a"}));
 }
+
+/// A peer that leaves while Redis is down cannot tell the other node (its `Left` never goes
+/// out). Once Redis is back, the rooms reconcile with the cluster's records: the other node's
+/// peers see it leave, and no ghost stays behind to send to. A peer that stayed is not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_during_an_outage_reaches_the_other_node_after_recovery() {
+    let mut c = Cluster::start(2, &[]);
+    let mut a = V1Peer::connect(&c.nodes[0].ws_url("/v1/ws")).await;
+    let mut b = V1Peer::connect(&c.nodes[1].ws_url("/v1/ws")).await;
+    let mut d = V1Peer::connect(&c.nodes[1].ws_url("/v1/ws")).await;
+    a.join("ghost").await;
+    b.join("ghost").await;
+    a.ws.expect("peer-joined").await;
+    d.join("ghost").await;
+    a.ws.expect("peer-joined").await;
+    b.ws.expect("peer-joined").await;
+
+    c.redis.kill();
+    wait_all(&c.nodes, false, Duration::from_secs(3));
+    b.ws.send_json(json!({"type": "leave", "room": "ghost"})).await;
+    b.ws.expect("left").await;
+    // d is on b's node: it hears at once. a is on the other node: not while Redis is down.
+    let left = d.ws.expect("peer-left").await;
+    assert_eq!(left["peer_id"], json!(b.id));
+    a.ws.expect_silence(Duration::from_millis(300)).await;
+
+    c.redis.restart();
+    wait_all(&c.nodes, true, Duration::from_secs(5));
+    let started = Instant::now();
+    let left = a.ws.expect("peer-left").await;
+    assert_eq!(left["peer_id"], json!(b.id), "{left}");
+    println!("the missed leave reached the other node {:?} after recovery", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(3 * LEASE_MS), "reconciliation took {:?}", started.elapsed());
+    // No ghost: b is unknown now; d, who stayed, still is reachable, and nothing else arrives.
+    a.signal("ghost", &b.id, json!({"hi": 1})).await;
+    a.ws.expect_error("unknown-peer").await;
+    a.signal("ghost", &d.id, json!({"hi": 2})).await;
+    assert_eq!(d.ws.expect("signal").await["data"], json!({"hi": 2}));
+    a.ws.expect_silence(Duration::from_millis(LEASE_MS + 500)).await;
+}
