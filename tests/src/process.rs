@@ -106,26 +106,42 @@ pub fn free_port() -> u16 {
     panic!("no free port in 20000..32000");
 }
 
-/// The `switchboard-node` binary next to the running test (`target/<profile>/`), brought up to
-/// date first: tests of this crate cannot use `CARGO_BIN_EXE_*` of another package, so a plain
-/// `cargo test -p switchboard-tests` would otherwise run a stale node.
+/// The `switchboard-node` binary next to the running test (`target/<profile>/`), rebuilt first
+/// if any of its sources is newer: tests of this crate cannot use `CARGO_BIN_EXE_*` of another
+/// package, so a plain `cargo test -p switchboard-tests` would otherwise run a stale node.
+/// (`cargo test --workspace` has just built it; then nothing is rebuilt.)
 pub fn node_binary() -> String {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable");
         // target/<profile>/deps/<test> → target/<profile>/switchboard-node
         let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "switchboard-node", "--bin", "switchboard-node"]);
-        if dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
+        let bin = dir.join("switchboard-node");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let sources = ["node/src", "node/Cargo.toml", "shared/src", "shared/Cargo.toml", "Cargo.lock"];
+        let newest = sources.iter().filter_map(|p| newest_mtime(&root.join(p))).max();
+        if built.is_none() || newest > built {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "--quiet", "-p", "switchboard-node", "--bin", "switchboard-node"]);
+            if dir.file_name().is_some_and(|p| p == "release") {
+                build.arg("--release");
+            }
+            assert!(build.status().is_ok_and(|s| s.success()), "cannot build switchboard-node");
         }
-        let ok = build.status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot build switchboard-node");
-        dir.join("switchboard-node").to_string_lossy().into_owned()
+        bin.to_string_lossy().into_owned()
     })
     .clone()
+}
+
+/// The latest modification time of a file, or of any file under a directory.
+fn newest_mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path).ok()?.filter_map(|e| e.ok()).filter_map(|e| newest_mtime(&e.path())).max()
 }
 
 /// GET `path` from `addr` with extra headers; returns (status, body).
