@@ -5,9 +5,13 @@
 //! peer all speak through these types, so a change to the wire is a change here.
 //!
 //! With the `peer` feature the crate also builds `switchboard-peer`, the signaling client
-//! and load generator used by benchmarks and smoke tests.
+//! and load generator used by benchmarks and smoke tests; with `rtc`, also the reference
+//! WebRTC peer ([`rtc`]) behind `switchboard-peer smoke`.
 
 pub mod protocol;
 
 #[cfg(feature = "peer")]
 pub mod client;
+
+#[cfg(feature = "rtc")]
+pub mod rtc;

@@ -11,6 +11,8 @@
 
 mod idle;
 mod load;
+#[cfg(feature = "rtc")]
+mod smoke;
 mod stats;
 mod wire;
 
@@ -42,6 +44,10 @@ enum Cmd {
     /// Idle joined sessions (idle.js's workload), to measure server memory per session.
     /// Prints one JSON line, then holds the sessions.
     Idle(idle::Args),
+    /// One real WebRTC call (media and data channel) between two peers through one or two
+    /// nodes, checked end to end. Prints a JSON report; exits non-zero on any failure.
+    #[cfg(feature = "rtc")]
+    Smoke(smoke::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +74,8 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Load(args) => load::run(args).await,
             Cmd::Idle(args) => idle::run(args).await,
+            #[cfg(feature = "rtc")]
+            Cmd::Smoke(args) => smoke::run(args).await,
         }
     });
     // Idle sessions are still being drained; don't wait for them.

@@ -1,0 +1,98 @@
+//! Synthetic media: a video and an audio track that send generated frames, and counters of
+//! what arrives on the remote tracks.
+//!
+//! The frames are not a picture or a sound; they are sized and paced like VP8 at 30 fps and
+//! Opus at 50 packets/s, so RTP, SRTP, congestion feedback and the counters all see real
+//! traffic. (IVF/Ogg files are not read: nothing here needs to decode what it receives.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use webrtc::media::Sample;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
+use webrtc::track::track_remote::TrackRemote;
+
+/// Packets and bytes that arrived on the remote tracks, by kind.
+#[derive(Default)]
+pub struct Received {
+    pub video_packets: AtomicU64,
+    pub video_bytes: AtomicU64,
+    pub audio_packets: AtomicU64,
+    pub audio_bytes: AtomicU64,
+    /// Remote tracks seen (a renegotiation that adds one shows here).
+    pub tracks: AtomicU64,
+}
+
+impl Received {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "video_packets": self.video_packets.load(Ordering::Relaxed),
+            "video_bytes": self.video_bytes.load(Ordering::Relaxed),
+            "audio_packets": self.audio_packets.load(Ordering::Relaxed),
+            "audio_bytes": self.audio_bytes.load(Ordering::Relaxed),
+            "tracks": self.tracks.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Reads a remote track until it ends, counting.
+    pub async fn count(self: Arc<Self>, track: Arc<TrackRemote>) {
+        self.tracks.fetch_add(1, Ordering::Relaxed);
+        let (packets, bytes) = match track.kind() {
+            RTPCodecType::Audio => (&self.audio_packets, &self.audio_bytes),
+            _ => (&self.video_packets, &self.video_bytes),
+        };
+        while let Ok((pkt, _)) = track.read_rtp().await {
+            packets.fetch_add(1, Ordering::Relaxed);
+            bytes.fetch_add(pkt.payload.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A local track and what it sends.
+pub struct Source {
+    pub track: Arc<TrackLocalStaticSample>,
+    frame: Bytes,
+    every: Duration,
+}
+
+impl Source {
+    /// ~30 fps of 1.2 KB frames (≈ 300 kbit/s).
+    pub fn video(id: &str) -> Self {
+        let cap = RTCRtpCodecCapability { mime_type: MIME_TYPE_VP8.to_owned(), ..Default::default() };
+        let track = Arc::new(TrackLocalStaticSample::new(cap, id.to_owned(), "switchboard-peer".to_owned()));
+        // A VP8 key-frame start (so a browser receiving it does not stall on a missing header).
+        let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+        frame.resize(1200, 0x55);
+        Source { track, frame: Bytes::from(frame), every: Duration::from_millis(33) }
+    }
+
+    /// 50 packets/s of 60-byte Opus-sized frames.
+    pub fn audio(id: &str) -> Self {
+        let cap = RTCRtpCodecCapability { mime_type: MIME_TYPE_OPUS.to_owned(), ..Default::default() };
+        let track = Arc::new(TrackLocalStaticSample::new(cap, id.to_owned(), "switchboard-peer".to_owned()));
+        let mut frame = vec![0xfc];
+        frame.resize(60, 0xff);
+        Source { track, frame: Bytes::from(frame), every: Duration::from_millis(20) }
+    }
+
+    /// Sends frames until `stop` is set.
+    pub async fn run(self, stop: Arc<AtomicBool>) {
+        let mut tick = tokio::time::interval(self.every);
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let sample = Sample {
+                data: self.frame.clone(),
+                timestamp: SystemTime::now(),
+                duration: self.every,
+                ..Default::default()
+            };
+            if self.track.write_sample(&sample).await.is_err() {
+                return;
+            }
+        }
+    }
+}
