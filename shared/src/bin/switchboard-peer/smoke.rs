@@ -56,9 +56,16 @@ pub struct Args {
     /// The whole call must be done within this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
+    /// Load mode: this many calls at once, each in its own room. Prints percentiles of the
+    /// connect times and failures by cause instead of one call's report.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pairs: u32,
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
+    if args.pairs > 1 {
+        return load(&args).await;
+    }
     let limit = Duration::from_secs(args.timeout_secs);
     let outcome = match tokio::time::timeout(limit, call(&args)).await {
         Ok(r) => r,
@@ -74,6 +81,47 @@ pub async fn run(args: Args) -> Result<(), String> {
             Err(e)
         }
     }
+}
+
+/// `--pairs N`: N calls at once; one JSON line of percentiles and failures by cause.
+async fn load(args: &Args) -> Result<(), String> {
+    let limit = Duration::from_secs(args.timeout_secs);
+    let started = Instant::now();
+    let calls = (0..args.pairs).map(|_| async move {
+        tokio::time::timeout(limit, call(args)).await.unwrap_or_else(|_| Err("timeout".to_string()))
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut failures: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut series: [Vec<f64>; 4] = Default::default();
+    for r in &results {
+        match r {
+            Ok(report) => {
+                for (i, key) in ["join_ms", "join_to_open_ms", "ice_connected_ms", "offer_answer_ms"].iter().enumerate()
+                {
+                    series[i].push(report[key].as_f64().unwrap_or(0.0));
+                }
+            }
+            // The cause is the message up to its first ':' ("A connect", "B join", "timeout", ...).
+            Err(e) => *failures.entry(e.split(':').next().unwrap_or(e).to_string()).or_default() += 1,
+        }
+    }
+    let pct = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        json!({"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "max": v.last().copied().map(round3)})
+    };
+    let [joins, opens, ice, offers] = &mut series;
+    let report = json!({
+        "pairs": args.pairs,
+        "connected": opens.len(),
+        "failed": failures,
+        "join_ms": pct(joins),
+        "join_to_open_ms": pct(opens),
+        "ice_connected_ms": pct(ice),
+        "offer_answer_ms": pct(offers),
+        "total_secs": round3(started.elapsed().as_secs_f64()),
+    });
+    println!("{report}");
+    if opens.is_empty() { Err("no call connected".into()) } else { Ok(()) }
 }
 
 fn ice(args: &Args) -> Vec<IceServer> {
@@ -264,6 +312,7 @@ async fn call(args: &Args) -> Result<Value, String> {
         "offer_answer_ms": since(offer_at, answer_at),
         "ice_connected_ms": since(offer_at, connected_at),
         "data_channel_open_ms": since(offer_at, open_at),
+        "join_to_open_ms": since(joined, open_at),
         "b_tracks_negotiated_ms": since(b_offered, b_tracks_at),
         "data": {
             "messages": rtts.len(),
