@@ -52,3 +52,33 @@ fn a_webrtc_call_across_two_nodes_carries_data_and_media_and_survives_renegotiat
         assert!(r[key].as_f64().is_some_and(|v| v >= 0.0), "{key} missing: {r}");
     }
 }
+
+/// `switchboard-peer join`: two tools in one room call each other — the newcomer offers, the
+/// one already there answers and then offers its own media — and each receives the other's.
+#[test]
+fn two_join_peers_in_one_room_send_each_other_media() {
+    let node = Node::start(&node_binary(), &[]);
+    let url = node.ws_url("/v1/ws");
+    let join = |secs: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard-peer"));
+        cmd.args(["join", "--url", &url, "--room", "join-test", "--duration-secs", secs]);
+        cmd
+    };
+    let first = std::thread::spawn({
+        let cmd = join("6");
+        move || run_until(cmd, Instant::now() + Duration::from_secs(30))
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let (ok, second, stderr) = run_until(join("3"), Instant::now() + Duration::from_secs(30));
+    assert!(ok, "{second}\n{stderr}");
+    let (ok, first, stderr) = first.join().expect("first join peer");
+    assert!(ok, "{first}\n{stderr}");
+    let lines = |out: &str| -> Vec<Value> { out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect() };
+    // The newcomer's summary: what it received from the first peer.
+    let done = lines(&second).into_iter().find(|l| l["event"] == "done").expect("second peer's summary");
+    let from_first = done["received"].as_object().and_then(|m| m.values().next()).cloned().expect("one remote");
+    assert!(from_first["video_packets"].as_u64() > Some(0) && from_first["audio_packets"].as_u64() > Some(0), "{done}");
+    // The first peer saw the newcomer leave, with what it had received from it.
+    let left = lines(&first).into_iter().find(|l| l["event"] == "peer-left").expect("first peer saw the leave");
+    assert!(left["received"]["video_packets"].as_u64() > Some(0), "{left}");
+}

@@ -9,7 +9,11 @@
 //! It shares a 2-core machine with the server under test, so it defaults to one worker thread
 //! and keeps the per-message path allocation-light (see `wire`).
 
+#[cfg(feature = "rtc")]
+mod ice;
 mod idle;
+#[cfg(feature = "rtc")]
+mod join;
 mod load;
 #[cfg(feature = "rtc")]
 mod smoke;
@@ -48,6 +52,11 @@ enum Cmd {
     /// nodes, checked end to end. Prints a JSON report; exits non-zero on any failure.
     #[cfg(feature = "rtc")]
     Smoke(smoke::Args),
+    /// One WebRTC peer that joins a room and stays: it calls the peers already there, answers
+    /// those who join later, echoes their data-channel messages and sends them video and audio.
+    /// For calling a browser or another tool. One JSON line per event.
+    #[cfg(feature = "rtc")]
+    Join(join::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +85,8 @@ fn main() -> ExitCode {
             Cmd::Idle(args) => idle::run(args).await,
             #[cfg(feature = "rtc")]
             Cmd::Smoke(args) => smoke::run(args).await,
+            #[cfg(feature = "rtc")]
+            Cmd::Join(args) => join::run(args).await,
         }
     });
     // Idle sessions are still being drained; don't wait for them.

@@ -17,11 +17,12 @@ use switchboard::client::ClientError;
 use switchboard::protocol::v1::Event;
 use switchboard::rtc::media::Source;
 use switchboard::rtc::signaling::Signaling;
-use switchboard::rtc::{IceServer, Peer, PeerEvent, messages};
+use switchboard::rtc::{Peer, PeerEvent, messages};
 use tokio::sync::{mpsc, oneshot};
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
+use crate::ice::IceArgs;
 use crate::stats::{percentile, round3};
 
 #[derive(clap::Args, Debug)]
@@ -43,16 +44,8 @@ pub struct Args {
     /// must carry on and A must receive the new track.
     #[arg(long)]
     renegotiate: bool,
-    /// STUN server URLs (stun:host:port). None needed on loopback: host candidates connect.
-    #[arg(long)]
-    stun: Vec<String>,
-    /// A TURN server URL (turn:host:port?transport=udp), with --turn-username/--turn-credential.
-    #[arg(long)]
-    turn: Option<String>,
-    #[arg(long, default_value = "")]
-    turn_username: String,
-    #[arg(long, default_value = "")]
-    turn_credential: String,
+    #[command(flatten)]
+    ice: IceArgs,
     /// The whole call must be done within this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
@@ -124,19 +117,6 @@ async fn load(args: &Args) -> Result<(), String> {
     if opens.is_empty() { Err("no call connected".into()) } else { Ok(()) }
 }
 
-fn ice(args: &Args) -> Vec<IceServer> {
-    let mut servers: Vec<IceServer> =
-        args.stun.iter().map(|u| IceServer { urls: vec![u.clone()], ..Default::default() }).collect();
-    if let Some(turn) = &args.turn {
-        servers.push(IceServer {
-            urls: vec![turn.clone()],
-            username: args.turn_username.clone(),
-            credential: args.turn_credential.clone(),
-        });
-    }
-    servers
-}
-
 /// What the signaling and the peer connection of one side report to the call.
 #[derive(Default)]
 struct Watch {
@@ -174,7 +154,7 @@ async fn call(args: &Args) -> Result<Value, String> {
     // A's first offer out, for the offer→answer and connect times.
     let (offer_tx, offer_rx) = oneshot::channel::<Instant>();
     let offer_tx = Mutex::new(Some(offer_tx));
-    let ice = ice(args);
+    let ice = args.ice.servers();
     let (out_a, room_a) = (sig_a.outbox.clone(), room.clone());
     let (peer_a, events_a) = Peer::new(
         false,

@@ -1,0 +1,192 @@
+//! `join`: one WebRTC peer that stays in a room, for calling a browser or another tool.
+//!
+//! It offers to the peers already in the room (as the impolite side) and answers those who
+//! join later (as the polite side, adding its own tracks once connected, so it never has to
+//! roll back an offer — see `switchboard::rtc`). It echoes every data-channel message, sends
+//! synthetic video and audio, and prints one JSON line per event; on exit (after
+//! `--duration-secs`, or SIGINT) a summary of what each remote peer sent it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard::protocol::PeerId;
+use switchboard::protocol::v1::Event;
+use switchboard::rtc::media::Source;
+use switchboard::rtc::signaling::{Outbox, Signaling};
+use switchboard::rtc::{IceServer, Peer, PeerEvent, messages};
+use tokio::sync::mpsc;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+
+use crate::ice::IceArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The node's v1 endpoint, e.g. ws://127.0.0.1:8090/v1/ws.
+    #[arg(long)]
+    url: String,
+    /// The room to join.
+    #[arg(long)]
+    room: String,
+    /// Seconds to stay; 0 = until SIGINT.
+    #[arg(long, default_value_t = 0)]
+    duration_secs: u64,
+    #[command(flatten)]
+    ice: IceArgs,
+}
+
+/// One remote peer and our connection to it.
+struct Remote {
+    peer: Arc<Peer>,
+    /// Its signals, applied in order by a task of their own.
+    signals: mpsc::UnboundedSender<Value>,
+    tracks_added: bool,
+}
+
+fn emit(v: Value) {
+    println!("{v}");
+}
+
+pub async fn run(args: Args) -> Result<(), String> {
+    let step = Duration::from_secs(10);
+    let mut sig = Signaling::connect(&args.url, step).await.map_err(|e| format!("connect: {e}"))?;
+    let present = sig.join(&args.room, step).await.map_err(|e| format!("join: {e}"))?;
+    let ids: Vec<String> = present.iter().map(ToString::to_string).collect();
+    emit(
+        json!({"event": "joined", "room": args.room, "peer_id": sig.peer_id.to_string(), "node": sig.node_id, "peers": ids}),
+    );
+    let ice = args.ice.servers();
+    let (events_tx, mut events) = mpsc::unbounded_channel::<(PeerId, PeerEvent)>();
+    let mut remotes: HashMap<PeerId, Remote> = HashMap::new();
+    for id in present {
+        let r = open(&sig.outbox, &args.room, &ice, id, true, events_tx.clone()).await?;
+        remotes.insert(id, r);
+    }
+    let stay = if args.duration_secs == 0 {
+        Duration::from_secs(u64::MAX / 4)
+    } else {
+        Duration::from_secs(args.duration_secs)
+    };
+    let until = tokio::time::sleep(stay);
+    tokio::pin!(until);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            _ = &mut until => break,
+            _ = &mut interrupted => break,
+            ev = sig.events.recv() => match ev {
+                Some(Ok(Event::PeerJoined { peer, .. })) => {
+                    emit(json!({"event": "peer-joined", "peer": peer.peer_id.to_string()}));
+                    let r = open(&sig.outbox, &args.room, &ice, peer.peer_id, false, events_tx.clone()).await?;
+                    remotes.insert(peer.peer_id, r);
+                }
+                Some(Ok(Event::Signal { from, data, .. })) => {
+                    let r = match remotes.entry(from) {
+                        std::collections::hash_map::Entry::Occupied(r) => r.into_mut(),
+                        // A peer we had not heard of (it joined before us and offers first).
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(open(&sig.outbox, &args.room, &ice, from, false, events_tx.clone()).await?)
+                        }
+                    };
+                    let _ = r.signals.send(data);
+                }
+                Some(Ok(Event::PeerLeft { peer_id, reason, .. })) => {
+                    if let Some(r) = remotes.remove(&peer_id) {
+                        emit(json!({"event": "peer-left", "peer": peer_id.to_string(), "reason": reason, "received": r.peer.received.snapshot()}));
+                        r.peer.close().await;
+                    }
+                }
+                Some(Ok(Event::Error { code, message, .. })) => {
+                    emit(json!({"event": "error", "code": code.as_str(), "message": message}));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(format!("signaling: {e}")),
+                None => return Err("signaling ended".into()),
+            },
+            Some((from, ev)) = events.recv() => match ev {
+                PeerEvent::State(state) => {
+                    emit(json!({"event": "state", "peer": from.to_string(), "state": state.to_string()}));
+                    if state == RTCPeerConnectionState::Connected
+                        && let Some(r) = remotes.get_mut(&from)
+                        && !r.tracks_added
+                    {
+                        // The answering side's own tracks: a renegotiation it offers.
+                        r.tracks_added = true;
+                        add_media(&r.peer).await?;
+                    }
+                }
+                PeerEvent::DataChannel(dc) => echo(dc),
+                PeerEvent::NegotiationFailed(e) => {
+                    emit(json!({"event": "negotiation-failed", "peer": from.to_string(), "error": e}));
+                }
+            },
+        }
+    }
+    sig.outbox.send(&json!({"type": "leave", "room": args.room}));
+    let mut summary = serde_json::Map::new();
+    for (id, r) in remotes {
+        summary.insert(id.to_string(), r.peer.received.snapshot());
+        r.peer.close().await;
+    }
+    emit(json!({"event": "done", "received": summary}));
+    Ok(())
+}
+
+/// Opens a connection to `remote`; as the offerer, with a data channel and media at once.
+async fn open(
+    outbox: &Outbox,
+    room: &str,
+    ice: &[IceServer],
+    remote: PeerId,
+    offerer: bool,
+    events_tx: mpsc::UnboundedSender<(PeerId, PeerEvent)>,
+) -> Result<Remote, String> {
+    let (out, room) = (outbox.clone(), room.to_string());
+    let send = Arc::new(move |data: Value| out.signal(&room, remote, data));
+    let (peer, mut peer_events) = Peer::new(!offerer, ice, send).await.map_err(|e| format!("peer: {e}"))?;
+    let peer = Arc::new(peer);
+    tokio::spawn(async move {
+        while let Some(ev) = peer_events.recv().await {
+            if events_tx.send((remote, ev)).is_err() {
+                return;
+            }
+        }
+    });
+    let (signals, mut queue) = mpsc::unbounded_channel::<Value>();
+    let p = Arc::clone(&peer);
+    tokio::spawn(async move {
+        while let Some(data) = queue.recv().await {
+            if let Err(e) = p.handle_signal(data).await {
+                emit(json!({"event": "signal-failed", "peer": remote.to_string(), "error": e.to_string()}));
+            }
+        }
+    });
+    if offerer {
+        let dc = peer.create_data_channel("chat").await.map_err(|e| format!("data channel: {e}"))?;
+        echo(dc);
+        add_media(&peer).await?;
+    }
+    Ok(Remote { peer, signals, tracks_added: offerer })
+}
+
+async fn add_media(peer: &Peer) -> Result<(), String> {
+    for source in [Source::video("video"), Source::audio("audio")] {
+        peer.add_source(source).await.map_err(|e| format!("add track: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Echoes every message on `dc` back to its sender.
+fn echo(dc: Arc<RTCDataChannel>) {
+    let mut incoming = messages(&dc);
+    tokio::spawn(async move {
+        while let Some(m) = incoming.recv().await {
+            if dc.send(&m).await.is_err() {
+                return;
+            }
+        }
+    });
+}
