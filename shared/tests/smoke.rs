@@ -82,3 +82,61 @@ fn two_join_peers_in_one_room_send_each_other_media() {
     let left = lines(&first).into_iter().find(|l| l["event"] == "peer-left").expect("first peer saw the leave");
     assert!(left["received"]["video_packets"].as_u64() > Some(0), "{left}");
 }
+
+/// Writes a small VP8 IVF file (the format by hand: a 32-byte header, then 12-byte frame headers).
+fn write_ivf(path: &std::path::Path) {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"DKIF");
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&32u16.to_le_bytes());
+    out.extend_from_slice(b"VP80");
+    out.extend_from_slice(&320u16.to_le_bytes());
+    out.extend_from_slice(&240u16.to_le_bytes());
+    out.extend_from_slice(&30u32.to_le_bytes()); // timebase denominator
+    out.extend_from_slice(&1u32.to_le_bytes()); // numerator: 30 fps
+    out.extend_from_slice(&10u32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for i in 0..10u64 {
+        let frame = vec![0x10 + i as u8; 800];
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&i.to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    std::fs::write(path, out).expect("write ivf");
+}
+
+/// Writes a small Ogg Opus file with webrtc-rs's own Ogg writer.
+fn write_ogg(path: &std::path::Path) {
+    use webrtc::media::io::Writer;
+    use webrtc::media::io::ogg_writer::OggWriter;
+    let file = std::fs::File::create(path).expect("create ogg");
+    let mut w = OggWriter::new(file, 48_000, 2).expect("ogg writer");
+    for i in 0..50u32 {
+        let packet = webrtc::rtp::packet::Packet {
+            header: webrtc::rtp::header::Header { timestamp: i * 960, ..Default::default() },
+            payload: bytes::Bytes::from(vec![0xfc; 40]),
+        };
+        w.write_rtp(&packet).expect("ogg page");
+    }
+    w.close().expect("close ogg");
+}
+
+/// `--video-file` / `--audio-file`: media read from IVF and Ogg files crosses the call.
+#[test]
+fn media_from_ivf_and_ogg_files_crosses_the_call() {
+    let dir = std::env::temp_dir().join(format!("switchboard-media-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (ivf, ogg) = (dir.join("v.ivf"), dir.join("a.ogg"));
+    write_ivf(&ivf);
+    write_ogg(&ogg);
+    let node = Node::start(&node_binary(), &[]);
+    let url = node.ws_url("/v1/ws");
+    let (ivf, ogg) = (ivf.to_string_lossy().into_owned(), ogg.to_string_lossy().into_owned());
+    let r = smoke(&["--url", &url, "--messages", "5", "--media-secs", "1", "--video-file", &ivf, "--audio-file", &ogg]);
+    for dir in ["a_to_b", "b_to_a"] {
+        let rtp = &r["rtp"][dir];
+        assert!(rtp["video_packets"].as_u64() > Some(10), "{dir}: {rtp}");
+        assert!(rtp["audio_packets"].as_u64() > Some(20), "{dir}: {rtp}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,10 +1,11 @@
 //! Synthetic media: a video and an audio track that send generated frames, and counters of
 //! what arrives on the remote tracks.
 //!
-//! The frames are not a picture or a sound; they are sized and paced like VP8 at 30 fps and
-//! Opus at 50 packets/s, so RTP, SRTP, congestion feedback and the counters all see real
-//! traffic. (IVF/Ogg files are not read: nothing here needs to decode what it receives.)
+//! Generated frames are not a picture or a sound; they are sized and paced like VP8 at 30 fps
+//! and Opus at 50 packets/s, so RTP, SRTP, congestion feedback and the counters all see real
+//! traffic. Real media comes from files: VP8 in IVF, Opus in Ogg (read whole, sent in a loop).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -12,6 +13,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use webrtc::media::Sample;
+use webrtc::media::io::ivf_reader::IVFReader;
+use webrtc::media::io::ogg_reader::OggReader;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 use webrtc::track::track_remote::TrackRemote;
@@ -55,37 +58,84 @@ impl Received {
 /// A local track and what it sends.
 pub struct Source {
     pub track: Arc<TrackLocalStaticSample>,
-    frame: Bytes,
+    /// Sent in turn, from the first again after the last.
+    frames: Vec<Bytes>,
     every: Duration,
+}
+
+fn track(mime: &str, id: &str) -> Arc<TrackLocalStaticSample> {
+    let cap = RTCRtpCodecCapability { mime_type: mime.to_owned(), ..Default::default() };
+    Arc::new(TrackLocalStaticSample::new(cap, id.to_owned(), "switchboard-peer".to_owned()))
 }
 
 impl Source {
     /// ~30 fps of 1.2 KB frames (≈ 300 kbit/s).
     pub fn video(id: &str) -> Self {
-        let cap = RTCRtpCodecCapability { mime_type: MIME_TYPE_VP8.to_owned(), ..Default::default() };
-        let track = Arc::new(TrackLocalStaticSample::new(cap, id.to_owned(), "switchboard-peer".to_owned()));
         // A VP8 key-frame start (so a browser receiving it does not stall on a missing header).
         let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
         frame.resize(1200, 0x55);
-        Source { track, frame: Bytes::from(frame), every: Duration::from_millis(33) }
+        Source { track: track(MIME_TYPE_VP8, id), frames: vec![Bytes::from(frame)], every: Duration::from_millis(33) }
+    }
+
+    /// VP8 frames from an IVF file, at the file's frame rate.
+    pub fn video_file(id: &str, path: &Path) -> Result<Self, String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (mut reader, header) = IVFReader::new(std::io::BufReader::new(file))
+            .map_err(|e| format!("{}: not an IVF file: {e}", path.display()))?;
+        if &header.four_cc != b"VP80" {
+            return Err(format!(
+                "{}: {} video; only VP8 is sent",
+                path.display(),
+                String::from_utf8_lossy(&header.four_cc)
+            ));
+        }
+        let mut frames = Vec::new();
+        while let Ok((frame, _)) = reader.parse_next_frame() {
+            frames.push(frame.freeze());
+        }
+        if frames.is_empty() {
+            return Err(format!("{}: no frames", path.display()));
+        }
+        let (num, den) = (header.timebase_numerator.max(1), header.timebase_denominator.max(1));
+        let every = Duration::from_secs_f64(f64::from(num) / f64::from(den)).max(Duration::from_millis(1));
+        Ok(Source { track: track(MIME_TYPE_VP8, id), frames, every })
+    }
+
+    /// Opus pages from an Ogg file, one every 20 ms (the usual Opus frame).
+    pub fn audio_file(id: &str, path: &Path) -> Result<Self, String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (mut reader, _) = OggReader::new(std::io::BufReader::new(file), true)
+            .map_err(|e| format!("{}: not an Ogg Opus file: {e}", path.display()))?;
+        let mut frames = Vec::new();
+        while let Ok((page, _)) = reader.parse_next_page() {
+            // The two header pages (OpusHead, OpusTags) are not audio.
+            if !page.starts_with(b"OpusHead") && !page.starts_with(b"OpusTags") {
+                frames.push(page.freeze());
+            }
+        }
+        if frames.is_empty() {
+            return Err(format!("{}: no audio pages", path.display()));
+        }
+        Ok(Source { track: track(MIME_TYPE_OPUS, id), frames, every: Duration::from_millis(20) })
     }
 
     /// 50 packets/s of 60-byte Opus-sized frames.
     pub fn audio(id: &str) -> Self {
-        let cap = RTCRtpCodecCapability { mime_type: MIME_TYPE_OPUS.to_owned(), ..Default::default() };
-        let track = Arc::new(TrackLocalStaticSample::new(cap, id.to_owned(), "switchboard-peer".to_owned()));
         let mut frame = vec![0xfc];
         frame.resize(60, 0xff);
-        Source { track, frame: Bytes::from(frame), every: Duration::from_millis(20) }
+        Source { track: track(MIME_TYPE_OPUS, id), frames: vec![Bytes::from(frame)], every: Duration::from_millis(20) }
     }
 
     /// Sends frames until `stop` is set.
     pub async fn run(self, stop: Arc<AtomicBool>) {
         let mut tick = tokio::time::interval(self.every);
-        while !stop.load(Ordering::Relaxed) {
+        for frame in self.frames.iter().cycle() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             tick.tick().await;
             let sample = Sample {
-                data: self.frame.clone(),
+                data: frame.clone(),
                 timestamp: SystemTime::now(),
                 duration: self.every,
                 ..Default::default()

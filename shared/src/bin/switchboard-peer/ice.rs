@@ -1,6 +1,9 @@
-//! ICE server flags shared by the WebRTC subcommands.
+//! ICE server and media flags shared by the WebRTC subcommands.
+
+use std::path::PathBuf;
 
 use switchboard::rtc::IceServer;
+use switchboard::rtc::media::Source;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct IceArgs {
@@ -28,5 +31,30 @@ impl IceArgs {
             });
         }
         servers
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MediaArgs {
+    /// Send this IVF file's VP8 frames as video (in a loop) instead of generated frames.
+    #[arg(long)]
+    video_file: Option<PathBuf>,
+    /// Send this Ogg file's Opus pages as audio (in a loop) instead of generated frames.
+    #[arg(long)]
+    audio_file: Option<PathBuf>,
+}
+
+impl MediaArgs {
+    /// A video and an audio source, from the files when given.
+    pub fn sources(&self) -> Result<[Source; 2], String> {
+        let video = match &self.video_file {
+            Some(path) => Source::video_file("video", path)?,
+            None => Source::video("video"),
+        };
+        let audio = match &self.audio_file {
+            Some(path) => Source::audio_file("audio", path)?,
+            None => Source::audio("audio"),
+        };
+        Ok([video, audio])
     }
 }

@@ -13,14 +13,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard::protocol::PeerId;
 use switchboard::protocol::v1::Event;
-use switchboard::rtc::media::Source;
 use switchboard::rtc::signaling::{Outbox, Signaling};
 use switchboard::rtc::{IceServer, Peer, PeerEvent, messages};
 use tokio::sync::mpsc;
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
-use crate::ice::IceArgs;
+use crate::ice::{IceArgs, MediaArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -35,6 +34,8 @@ pub struct Args {
     duration_secs: u64,
     #[command(flatten)]
     ice: IceArgs,
+    #[command(flatten)]
+    media: MediaArgs,
 }
 
 /// One remote peer and our connection to it.
@@ -61,7 +62,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let (events_tx, mut events) = mpsc::unbounded_channel::<(PeerId, PeerEvent)>();
     let mut remotes: HashMap<PeerId, Remote> = HashMap::new();
     for id in present {
-        let r = open(&sig.outbox, &args.room, &ice, id, true, events_tx.clone()).await?;
+        let r = open(&sig.outbox, &args.room, &ice, id, true, &args.media, events_tx.clone()).await?;
         remotes.insert(id, r);
     }
     let stay = if args.duration_secs == 0 {
@@ -80,7 +81,7 @@ pub async fn run(args: Args) -> Result<(), String> {
             ev = sig.events.recv() => match ev {
                 Some(Ok(Event::PeerJoined { peer, .. })) => {
                     emit(json!({"event": "peer-joined", "peer": peer.peer_id.to_string()}));
-                    let r = open(&sig.outbox, &args.room, &ice, peer.peer_id, false, events_tx.clone()).await?;
+                    let r = open(&sig.outbox, &args.room, &ice, peer.peer_id, false, &args.media, events_tx.clone()).await?;
                     remotes.insert(peer.peer_id, r);
                 }
                 Some(Ok(Event::Signal { from, data, .. })) => {
@@ -88,7 +89,7 @@ pub async fn run(args: Args) -> Result<(), String> {
                         std::collections::hash_map::Entry::Occupied(r) => r.into_mut(),
                         // A peer we had not heard of (it joined before us and offers first).
                         std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(open(&sig.outbox, &args.room, &ice, from, false, events_tx.clone()).await?)
+                            v.insert(open(&sig.outbox, &args.room, &ice, from, false, &args.media, events_tx.clone()).await?)
                         }
                     };
                     let _ = r.signals.send(data);
@@ -115,7 +116,7 @@ pub async fn run(args: Args) -> Result<(), String> {
                     {
                         // The answering side's own tracks: a renegotiation it offers.
                         r.tracks_added = true;
-                        add_media(&r.peer).await?;
+                        add_media(&r.peer, &args.media).await?;
                     }
                 }
                 PeerEvent::DataChannel(dc) => echo(dc),
@@ -142,6 +143,7 @@ async fn open(
     ice: &[IceServer],
     remote: PeerId,
     offerer: bool,
+    media: &MediaArgs,
     events_tx: mpsc::UnboundedSender<(PeerId, PeerEvent)>,
 ) -> Result<Remote, String> {
     let (out, room) = (outbox.clone(), room.to_string());
@@ -167,13 +169,13 @@ async fn open(
     if offerer {
         let dc = peer.create_data_channel("chat").await.map_err(|e| format!("data channel: {e}"))?;
         echo(dc);
-        add_media(&peer).await?;
+        add_media(&peer, media).await?;
     }
     Ok(Remote { peer, signals, tracks_added: offerer })
 }
 
-async fn add_media(peer: &Peer) -> Result<(), String> {
-    for source in [Source::video("video"), Source::audio("audio")] {
+async fn add_media(peer: &Peer, media: &MediaArgs) -> Result<(), String> {
+    for source in media.sources()? {
         peer.add_source(source).await.map_err(|e| format!("add track: {e}"))?;
     }
     Ok(())

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use webrtc::data_channel::RTCDataChannel;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
-use crate::ice::IceArgs;
+use crate::ice::{IceArgs, MediaArgs};
 use crate::stats::{percentile, round3};
 
 #[derive(clap::Args, Debug)]
@@ -46,6 +46,8 @@ pub struct Args {
     renegotiate: bool,
     #[command(flatten)]
     ice: IceArgs,
+    #[command(flatten)]
+    media: MediaArgs,
     /// The whole call must be done within this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
@@ -189,7 +191,7 @@ async fn call(args: &Args) -> Result<Value, String> {
     // A offers its channel and tracks; B adds its own once connected, which makes B the
     // offerer of a second negotiation. (Adding them at once would be glare: webrtc-rs 0.17
     // cannot roll a local offer back, so the polite side could not yield; see rtc/mod.rs.)
-    for source in [Source::video("video"), Source::audio("audio")] {
+    for source in args.media.sources()? {
         peer_a.add_source(source).await.map_err(|e| format!("A add track: {e}"))?;
     }
 
@@ -211,7 +213,7 @@ async fn call(args: &Args) -> Result<Value, String> {
     let connected_at = first(async { connected_rx.await.ok() }, &mut failed, "A never connected").await?;
     let open_at = first(async { open_rx.await.ok() }, &mut failed, "the data channel never opened").await?;
     let tracks_before = peer_a.received.tracks.load(Ordering::Relaxed);
-    for source in [Source::video("video"), Source::audio("audio")] {
+    for source in args.media.sources()? {
         peer_b.add_source(source).await.map_err(|e| format!("B add track: {e}"))?;
     }
     let b_offered = Instant::now();
