@@ -9,7 +9,13 @@ import { join } from 'node:path';
 const [base, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const fail = (why) => { console.error(`demo-call: ${why}`); process.exit(1); };
+// What the pages logged, printed with a failure (the page's own account of the call).
+const logs = [];
+const fail = (why) => {
+  console.error(`demo-call: ${why}`);
+  for (const l of logs.slice(-60)) console.error(l);
+  process.exit(1);
+};
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -20,6 +26,10 @@ const browser = await chromium.launch({
 try {
   const ctx = await browser.newContext({ permissions: ['camera', 'microphone'] });
   const [a, b] = [await ctx.newPage(), await ctx.newPage()];
+  for (const [name, p] of [['A', a], ['B', b]]) {
+    p.on('console', (m) => logs.push(`${name} ${m.type()}: ${m.text()}`));
+    p.on('pageerror', (e) => logs.push(`${name} pageerror: ${e.message}`));
+  }
   const room = `demo-${Date.now()}`;
   for (const p of [a, b]) await p.goto(`${base}/?room=${room}`);
   await a.click('#joinBtn');
@@ -36,7 +46,13 @@ try {
     await sleep(250);
     [fa, fb] = [await frames(a), await frames(b)];
   }
-  if (fa === 0 || fb === 0) fail(`no remote video decoded (A ${fa} frames, B ${fb})`);
+  if (fa === 0 || fb === 0) {
+    for (const [name, p] of [['A', a], ['B', b]]) {
+      const lines = await p.evaluate(() => [...document.querySelectorAll('#log div')].map((d) => d.textContent));
+      for (const l of lines) logs.push(`${name} page: ${l}`);
+    }
+    fail(`no remote video decoded (A ${fa} frames, B ${fb})`);
+  }
 
   await a.waitForSelector('#chatInput:not([disabled])', { timeout: 10000 });
   const text = `hello ${room}`;
