@@ -96,8 +96,8 @@ async fn load(args: &Args) -> Result<(), String> {
                     series[i].push(report[key].as_f64().unwrap_or(0.0));
                 }
             }
-            // The cause is the message up to its first ':' ("A connect", "B join", "timeout", ...).
-            Err(e) => *failures.entry(e.split(':').next().unwrap_or(e).to_string()).or_default() += 1,
+            // The cause: the message without what varies from call to call (ids, numbers).
+            Err(e) => *failures.entry(cause(e)).or_default() += 1,
         }
     }
     let pct = |v: &mut Vec<f64>| {
@@ -117,6 +117,18 @@ async fn load(args: &Args) -> Result<(), String> {
     });
     println!("{report}");
     if opens.is_empty() { Err("no call connected".into()) } else { Ok(()) }
+}
+
+/// A failure's message with digits blanked, so that failures of one kind count together.
+fn cause(e: &str) -> String {
+    let mut out = String::new();
+    for c in e.chars().take(120) {
+        let c = if c.is_ascii_digit() { '#' } else { c };
+        if !(c == '#' && out.ends_with('#')) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What the signaling and the peer connection of one side report to the call.
