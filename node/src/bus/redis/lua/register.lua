@@ -7,7 +7,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local node, lease, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local epoch = redis.call('INCR', KEYS[1])
 -- Records of an earlier lease are stale: a live member is written again (re-asserted) under
--- the new epoch right after this, a departed one must not linger.
+-- the new epoch right after this, a departed one must not linger. (reap.lua and goodbye.lua
+-- repeat this loop: EVAL scripts cannot share code, and a Redis Functions library would be
+-- replaced by whichever node version loaded it last during a rolling upgrade.)
 local mine = node .. '|'
 local rooms = redis.call('HKEYS', KEYS[4])
 for _, room in ipairs(rooms) do
