@@ -140,3 +140,39 @@ fn media_from_ivf_and_ogg_files_crosses_the_call() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `join` outlives its node: killed and started again on the same address, the node gets the
+/// peer back (it reconnects with backoff and joins again), and a call through it works.
+#[test]
+fn a_join_peer_reconnects_when_its_node_comes_back() {
+    let listen = format!("127.0.0.1:{}", switchboard_tests::free_port());
+    let node = Node::start_at(&node_binary(), &listen, &[]);
+    let url = node.ws_url("/v1/ws");
+    let join = |secs: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard-peer"));
+        cmd.args(["join", "--url", &url, "--room", "comeback", "--duration-secs", secs]);
+        cmd
+    };
+    let stayer = std::thread::spawn({
+        let cmd = join("9");
+        move || run_until(cmd, Instant::now() + Duration::from_secs(40))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(node); // SIGKILL
+    std::thread::sleep(Duration::from_millis(1000));
+    let _node = Node::start_at(&node_binary(), &listen, &[]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (ok, newcomer, stderr) = run_until(join("3"), Instant::now() + Duration::from_secs(30));
+    assert!(ok, "{newcomer}\n{stderr}");
+    let (ok, out, stderr) = stayer.join().expect("stayer");
+    assert!(ok, "{out}\n{stderr}");
+    let events: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "joined").count(), 2, "{out}");
+    assert!(kinds.contains(&"disconnected"), "{out}");
+    // After joining again it called the newcomer, and media came from it.
+    let last_join = kinds.iter().rposition(|k| *k == "joined").expect("joined");
+    assert!(events[last_join..].iter().any(|e| e["event"] == "state" && e["state"] == "connected"), "{out}");
+    let left = events.iter().rev().find(|e| e["event"] == "peer-left").expect("saw the newcomer leave");
+    assert!(left["received"]["video_packets"].as_u64() > Some(0), "{left}");
+}

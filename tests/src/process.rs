@@ -12,8 +12,13 @@ pub struct Node {
 impl Node {
     /// Starts `bin` (the `switchboard-node` binary) with `args` on a free loopback port.
     pub fn start(bin: &str, args: &[&str]) -> Node {
+        Self::start_at(bin, "127.0.0.1:0", args)
+    }
+
+    /// Starts `bin` listening on `listen` (to restart a node where its clients expect it).
+    pub fn start_at(bin: &str, listen: &str, args: &[&str]) -> Node {
         let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+            .args(["--listen", listen, "--log", "warn"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -4,7 +4,8 @@
 //! join later (as the polite side, adding its own tracks once connected, so it never has to
 //! roll back an offer — see `switchboard::rtc`). It echoes every data-channel message, sends
 //! synthetic video and audio, and prints one JSON line per event; on exit (after
-//! `--duration-secs`, or SIGINT) a summary of what each remote peer sent it.
+//! `--duration-secs`, or SIGINT) a summary of what each remote peer sent it. If its node goes
+//! away it connects again (with backoff), joins again and calls whoever is there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,10 @@ pub struct Args {
     /// Seconds to stay; 0 = until SIGINT.
     #[arg(long, default_value_t = 0)]
     duration_secs: u64,
+    /// When the signaling connection drops (a node restarting, say), connect again with backoff
+    /// (200 ms doubling to 5 s), join again and call whoever is there.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    reconnect: bool,
     #[command(flatten)]
     ice: IceArgs,
     #[command(flatten)]
@@ -51,9 +56,59 @@ fn emit(v: Value) {
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
+    let deadline = match args.duration_secs {
+        0 => None,
+        secs => Some(tokio::time::Instant::now() + Duration::from_secs(secs)),
+    };
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
+    let mut summary = serde_json::Map::new();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match session(&args, deadline, &mut stop, &mut summary, &mut backoff).await {
+            Ok(()) => break,
+            Err(e) if args.reconnect => {
+                emit(json!({"event": "disconnected", "error": e, "retry_in_ms": backoff.as_millis() as u64}));
+                let wait = tokio::time::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::select! {
+                    _ = wait => {}
+                    _ = until(deadline) => break,
+                    _ = stop.changed() => break,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    emit(json!({"event": "done", "received": summary}));
+    Ok(())
+}
+
+/// Resolves at `deadline`, or never.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One signaling session: connect, join, call and answer until the deadline or a stop (`Ok`)
+/// or until the connection fails (`Err`). What each remote peer sent goes into `summary`.
+async fn session(
+    args: &Args,
+    deadline: Option<tokio::time::Instant>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    summary: &mut serde_json::Map<String, Value>,
+    backoff: &mut Duration,
+) -> Result<(), String> {
     let step = Duration::from_secs(10);
     let mut sig = Signaling::connect(&args.url, step).await.map_err(|e| format!("connect: {e}"))?;
     let present = sig.join(&args.room, step).await.map_err(|e| format!("join: {e}"))?;
+    *backoff = Duration::from_millis(200);
     let ids: Vec<String> = present.iter().map(ToString::to_string).collect();
     emit(
         json!({"event": "joined", "room": args.room, "peer_id": sig.peer_id.to_string(), "node": sig.node_id, "peers": ids}),
@@ -61,79 +116,73 @@ pub async fn run(args: Args) -> Result<(), String> {
     let ice = args.ice.servers();
     let (events_tx, mut events) = mpsc::unbounded_channel::<(PeerId, PeerEvent)>();
     let mut remotes: HashMap<PeerId, Remote> = HashMap::new();
-    for id in present {
-        let r = open(&sig.outbox, &args.room, &ice, id, true, &args.media, events_tx.clone()).await?;
-        remotes.insert(id, r);
-    }
-    let stay = if args.duration_secs == 0 {
-        Duration::from_secs(u64::MAX / 4)
-    } else {
-        Duration::from_secs(args.duration_secs)
-    };
-    let until = tokio::time::sleep(stay);
-    tokio::pin!(until);
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    loop {
-        tokio::select! {
-            _ = &mut until => break,
-            _ = &mut interrupted => break,
-            ev = sig.events.recv() => match ev {
-                Some(Ok(Event::PeerJoined { peer, .. })) => {
-                    emit(json!({"event": "peer-joined", "peer": peer.peer_id.to_string()}));
-                    let r = open(&sig.outbox, &args.room, &ice, peer.peer_id, false, &args.media, events_tx.clone()).await?;
-                    remotes.insert(peer.peer_id, r);
-                }
-                Some(Ok(Event::Signal { from, data, .. })) => {
-                    let r = match remotes.entry(from) {
-                        std::collections::hash_map::Entry::Occupied(r) => r.into_mut(),
-                        // A peer we had not heard of (it joined before us and offers first).
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(open(&sig.outbox, &args.room, &ice, from, false, &args.media, events_tx.clone()).await?)
+    let result = async {
+        for id in present {
+            let r = open(&sig.outbox, &args.room, &ice, id, true, &args.media, events_tx.clone()).await?;
+            remotes.insert(id, r);
+        }
+        loop {
+            tokio::select! {
+                _ = until(deadline) => return Ok(()),
+                _ = stop.changed() => return Ok(()),
+                ev = sig.events.recv() => match ev {
+                    Some(Ok(Event::PeerJoined { peer, .. })) => {
+                        emit(json!({"event": "peer-joined", "peer": peer.peer_id.to_string()}));
+                        let r = open(&sig.outbox, &args.room, &ice, peer.peer_id, false, &args.media, events_tx.clone()).await?;
+                        remotes.insert(peer.peer_id, r);
+                    }
+                    Some(Ok(Event::Signal { from, data, .. })) => {
+                        let r = match remotes.entry(from) {
+                            std::collections::hash_map::Entry::Occupied(r) => r.into_mut(),
+                            // A peer we had not heard of (it joined before us and offers first).
+                            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                                open(&sig.outbox, &args.room, &ice, from, false, &args.media, events_tx.clone()).await?,
+                            ),
+                        };
+                        let _ = r.signals.send(data);
+                    }
+                    Some(Ok(Event::PeerLeft { peer_id, reason, .. })) => {
+                        if let Some(r) = remotes.remove(&peer_id) {
+                            let received = r.peer.received.snapshot();
+                            emit(json!({"event": "peer-left", "peer": peer_id.to_string(), "reason": reason, "received": received}));
+                            summary.insert(peer_id.to_string(), received);
+                            r.peer.close().await;
                         }
-                    };
-                    let _ = r.signals.send(data);
-                }
-                Some(Ok(Event::PeerLeft { peer_id, reason, .. })) => {
-                    if let Some(r) = remotes.remove(&peer_id) {
-                        emit(json!({"event": "peer-left", "peer": peer_id.to_string(), "reason": reason, "received": r.peer.received.snapshot()}));
-                        r.peer.close().await;
                     }
-                }
-                Some(Ok(Event::Error { code, message, .. })) => {
-                    emit(json!({"event": "error", "code": code.as_str(), "message": message}));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(format!("signaling: {e}")),
-                None => return Err("signaling ended".into()),
-            },
-            Some((from, ev)) = events.recv() => match ev {
-                PeerEvent::State(state) => {
-                    emit(json!({"event": "state", "peer": from.to_string(), "state": state.to_string()}));
-                    if state == RTCPeerConnectionState::Connected
-                        && let Some(r) = remotes.get_mut(&from)
-                        && !r.tracks_added
-                    {
-                        // The answering side's own tracks: a renegotiation it offers.
-                        r.tracks_added = true;
-                        add_media(&r.peer, &args.media).await?;
+                    Some(Ok(Event::Error { code, message, .. })) => {
+                        emit(json!({"event": "error", "code": code.as_str(), "message": message}));
                     }
-                }
-                PeerEvent::DataChannel(dc) => echo(dc),
-                PeerEvent::NegotiationFailed(e) => {
-                    emit(json!({"event": "negotiation-failed", "peer": from.to_string(), "error": e}));
-                }
-            },
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(format!("signaling: {e}")),
+                    None => return Err("signaling ended".to_string()),
+                },
+                Some((from, ev)) = events.recv() => match ev {
+                    PeerEvent::State(state) => {
+                        emit(json!({"event": "state", "peer": from.to_string(), "state": state.to_string()}));
+                        if state == RTCPeerConnectionState::Connected
+                            && let Some(r) = remotes.get_mut(&from)
+                            && !r.tracks_added
+                        {
+                            // The answering side's own tracks: a renegotiation it offers.
+                            r.tracks_added = true;
+                            add_media(&r.peer, &args.media).await?;
+                        }
+                    }
+                    PeerEvent::DataChannel(dc) => echo(dc),
+                    PeerEvent::NegotiationFailed(e) => {
+                        emit(json!({"event": "negotiation-failed", "peer": from.to_string(), "error": e}));
+                    }
+                },
+            }
         }
     }
+    .await;
     sig.outbox.send(&json!({"type": "leave", "room": args.room}));
-    let mut summary = serde_json::Map::new();
     for (id, r) in remotes {
         summary.insert(id.to_string(), r.peer.received.snapshot());
         r.peer.close().await;
     }
-    emit(json!({"event": "done", "received": summary}));
-    Ok(())
+    result
 }
 
 /// Opens a connection to `remote`; as the offerer, with a data channel and media at once.
