@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use switchboard_tests::{Node, RedisServer, node_binary, run_until};
 
-fn ready(node: &Node) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while node.get("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "node {} never became ready", node.addr);
-        std::thread::sleep(Duration::from_millis(25));
-    }
+/// `switchboard-peer join` into `room` of the node at `url` for `secs` seconds.
+fn join_cmd(url: &str, room: &str, secs: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard-peer"));
+    cmd.args(["join", "--url", url, "--room", room, "--duration-secs", secs]);
+    cmd
 }
 
 fn smoke(args: &[&str]) -> Value {
@@ -33,7 +32,9 @@ fn a_webrtc_call_across_two_nodes_carries_data_and_media_and_survives_renegotiat
     let url = redis.url();
     let nodes: Vec<Node> =
         ["s0", "s1"].iter().map(|id| Node::start(&node_binary(), &["--redis-url", &url, "--node-id", id])).collect();
-    nodes.iter().for_each(ready);
+    for n in &nodes {
+        n.wait_ready(true, Duration::from_secs(10));
+    }
     let (a, b) = (nodes[0].ws_url("/v1/ws"), nodes[1].ws_url("/v1/ws"));
     let r = smoke(&["--url", &a, "--url", &b, "--messages", "100", "--media-secs", "2", "--renegotiate"]);
 
@@ -59,11 +60,7 @@ fn a_webrtc_call_across_two_nodes_carries_data_and_media_and_survives_renegotiat
 fn two_join_peers_in_one_room_send_each_other_media() {
     let node = Node::start(&node_binary(), &[]);
     let url = node.ws_url("/v1/ws");
-    let join = |secs: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard-peer"));
-        cmd.args(["join", "--url", &url, "--room", "join-test", "--duration-secs", secs]);
-        cmd
-    };
+    let join = |secs: &str| join_cmd(&url, "join-test", secs);
     let first = std::thread::spawn({
         let cmd = join("6");
         move || run_until(cmd, Instant::now() + Duration::from_secs(30))
@@ -148,11 +145,7 @@ fn a_join_peer_reconnects_when_its_node_comes_back() {
     let listen = format!("127.0.0.1:{}", switchboard_tests::free_port());
     let node = Node::start_at(&node_binary(), &listen, &[]);
     let url = node.ws_url("/v1/ws");
-    let join = |secs: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard-peer"));
-        cmd.args(["join", "--url", &url, "--room", "comeback", "--duration-secs", secs]);
-        cmd
-    };
+    let join = |secs: &str| join_cmd(&url, "comeback", secs);
     let stayer = std::thread::spawn({
         let cmd = join("9");
         move || run_until(cmd, Instant::now() + Duration::from_secs(40))

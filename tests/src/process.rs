@@ -57,6 +57,20 @@ impl Node {
             .unwrap_or(0)
     }
 
+    /// Waits until `/readyz` answers 200 (`ready`) or 503 (`!ready`) and returns how long that
+    /// took; panics after `within`.
+    pub fn wait_ready(&self, ready: bool, within: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if (self.get("/readyz").0 == 200) == ready {
+                return start.elapsed();
+            }
+            let want = if ready { "ready" } else { "unready" };
+            assert!(start.elapsed() < within, "node {} never became {want}", self.addr);
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         // SAFETY: kill(2) with a pid we own.

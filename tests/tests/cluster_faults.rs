@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use switchboard_tests::{Node, RedisServer, V1Peer, free_port, node_binary};
 
 use cluster::flow::*;
-use cluster::{Cluster, LEASE_MS, wait_ready};
+use cluster::{Cluster, LEASE_MS};
 
 /// The headline: Redis is killed (SIGKILL) under live traffic and comes back empty 2 s later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -139,7 +139,7 @@ async fn a_node_without_redis_is_not_ready_until_redis_appears() {
     }
 
     let _redis = RedisServer::start_on(port);
-    let took = wait_ready(&node, true, Duration::from_secs(10));
+    let took = node.wait_ready(true, Duration::from_secs(10));
     println!("ready {} ms after redis-server answered", took.as_millis());
     let (status, body) = node.get("/readyz");
     let parsed: Value = serde_json::from_str(&body).expect("/readyz body");
@@ -157,9 +157,9 @@ async fn members_admitted_before_redis_first_came_up_become_visible() {
     assert_eq!(joined["peers"], json!([]));
 
     let redis = RedisServer::start_on(port);
-    wait_ready(&early, true, Duration::from_secs(10));
+    early.wait_ready(true, Duration::from_secs(10));
     let late = lonely_node(port, "n1");
-    wait_ready(&late, true, Duration::from_secs(10));
+    late.wait_ready(true, Duration::from_secs(10));
     // Give the early node every chance (more than a lease) to write its member.
     std::thread::sleep(Duration::from_millis(2 * LEASE_MS));
     let record = redis.command(&["HGETALL", "sb:{switchboard}:room:early"]);

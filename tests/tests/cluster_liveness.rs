@@ -15,7 +15,7 @@ use cluster::members::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_s_members_leave_with_node_lost_within_five_seconds() {
-    let c = cluster_with_lease(3, DEFAULT_LEASE_MS, &[]);
+    let c = Cluster::with_lease(3, DEFAULT_LEASE_MS, &[]);
     let url = |i: usize| c.nodes[i].ws_url("/v1/ws");
     // Room A: one observer on n0, one on n2, two members on n1. Room B: the same with one.
     let mut a0 = V1Peer::connect(&url(0)).await;
@@ -215,7 +215,7 @@ async fn a_relay_sent_while_its_node_was_paused_is_delivered_or_refused_never_lo
 /// with `shutdown`, never later with `node-lost`, and Redis holds nothing of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_stopped_with_sigterm_leaves_the_cluster_at_once() {
-    let mut c = cluster_with_lease(2, DEFAULT_LEASE_MS, &[]);
+    let mut c = Cluster::with_lease(2, DEFAULT_LEASE_MS, &[]);
     let mut a = V1Peer::connect(&c.nodes[0].ws_url("/v1/ws")).await;
     let mut b = V1Peer::connect(&c.nodes[1].ws_url("/v1/ws")).await;
     a.join("bye").await;

@@ -12,7 +12,7 @@ use serde_json::json;
 use switchboard_tests::{Frame, Node, V1Peer};
 use tokio::task::JoinHandle;
 
-use super::{Cluster, wait_ready};
+use super::Cluster;
 
 /// How often each streaming peer sends one numbered signal.
 pub const SEND_EVERY: Duration = Duration::from_millis(5);
@@ -476,7 +476,7 @@ pub async fn pair(url_a: &str, url_b: &str, room: &str) -> (V1Peer, V1Peer) {
 /// Waits until every node's `/readyz` is 200 (`ready`) or 503 (`!ready`).
 pub fn wait_all(nodes: &[Node], ready: bool, within: Duration) {
     for n in nodes {
-        wait_ready(n, ready, within);
+        n.wait_ready(ready, within);
     }
 }
 

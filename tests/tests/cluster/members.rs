@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchboard_tests::{Frame, Node, RedisServer, V1Peer, node_binary};
 
-use super::{Cluster, wait_ready};
-
 /// How long a client must stay silent to count as "got nothing".
 pub const QUIET: Duration = Duration::from_millis(300);
 /// The node's default lease (`--node-lease-ms`).
@@ -33,21 +31,8 @@ pub fn candidate(i: usize) -> Value {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Clusters
+// Clusters ([`super::Cluster::with_lease`] for a longer lease)
 // ---------------------------------------------------------------------------------------------
-
-/// Like [`Cluster::start`], with a lease of `lease_ms` instead of the harness's short one.
-pub fn cluster_with_lease(n: usize, lease_ms: u64, extra: &[&str]) -> Cluster {
-    let redis = RedisServer::start();
-    let mut args: Vec<String> = vec!["--redis-url".into(), redis.url(), "--node-lease-ms".into(), lease_ms.to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut c = Cluster { redis, nodes: Vec::new(), args };
-    for i in 0..n {
-        let node = c.start_node(&format!("n{i}"));
-        c.nodes.push(node);
-    }
-    c
-}
 
 /// A node of cluster `name` on `redis`, ready.
 pub fn start_named(redis: &RedisServer, name: &str, id: &str) -> Node {
@@ -56,7 +41,7 @@ pub fn start_named(redis: &RedisServer, name: &str, id: &str) -> Node {
         &node_binary(),
         &["--redis-url", &url, "--node-lease-ms", "1500", "--cluster-name", name, "--node-id", id],
     );
-    wait_ready(&node, true, Duration::from_secs(10));
+    node.wait_ready(true, Duration::from_secs(10));
     node
 }
 

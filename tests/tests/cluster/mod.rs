@@ -5,7 +5,7 @@
 pub mod flow;
 pub mod members;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard_tests::{Node, RedisServer, node_binary};
 
@@ -21,9 +21,14 @@ pub const LEASE_MS: u64 = 1500;
 impl Cluster {
     /// Redis plus `n` nodes (`n0`, `n1`, ...), each ready (its canary went round Redis).
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Self::with_lease(n, LEASE_MS, extra)
+    }
+
+    /// Like [`Cluster::start`], with a lease of `lease_ms` instead of the short [`LEASE_MS`].
+    pub fn with_lease(n: usize, lease_ms: u64, extra: &[&str]) -> Cluster {
         let redis = RedisServer::start();
         let mut args: Vec<String> =
-            vec!["--redis-url".into(), redis.url(), "--node-lease-ms".into(), LEASE_MS.to_string()];
+            vec!["--redis-url".into(), redis.url(), "--node-lease-ms".into(), lease_ms.to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut c = Cluster { redis, nodes: Vec::new(), args };
         for i in 0..n {
@@ -38,25 +43,7 @@ impl Cluster {
         let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         args.extend(["--node-id", id]);
         let node = Node::start(&node_binary(), &args);
-        wait_ready(&node, true, Duration::from_secs(10));
+        node.wait_ready(true, Duration::from_secs(10));
         node
-    }
-}
-
-/// Waits until `/readyz` answers 200 (`ready`) or 503 (`!ready`); panics after `within`.
-pub fn wait_ready(node: &Node, ready: bool, within: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let (status, _) = node.get("/readyz");
-        if (status == 200) == ready {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "node {} never became {}",
-            node.addr,
-            if ready { "ready" } else { "unready" }
-        );
-        std::thread::sleep(Duration::from_millis(25));
     }
 }

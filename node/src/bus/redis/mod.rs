@@ -101,10 +101,6 @@ impl RedisBus {
         });
         Ok(Arc::new(Self { shared, start: Mutex::new(Some((rx, client))), arbiter: OnceLock::new() }))
     }
-
-    fn enqueue(&self, op: Op) {
-        self.shared.enqueue(op);
-    }
 }
 
 fn answer<T: Send + 'static>(rx: oneshot::Receiver<Result<T, BusError>>) -> BusResult<T> {
@@ -129,7 +125,7 @@ impl Bus for RedisBus {
         let (token, acked) = self.shared.acks.open();
         let ack = JoinAck { node: self.shared.keys.node().clone(), token };
         let joined = wire::encode_event(room, &RoomEvent::Joined(member.clone(), Some(ack)));
-        self.enqueue(Op::Join { room: room.clone(), member, joined, capacity: capacity.unwrap_or(0), reply });
+        self.shared.enqueue(Op::Join { room: room.clone(), member, joined, capacity: capacity.unwrap_or(0), reply });
         // The slot is freed however this ends, even if the caller drops the future unpolled.
         let slot = AckSlot { shared: Arc::clone(&self.shared), token };
         async move {
@@ -157,7 +153,7 @@ impl Bus for RedisBus {
     fn leave(&self, room: &RoomName, _node: &NodeId, peer: PeerId, reason: LeaveReason) -> BusResult<()> {
         let (reply, rx) = oneshot::channel();
         let left = wire::encode_event(room, &RoomEvent::Left { peer, reason });
-        self.enqueue(Op::Leave { room: room.clone(), peer, left, reply });
+        self.shared.enqueue(Op::Leave { room: room.clone(), peer, left, reply });
         answer(rx)
     }
 
@@ -168,13 +164,13 @@ impl Bus for RedisBus {
         let (reply, rx) = oneshot::channel();
         let payload = Bytes::from(wire::encode_event(room, &event));
         let generation = self.shared.generation.load(Ordering::SeqCst);
-        self.enqueue(Op::Publish { nodes: to.to_vec(), payload, generation, queued_at: Instant::now(), reply });
+        self.shared.enqueue(Op::Publish { nodes: to.to_vec(), payload, generation, queued_at: Instant::now(), reply });
         answer(rx)
     }
 
     fn members(&self, room: &RoomName) -> BusResult<Vec<MemberRecord>> {
         let (reply, rx) = oneshot::channel();
-        self.enqueue(Op::Members { room: room.clone(), reply });
+        self.shared.enqueue(Op::Members { room: room.clone(), reply });
         answer(rx)
     }
 

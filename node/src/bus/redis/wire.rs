@@ -56,10 +56,9 @@ pub enum WireEvent<'a> {
 }
 
 pub fn encode(msg: &Wire<'_>) -> Vec<u8> {
-    let mut out = vec![VERSION];
-    // Serializing plain data into a Vec cannot fail.
-    out.extend(postcard::to_allocvec(msg).unwrap_or_default());
-    out
+    // Serialized straight after the version byte, in one allocation (a relay's frame is
+    // copied once). Serializing plain data into a Vec cannot fail.
+    postcard::to_extend(msg, vec![VERSION]).unwrap_or_else(|_| vec![VERSION])
 }
 
 pub fn encode_event(room: &RoomName, event: &RoomEvent) -> Vec<u8> {
