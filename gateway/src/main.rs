@@ -1,10 +1,6 @@
-//! `switchboard-gateway`: the stateless HTTP edge (access tokens, ICE server configuration, the
-//! admin API and the browser SDK). It is built by the gateway issue; until then the node serves
-//! the demo page itself, and this binary says so instead of pretending to run.
+//! `switchboard-gateway`: the stateless HTTP edge.
 
 fn main() -> std::process::ExitCode {
-    eprintln!(
-        "switchboard-gateway: not available in this release; run `switchboard-node` (it serves the demo page at /)"
-    );
+    eprintln!("switchboard-gateway: being built");
     std::process::ExitCode::from(2)
 }

@@ -22,7 +22,7 @@ use crate::state::NodeState;
 use crate::upgrade::upgrade;
 
 /// The demo page: a two-tab call over protocol v1.
-const DEMO_PAGE: &str = include_str!("../static/index.html");
+const DEMO_PAGE: &str = switchboard_gateway::assets::INDEX_HTML;
 
 /// Binds the listener with a deep accept backlog (bursts of reconnects after a node restart).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

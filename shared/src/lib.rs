@@ -8,7 +8,12 @@
 //! and load generator used by benchmarks and smoke tests; with `rtc`, also the reference
 //! WebRTC peer ([`rtc`]) behind `switchboard-peer smoke`.
 
+pub mod api;
+pub mod cluster;
 pub mod protocol;
+
+#[cfg(feature = "auth")]
+pub mod auth;
 
 #[cfg(feature = "peer")]
 pub mod client;

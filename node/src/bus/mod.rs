@@ -26,8 +26,7 @@ use switchboard::protocol::{PeerId, RoomName};
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
 
-/// A node's identity in the cluster.
-pub type NodeId = Arc<str>;
+pub use switchboard::cluster::NodeId;
 
 /// A room member as the cluster records it.
 #[derive(Clone, Debug)]

@@ -61,6 +61,15 @@ pub enum ErrorCode {
     Undeliverable,
     /// Something failed inside the server; the message was not processed.
     Internal,
+    /// This node requires an access token and none was given.
+    Unauthorized,
+    /// The access token's `exp` has passed: fetch a new one.
+    TokenExpired,
+    /// The access token is malformed, forged, signed with an unknown key or for another
+    /// cluster.
+    TokenInvalid,
+    /// The access token does not allow this (another room, or a viewer broadcasting).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -93,11 +102,15 @@ impl ErrorCode {
             Self::Replaced => "replaced",
             Self::Undeliverable => "undeliverable",
             Self::Internal => "internal",
+            Self::Unauthorized => "unauthorized",
+            Self::TokenExpired => "token-expired",
+            Self::TokenInvalid => "token-invalid",
+            Self::Forbidden => "forbidden",
         }
     }
 
     /// Every code, for metrics that want a series per code from the start.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -124,6 +137,10 @@ impl ErrorCode {
         Self::Replaced,
         Self::Undeliverable,
         Self::Internal,
+        Self::Unauthorized,
+        Self::TokenExpired,
+        Self::TokenInvalid,
+        Self::Forbidden,
     ];
 }
 

@@ -14,12 +14,14 @@
 
 mod error;
 mod ids;
+mod role;
 pub mod seed;
 pub mod shape;
 pub mod v1;
 
 pub use error::{ErrorCode, ProtocolError};
 pub use ids::{PeerId, RoomName};
+pub use role::Role;
 
 /// Serializes a server message into a buffer sized for its relayed payload up front: a 3 KB
 /// SDP would otherwise be copied through six doublings of a 128-byte string.
@@ -51,4 +53,8 @@ pub mod close {
     pub const IDLE_TIMEOUT: u16 = 4000;
     /// The client read too slowly: its outbound queue passed the bound.
     pub const SLOW_CONSUMER: u16 = 4001;
+    /// No access token, or one that does not verify (HTTP 401's counterpart).
+    pub const UNAUTHORIZED: u16 = 4401;
+    /// A valid access token that does not open what was asked (HTTP 403's counterpart).
+    pub const FORBIDDEN: u16 = 4403;
 }

@@ -15,7 +15,6 @@
 mod acks;
 mod backoff;
 mod health;
-mod keys;
 mod lease;
 mod replies;
 mod scripts;
@@ -37,8 +36,9 @@ use tracing::{debug, warn};
 
 use acks::{AckSlot, Acks};
 use health::Health;
-pub use keys::Keys;
 use replies::{is_script_error, joined, records};
+use switchboard::cluster::Control;
+pub use switchboard::cluster::Keys;
 use writer::Op;
 
 use super::{
@@ -309,11 +309,13 @@ impl Shared {
     fn dispatch(&self, channel: &str, payload: &[u8]) {
         let Some(inboxes) = self.inboxes.get() else { return };
         if channel == self.keys.control() {
-            let Some(node) = std::str::from_utf8(payload).ok().and_then(|p| p.strip_prefix("lost ")) else { return };
+            let Some(Control::Lost(node)) = std::str::from_utf8(payload).ok().and_then(Control::decode) else {
+                return;
+            };
             if node != self.keys.node().as_ref() {
                 warn!(node = %self.keys.node(), lost = %node, "node lost");
                 self.metrics.nodes_lost.inc();
-                inboxes.cluster.do_send(ClusterEvent::NodeLost(node.into()));
+                inboxes.cluster.do_send(ClusterEvent::NodeLost(node.as_str().into()));
             }
             return;
         }

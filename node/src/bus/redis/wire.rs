@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use switchboard::cluster;
 use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, RoomName};
 
@@ -145,36 +146,21 @@ fn raw(json: &str) -> Result<Arc<RawValue>, BusError> {
     RawValue::from_string(json.to_string()).map(Arc::from).map_err(|e| BusError::Corrupt(format!("member meta: {e}")))
 }
 
-#[derive(Serialize)]
-struct RecordOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    m: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    u: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct RecordIn {
-    m: Option<Box<RawValue>>,
-    u: Option<String>,
-}
-
 /// The membership record of `m`, as the room hash stores it.
 pub fn record(m: &MemberRecord, epoch: u64) -> String {
-    let body = serde_json::to_string(&RecordOut { m: m.meta.as_deref(), u: m.seed_user.as_deref() })
-        .unwrap_or_else(|_| "{}".into());
-    format!("{}|{epoch}|{body}", m.node)
+    cluster::write_record(&m.node, epoch, m.meta.as_deref(), m.seed_user.as_deref(), None, None)
 }
 
 pub fn parse_record(peer: &str, record: &str) -> Result<MemberRecord, BusError> {
     let corrupt = || BusError::Corrupt(format!("member record {peer}: {record:?}"));
-    let mut parts = record.splitn(3, '|');
-    let (Some(node), Some(_epoch), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(corrupt());
-    };
+    let r = cluster::parse_record(record).map_err(|_| corrupt())?;
     let peer: PeerId = peer.parse().map_err(|_| corrupt())?;
-    let body: RecordIn = serde_json::from_str(body).map_err(|_| corrupt())?;
-    Ok(MemberRecord { peer, node: NodeId::from(node), meta: body.m.map(Arc::from), seed_user: body.u.map(Arc::from) })
+    Ok(MemberRecord {
+        peer,
+        node: NodeId::from(r.node),
+        meta: r.meta.map(Arc::from),
+        seed_user: r.seed_user.map(Arc::from),
+    })
 }
 
 #[cfg(test)]

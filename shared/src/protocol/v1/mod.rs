@@ -162,6 +162,8 @@ pub enum LeaveReason {
     NodeLost,
     /// An operator removed it.
     Kicked,
+    /// An operator closed the room.
+    RoomClosed,
 }
 
 impl LeaveReason {
@@ -175,6 +177,7 @@ impl LeaveReason {
             Self::Shutdown => "shutdown",
             Self::NodeLost => "node-lost",
             Self::Kicked => "kicked",
+            Self::RoomClosed => "room-closed",
         }
     }
 }

@@ -11,13 +11,14 @@
 //! | `sb:{c}:nodes`                  | zset    | node id → lease expiry (Redis clock, ms)  | room TTL    |
 //! | `sb:{c}:lease:<node>`           | string  | the node's current epoch                  | lease       |
 //! | `sb:{c}:node-rooms:<node>`      | hash    | room → this node's member count there     | room TTL    |
-//! | `sb:{c}:room:<room>`            | hash    | peer id → `node|epoch|{"m":meta,"u":user}`| room TTL    |
+//! | `sb:{c}:node-info:<node>`       | string  | JSON [`NodeInfo`](crate::api::NodeInfo)   | 2 × lease   |
+//! | `sb:{c}:room:<room>`            | hash    | peer id → [`record`](super::record)       | room TTL    |
 //! | channel `sb:{c}:node:<node>`    | pub/sub | events for that node's rooms              | —           |
-//! | channel `sb:{c}:control`        | pub/sub | `lost <node>` when a lease is reaped      | —           |
+//! | channel `sb:{c}:control`        | pub/sub | [`Control`](super::Control) messages      | —           |
 
-use switchboard::protocol::RoomName;
+use crate::protocol::RoomName;
 
-use crate::bus::NodeId;
+use super::NodeId;
 
 #[derive(Clone, Debug)]
 pub struct Keys {
@@ -60,6 +61,15 @@ impl Keys {
 
     pub fn room(&self, room: &RoomName) -> String {
         format!("{}room:{}", self.prefix, room.as_str())
+    }
+
+    pub fn node_info(&self, node: &str) -> String {
+        format!("{}node-info:{node}", self.prefix)
+    }
+
+    /// The room a `room:` key is for, if `key` is one of this cluster's room keys.
+    pub fn room_of_key<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.prefix)?.strip_prefix("room:")
     }
 
     pub fn room_prefix(&self) -> String {

@@ -1,0 +1,70 @@
+//! The gateway's settings. [`EdgeArgs`] are shared with the node (which flattens them into its
+//! own flags): a node verifies the tokens a gateway signs, and on a single machine the node
+//! serves the gateway's routes itself. Every flag also reads `SWITCHBOARD_<NAME>`.
+
+use std::time::Duration;
+
+use clap::Args;
+
+/// Tokens, ICE servers, the admin API and browser rules.
+#[derive(Clone, Debug, Default, Args)]
+pub struct EdgeArgs {
+    /// Secrets access tokens are signed with (HS256, at least 32 bytes each, comma-separated).
+    /// The first signs; all verify, so a secret can be rotated in two steps. With none, a node
+    /// admits anonymous peers (development) and the gateway mints no tokens.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    pub token_secrets: Vec<String>,
+
+    /// Admit peers without a token even though token secrets are configured (a migration aid;
+    /// refused with --production).
+    #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_anonymous: bool,
+
+    /// Refuse to start with development settings: requires token secrets and an API key, and
+    /// no anonymous peers.
+    #[arg(long, env = "SWITCHBOARD_PRODUCTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub production: bool,
+
+    /// API keys for `POST /v1/tokens` and the admin API (comma-separated, at least 16 bytes
+    /// each), sent as `Authorization: Bearer <key>`. With none, those routes answer 401.
+    #[arg(long, env = "SWITCHBOARD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+
+    /// STUN server URLs handed to clients (comma-separated, e.g. `stun:stun.example.com:3478`).
+    #[arg(long, env = "SWITCHBOARD_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+
+    /// TURN server URLs handed to clients with short-lived credentials (comma-separated, e.g.
+    /// `turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349`).
+    #[arg(long, env = "SWITCHBOARD_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+
+    /// The TURN server's shared secret (coturn `static-auth-secret` with `use-auth-secret`).
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// Lifetime of TURN credentials, seconds.
+    #[arg(long, env = "SWITCHBOARD_TURN_TTL_SECS", default_value_t = 3600)]
+    pub turn_ttl_secs: u64,
+
+    /// Origins allowed to call the HTTP API from a browser (CORS), comma-separated; same
+    /// syntax as the node's --allowed-origins. Default: localhost on any port.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_API_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:*,http://127.0.0.1:*,https://localhost:*,https://127.0.0.1:*"
+    )]
+    pub api_origins: Vec<String>,
+
+    /// The v1 WebSocket URL clients should connect to, returned with each token (e.g.
+    /// `wss://signal.example.com/v1/ws`).
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_WS_URL")]
+    pub public_ws_url: Option<String>,
+}
+
+impl EdgeArgs {
+    pub fn turn_ttl(&self) -> Duration {
+        Duration::from_secs(self.turn_ttl_secs.max(60))
+    }
+}
