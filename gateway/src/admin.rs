@@ -24,6 +24,11 @@ pub enum AdminError {
 
 pub type AdminResult<T> = BoxFuture<'static, Result<T, AdminError>>;
 
+/// The cluster's state as the admin API sees it.
+///
+/// `room` arguments are rooms' names in the cluster ([`RoomName::as_str`](switchboard::protocol::RoomName::as_str):
+/// a v1 room as given, a seed channel as `seed/<channel>`), already validated by the route;
+/// answers name rooms as their clients do, with a `protocol`.
 pub trait ClusterAdmin: Send + Sync + 'static {
     /// Live nodes, from their heartbeats.
     fn nodes(&self) -> AdminResult<Vec<NodeInfo>>;

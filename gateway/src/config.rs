@@ -2,9 +2,66 @@
 //! own flags): a node verifies the tokens a gateway signs, and on a single machine the node
 //! serves the gateway's routes itself. Every flag also reads `SWITCHBOARD_<NAME>`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Parser, ValueEnum};
+
+/// The stateless HTTP edge of a Switchboard cluster: access tokens, ICE servers with TURN
+/// credentials, the admin API (read from and acted on through the cluster's Redis) and the
+/// browser client.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "switchboard-gateway", version, about, long_about = None)]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// The cluster's Redis (`redis://[:password@]host:port[/db]`): the nodes' membership and
+    /// heartbeats are read there, kicks and closes published there.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: String,
+
+    /// Cluster name: the namespace of the cluster's Redis keys, and the audience of its tokens.
+    /// Must match the nodes'.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_NAME", default_value = "switchboard", value_parser = parse_name)]
+    pub cluster_name: String,
+
+    /// Log format.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing-subscriber EnvFilter syntax); RUST_LOG also works.
+    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Worker threads. 0 = one per core.
+    #[arg(long, env = "SWITCHBOARD_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Serve the browser client (the demo page and the SDK) at `/`.
+    #[arg(long, env = "SWITCHBOARD_SERVE_CLIENT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub serve_client: bool,
+
+    /// On SIGTERM, how long to let requests in flight finish, seconds.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Cluster names appear inside Redis keys (the same rule as the node's).
+fn parse_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok { Ok(s.to_string()) } else { Err("must be 1-64 characters of A-Z a-z 0-9 _ - .".into()) }
+}
 
 /// Tokens, ICE servers, the admin API and browser rules.
 #[derive(Clone, Debug, Default, Args)]

@@ -7,12 +7,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use switchboard::auth::{KeyError, TokenKeys};
 use switchboard::protocol::v1::Limits;
+use switchboard_gateway::config::EdgeArgs;
 
 /// A Switchboard signaling node: WebRTC offer/answer/candidate relay over WebSocket.
 ///
-/// Protocol v1 is served at /v1/ws, the seed demo's protocol at /ws, a two-tab demo page at /,
-/// and /healthz, /readyz, /metrics for operators.
+/// Protocol v1 is served at /v1/ws, the seed demo's protocol at /ws, the browser client at /,
+/// the HTTP API (tokens, ICE servers, admin) under /v1/, and /healthz, /readyz, /metrics for
+/// operators.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "switchboard-node", version, about, long_about = None)]
 pub struct Config {
@@ -122,9 +125,44 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
 
-    /// Serve the demo page at `/` (turn off in production if the gateway serves the client).
+    /// Serve the browser client (demo page and SDK) at `/` (turn off in production if the
+    /// gateway serves the client).
     #[arg(long, env = "SWITCHBOARD_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
     pub demo: bool,
+
+    /// Where clients reach this node (e.g. `wss://n1.signal.example.com`), published in its
+    /// heartbeat for the admin API's node list.
+    #[arg(long, env = "SWITCHBOARD_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Access tokens, ICE servers, the admin API: the flags the gateway shares.
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+/// A configuration the node refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--production requires --token-secrets: without them every peer joins anonymously")]
+    ProductionWithoutSecrets,
+    #[error("--production requires --api-keys: without them the token and admin API cannot be used")]
+    ProductionWithoutApiKeys,
+    #[error("--production forbids --allow-anonymous")]
+    ProductionAnonymous,
+    #[error("--token-secrets: {0}")]
+    Secrets(#[from] KeyError),
+}
+
+impl ConfigError {
+    /// A stable code for logs and scripts, like the protocol's error codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::ProductionWithoutSecrets => "production-without-secrets",
+            Self::ProductionWithoutApiKeys => "production-without-api-keys",
+            Self::ProductionAnonymous => "production-anonymous",
+            Self::Secrets(_) => "bad-token-secret",
+        }
+    }
 }
 
 /// Node ids and cluster names appear inside Redis keys and membership records.
@@ -156,6 +194,34 @@ impl Config {
         Duration::from_millis(self.node_lease_ms)
     }
 
+    /// Checks the settings that only make sense together, and builds the token keys (`None`:
+    /// no secrets, peers join anonymously). Production settings must not fall back to any
+    /// development default.
+    pub fn token_keys(&self) -> Result<Option<TokenKeys>, ConfigError> {
+        let edge = &self.edge;
+        let secrets = self.token_secrets();
+        if edge.production {
+            if secrets.is_empty() {
+                return Err(ConfigError::ProductionWithoutSecrets);
+            }
+            if edge.api_keys.iter().all(String::is_empty) {
+                return Err(ConfigError::ProductionWithoutApiKeys);
+            }
+            if edge.allow_anonymous {
+                return Err(ConfigError::ProductionAnonymous);
+            }
+        }
+        if secrets.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(TokenKeys::new(&secrets, &self.cluster_name)?))
+    }
+
+    /// The configured token secrets; an empty entry (`SWITCHBOARD_TOKEN_SECRETS=""`) is none.
+    fn token_secrets(&self) -> Vec<String> {
+        self.edge.token_secrets.iter().filter(|s| !s.is_empty()).cloned().collect()
+    }
+
     /// The limits as announced to v1 clients in `welcome`.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -168,5 +234,35 @@ impl Config {
             max_candidates_per_negotiation: self.max_candidates_per_negotiation,
             max_meta_bytes: self.max_meta_bytes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn keys(args: &[&str]) -> Result<Option<TokenKeys>, ConfigError> {
+        Config::parse_from(std::iter::once("switchboard-node").chain(args.iter().copied())).token_keys()
+    }
+
+    #[test]
+    fn production_refuses_development_settings() {
+        assert!(matches!(keys(&[]), Ok(None)));
+        assert!(matches!(keys(&["--token-secrets", SECRET]), Ok(Some(_))));
+        let prod = ["--production", "true"];
+        assert!(matches!(keys(&prod), Err(ConfigError::ProductionWithoutSecrets)));
+        assert!(matches!(
+            keys(&[&prod[..], &["--token-secrets", SECRET]].concat()),
+            Err(ConfigError::ProductionWithoutApiKeys)
+        ));
+        let full = [&prod[..], &["--token-secrets", SECRET, "--api-keys", "an-api-key-of-16-bytes"]].concat();
+        assert!(matches!(keys(&full), Ok(Some(_))));
+        assert!(matches!(
+            keys(&[&full[..], &["--allow-anonymous", "true"]].concat()),
+            Err(ConfigError::ProductionAnonymous)
+        ));
+        assert!(matches!(keys(&["--token-secrets", "short"]), Err(ConfigError::Secrets(KeyError::TooShort { .. }))));
     }
 }

@@ -10,13 +10,13 @@
 //! Start at [`run`]; [`session`] and [`room`] hold the signaling logic, [`transport`] the
 //! socket, [`bus`] everything that crosses nodes.
 
+pub mod admin;
 pub mod bus;
 pub mod config;
 pub mod dialect;
 pub mod heartbeat;
 pub mod limits;
 pub mod metrics;
-pub mod origin;
 pub mod registry;
 pub mod room;
 pub mod server;
@@ -30,13 +30,20 @@ pub mod upgrade;
 use std::sync::Arc;
 
 use actix::Actor;
-use tracing::info;
+use actix_web::web;
+use switchboard_gateway::admin::ClusterAdmin;
+use switchboard_gateway::edge::Edge;
+use switchboard_gateway::error::EdgeError;
+use switchboard_gateway::redis_admin::RedisAdmin;
+use tracing::{info, warn};
+
+use crate::admin::LocalAdmin;
 
 use crate::bus::redis::Settings;
 use crate::bus::{Bus, Inboxes, MemoryBus, NodeId, RedisBus};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::registry::{Attach, Registry};
+use crate::registry::{Attach, Registry, RoomDirectory};
 use crate::state::NodeState;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +56,19 @@ pub enum NodeError {
     Server(#[from] std::io::Error),
     #[error("--redis-url: {0}")]
     RedisUrl(#[from] redis::RedisError),
+    #[error("refusing to start ({code}): {0}", code = .0.code())]
+    Config(#[from] config::ConfigError),
+    #[error("refusing to start ({code}): {0}", code = .0.code())]
+    Edge(#[from] EdgeError),
 }
 
 /// Runs a node until it is shut down. Must be called inside an actix `System`.
 pub async fn run(config: Config) -> Result<(), NodeError> {
+    // Before anything listens: a misconfigured production node must not serve for a moment.
+    let tokens = config.token_keys()?;
+    if tokens.is_some() && config.edge.allow_anonymous {
+        warn!("token secrets are set but --allow-anonymous admits peers without a token");
+    }
     raise_fd_limit();
     let node_id: NodeId =
         config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>())).into();
@@ -68,13 +84,17 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let directory = registry.directory();
     let registry = registry.start();
     let listen = config.listen;
-    let state = Arc::new(NodeState::new(config, node_id.clone(), metrics, Arc::clone(&bus), registry.clone()));
+    let state = Arc::new(NodeState::new(config, node_id.clone(), metrics, Arc::clone(&bus), registry.clone(), tokens));
     registry.do_send(Attach(Arc::downgrade(&state)));
-    bus.attach(node_id.clone(), Inboxes { rooms: directory, cluster: registry.recipient() });
+    let status = Arc::new(Arc::downgrade(&state));
+    bus.attach(node_id.clone(), Inboxes { rooms: directory.clone(), cluster: registry.recipient(), status });
+
+    let edge =
+        web::Data::new(Edge::new(&state.config.edge, &state.config.cluster_name, cluster_admin(&state, &directory)?)?);
 
     let listener = server::bind(listen).map_err(|source| NodeError::Listen { addr: listen, source })?;
     let local = listener.local_addr()?;
-    let server = server::build(Arc::clone(&state), listener)?;
+    let server = server::build(Arc::clone(&state), edge, listener)?;
     // Scripts and tests read this line to learn the port (with --listen …:0).
     println!("listening on {local}");
     info!(node = %node_id, addr = %local, bus = if state.config.redis_url.is_some() { "redis" } else { "embedded" }, "node up");
@@ -83,6 +103,15 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     server.await?;
     info!(node = %node_id, "node stopped");
     Ok(())
+}
+
+/// What the admin API acts on: this node's own rooms on the embedded bus; in a cluster, every
+/// node's records in Redis, read as a gateway reads them (any node then answers the same).
+fn cluster_admin(state: &Arc<NodeState>, rooms: &Arc<RoomDirectory>) -> Result<Arc<dyn ClusterAdmin>, NodeError> {
+    Ok(match &state.config.redis_url {
+        None => Arc::new(LocalAdmin::new(Arc::downgrade(state), Arc::clone(rooms))),
+        Some(url) => Arc::new(RedisAdmin::new(url, &state.config.cluster_name)?),
+    })
 }
 
 fn redis_settings(config: &Config) -> Settings {

@@ -30,6 +30,18 @@ pub struct Registry {
 #[derive(Default)]
 pub struct RoomDirectory(RwLock<HashMap<RoomName, Addr<Room>>>);
 
+impl RoomDirectory {
+    /// The open room `name`, if this node holds it.
+    pub fn get(&self, name: &RoomName) -> Option<Addr<Room>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// Every open room of this node.
+    pub fn all(&self) -> Vec<(RoomName, Addr<Room>)> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).iter().map(|(n, a)| (n.clone(), a.clone())).collect()
+    }
+}
+
 impl RoomInbox for RoomDirectory {
     fn deliver(&self, msg: Inbound) -> Result<(), Inbound> {
         match self.0.read().unwrap_or_else(PoisonError::into_inner).get(&msg.room) {
@@ -144,8 +156,18 @@ impl Handler<ClusterEvent> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: ClusterEvent, _: &mut Context<Self>) {
-        for entry in self.rooms.values() {
-            entry.addr.do_send(msg.clone());
+        match &msg {
+            // An operator's action concerns one room; a node without it has nothing to do.
+            ClusterEvent::Kick { room, .. } | ClusterEvent::Close { room } => {
+                if let Some(entry) = self.rooms.get(room) {
+                    entry.addr.do_send(msg);
+                }
+            }
+            _ => {
+                for entry in self.rooms.values() {
+                    entry.addr.do_send(msg.clone());
+                }
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP side of a node: one listener serving WebSocket upgrades (taken over by sessions)
-//! and the plain HTTP routes (probes, metrics, the demo page).
+//! and the plain HTTP routes: probes, metrics, and the gateway's routes (tokens, ICE servers,
+//! the admin API, the browser client), so a single machine needs no gateway.
 //!
 //! actix-web's `HttpServer` has no hook for taking a socket at the upgrade, so the node builds
 //! the same stack itself: actix-server workers running actix-http's `HttpService`, whose
@@ -13,16 +14,14 @@ use actix_http::HttpService;
 use actix_server::Server;
 use actix_service::{fn_factory, fn_service, map_config};
 use actix_web::dev::AppConfig;
-use actix_web::http::header::ContentType;
 use actix_web::{App, HttpResponse, web};
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
+use switchboard_gateway::edge::Edge;
+use switchboard_gateway::routes;
 
 use crate::state::NodeState;
 use crate::upgrade::upgrade;
-
-/// The demo page: a two-tab call over protocol v1.
-const DEMO_PAGE: &str = switchboard_gateway::assets::INDEX_HTML;
 
 /// Binds the listener with a deep accept backlog (bursts of reconnects after a node restart).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -35,7 +34,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Builds the server over `listener`; it runs when awaited.
-pub fn build(state: Arc<NodeState>, listener: TcpListener) -> std::io::Result<Server> {
+pub fn build(state: Arc<NodeState>, edge: web::Data<Edge>, listener: TcpListener) -> std::io::Result<Server> {
     let workers = match state.config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -57,7 +56,7 @@ pub fn build(state: Arc<NodeState>, listener: TcpListener) -> std::io::Result<Se
                         Ok::<_, ()>(fn_service(move |(req, framed)| upgrade(Arc::clone(&state), req, framed)))
                     }
                 }))
-                .finish(map_config(app(for_app), |_| AppConfig::default()))
+                .finish(map_config(app(for_app, edge.clone()), |_| AppConfig::default()))
                 .tcp()
         })
         .map(|b| b.run())
@@ -65,6 +64,7 @@ pub fn build(state: Arc<NodeState>, listener: TcpListener) -> std::io::Result<Se
 
 fn app(
     state: Arc<NodeState>,
+    edge: web::Data<Edge>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -74,8 +74,8 @@ fn app(
         InitError = (),
     >,
 > {
-    let demo = state.config.demo;
-    let mut app = App::new()
+    let serve_client = state.config.demo;
+    App::new()
         .app_data(web::Data::from(state))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
@@ -84,14 +84,8 @@ fn app(
         .route("/favicon.ico", web::get().to(HttpResponse::NoContent))
         .route("/ws", web::get().to(upgrade_required))
         .route("/v1/ws", web::get().to(upgrade_required))
-        .default_service(web::to(not_found));
-    if demo {
-        app = app.route(
-            "/",
-            web::get().to(|| async { HttpResponse::Ok().content_type(ContentType::html()).body(DEMO_PAGE) }),
-        );
-    }
-    app
+        .configure(|cfg| routes::configure(cfg, edge, serve_client))
+        .default_service(web::to(not_found))
 }
 
 async fn healthz() -> HttpResponse {
@@ -109,10 +103,12 @@ async fn readyz(state: web::Data<NodeState>) -> HttpResponse {
     if state.ready() { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
-async fn metrics(state: web::Data<NodeState>) -> HttpResponse {
+async fn metrics(state: web::Data<NodeState>, edge: web::Data<Edge>) -> HttpResponse {
     // Readiness depends on the bus, which changes on its own: read it at scrape time.
     state.metrics.ready.set(i64::from(state.ready()));
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+    // The HTTP API's own series (requests, tokens minted) follow the node's.
+    let body = state.metrics.render() + &edge.metrics().render();
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }
 
 async fn upgrade_required() -> HttpResponse {

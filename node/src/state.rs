@@ -3,18 +3,20 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use actix::Addr;
+use switchboard::api::NodeInfo;
+use switchboard::auth::TokenKeys;
 use switchboard::protocol::PeerId;
 use switchboard::protocol::v1::Limits;
 
-use crate::bus::{Bus, NodeId};
+use crate::bus::{Bus, NodeId, NodeStatus};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::origin::OriginPolicy;
 use crate::registry::Registry;
 use crate::session::Session;
+use switchboard_gateway::origin::OriginPolicy;
 
 pub struct NodeState {
     pub config: Config,
@@ -25,15 +27,53 @@ pub struct NodeState {
     pub sessions: SessionDirectory,
     pub limits: Limits,
     pub origins: OriginPolicy,
+    /// The keys access tokens are verified with; `None` when no secrets are configured.
+    pub tokens: Option<TokenKeys>,
+    /// Unix milliseconds when the node started (reported in its heartbeats).
+    pub started_at: u64,
     draining: AtomicBool,
 }
 
 impl NodeState {
-    pub fn new(config: Config, node_id: NodeId, metrics: Metrics, bus: Arc<dyn Bus>, registry: Addr<Registry>) -> Self {
+    pub fn new(
+        config: Config,
+        node_id: NodeId,
+        metrics: Metrics,
+        bus: Arc<dyn Bus>,
+        registry: Addr<Registry>,
+        tokens: Option<TokenKeys>,
+    ) -> Self {
         let limits = config.limits();
         let origins = OriginPolicy::new(&config.allowed_origins);
         let sessions = SessionDirectory::new(config.max_connections);
-        Self { config, node_id, metrics, bus, registry, sessions, limits, origins, draining: AtomicBool::new(false) }
+        Self {
+            config,
+            node_id,
+            metrics,
+            bus,
+            registry,
+            sessions,
+            limits,
+            origins,
+            tokens,
+            started_at: unix_ms(),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// This node as its heartbeat describes it; the bus fills in the lease's epoch.
+    pub fn node_info(&self) -> NodeInfo {
+        NodeInfo {
+            id: self.node_id.to_string(),
+            epoch: 0,
+            url: self.config.advertise_url.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started_at,
+            heartbeat_at: unix_ms(),
+            sessions: self.sessions.len() as u64,
+            rooms: self.metrics.rooms.get().max(0) as u64,
+            draining: self.draining(),
+        }
     }
 
     /// Ready: taking new sessions and able to reach the cluster.
@@ -48,6 +88,13 @@ impl NodeState {
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
         self.metrics.ready.set(0);
+    }
+}
+
+/// The bus reads the node's figures through a weak reference: the state owns the bus.
+impl NodeStatus for Weak<NodeState> {
+    fn node_info(&self) -> Option<NodeInfo> {
+        self.upgrade().map(|s| s.node_info())
     }
 }
 
@@ -97,4 +144,9 @@ impl SessionDirectory {
     pub fn all(&self) -> Vec<Addr<Session>> {
         self.map().values().cloned().collect()
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

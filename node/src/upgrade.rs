@@ -1,10 +1,14 @@
 //! The WebSocket upgrade: decides, before anything is upgraded, whether a request may become a
 //! session, then takes the TCP stream away from the HTTP dispatcher and gives it to a session.
 //!
-//! Refusals that a browser must be able to read (node full, node draining) happen *after* the
-//! upgrade, as an `error` frame and a close code, because a browser shows a script nothing of
-//! a failed handshake. A refused Origin is answered before the upgrade with HTTP 403: a page
-//! from a foreign origin must not get a socket at all.
+//! Refusals that a browser must be able to read (node full, node draining, no or a bad access
+//! token) happen *after* the upgrade, as an `error` frame and a close code, because a browser
+//! shows a script nothing of a failed handshake. A refused Origin is answered before the
+//! upgrade with HTTP 403: a page from a foreign origin must not get a socket at all.
+//!
+//! An access token arrives as the query parameter `access_token` or as a subprotocol entry
+//! `access_token.<jwt>` (a browser's `WebSocket` cannot set headers). That entry is never
+//! echoed back: the node picks `switchboard.v1` when offered, so a browser must offer it too.
 
 use std::sync::Arc;
 
@@ -16,13 +20,15 @@ use actix_http::ws::{self, CloseCode, CloseReason, OpCode, Parser};
 use actix_http::{HttpMessage, Request, Response, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
+use serde::Deserialize;
+use switchboard::auth::TokenError;
 use switchboard::protocol::{ErrorCode, ProtocolError, close, v1};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::dialect::{Dialect, error_frame};
-use crate::session::Session;
+use crate::session::{Grant, Session};
 use crate::state::NodeState;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,35 +85,93 @@ pub async fn upgrade(
     if dialect == Dialect::V1 && offers_subprotocol(&req, v1::SUBPROTOCOL) {
         res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(v1::SUBPROTOCOL)));
     }
-    let refusal = if state.draining() {
-        Some((ErrorCode::ShuttingDown, "this node is shutting down; connect to another", close::GOING_AWAY))
-    } else if !state.sessions.reserve() {
-        Some((ErrorCode::TooManyConnections, "this node is at its connection limit", close::TRY_AGAIN_LATER))
-    } else {
-        None
-    };
+    let admitted = admit(&state, &req);
     let res = res.finish().drop_body();
     if let Err(e) = framed.send(H1Message::Item((res, BodySize::None))).await {
-        if refusal.is_none() {
+        if admitted.is_ok() {
             state.sessions.release();
         }
         return Err(std::io::Error::other(e.to_string()).into());
     }
     let parts = framed.into_parts();
-    if let Some((code, message, close_code)) = refusal {
-        state.metrics.error(code);
-        return refuse(parts.io, dialect, ProtocolError::new(code, message), close_code).await;
+    match admitted {
+        Ok(grant) => {
+            Session::start(state, dialect, parts.io, parts.read_buf, grant);
+            Ok(())
+        }
+        Err((err, close_code)) => {
+            state.metrics.error(err.code);
+            refuse(parts.io, dialect, err, close_code).await
+        }
     }
-    Session::start(state, dialect, parts.io, parts.read_buf);
-    Ok(())
 }
 
-fn offers_subprotocol(req: &Request, wanted: &str) -> bool {
+/// Whether the upgraded socket may become a session: the node is not draining, the access
+/// token (if one is required) verifies, and a connection slot is free. `Ok` holds the token's
+/// grant and a reserved slot; `Err` the refusal and its close code.
+fn admit(state: &NodeState, req: &Request) -> Result<Option<Box<Grant>>, (ProtocolError, u16)> {
+    if state.draining() {
+        let err = ProtocolError::new(ErrorCode::ShuttingDown, "this node is shutting down; connect to another");
+        return Err((err, close::GOING_AWAY));
+    }
+    let grant = authenticate(state, req).map_err(|e| {
+        debug!(error = %e, "access token refused");
+        let code = if e.code() == ErrorCode::Forbidden { close::FORBIDDEN } else { close::UNAUTHORIZED };
+        (ProtocolError::new(e.code(), e.to_string()), code)
+    })?;
+    if !state.sessions.reserve() {
+        let err = ProtocolError::new(ErrorCode::TooManyConnections, "this node is at its connection limit");
+        return Err((err, close::TRY_AGAIN_LATER));
+    }
+    Ok(grant)
+}
+
+/// The subprotocol entry that carries a token: `access_token.<jwt>`.
+const TOKEN_SUBPROTOCOL: &str = "access_token.";
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+/// Checks the request's access token, if this node requires or was given one. `Ok(None)`: an
+/// anonymous peer this node admits.
+fn authenticate(state: &NodeState, req: &Request) -> Result<Option<Box<Grant>>, TokenError> {
+    let Some(keys) = &state.tokens else {
+        // No secrets, nothing to verify a token with: every peer is anonymous (development).
+        return Ok(None);
+    };
+    match token(req) {
+        Some(token) => Ok(Some(Box::new(Grant::from(switchboard::auth::Grant::from(keys.verify(&token)?))))),
+        // Secrets configured, yet anonymous peers allowed: a migration to tokens under way.
+        None if state.config.edge.allow_anonymous => Ok(None),
+        None => Err(TokenError::Missing),
+    }
+}
+
+/// The token from the query (`?access_token=`, percent-decoded) or else from the subprotocols.
+fn token(req: &Request) -> Option<String> {
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| actix_web::web::Query::<TokenQuery>::from_query(q).ok())
+        .and_then(|q| q.into_inner().access_token)
+        .filter(|t| !t.is_empty());
+    from_query.or_else(|| {
+        subprotocols(req).find_map(|p| p.strip_prefix(TOKEN_SUBPROTOCOL).filter(|t| !t.is_empty()).map(str::to_string))
+    })
+}
+
+fn subprotocols(req: &Request) -> impl Iterator<Item = &str> {
     req.headers()
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == wanted)
+        .map(str::trim)
+}
+
+fn offers_subprotocol(req: &Request, wanted: &str) -> bool {
+    subprotocols(req).any(|p| p == wanted)
 }
 
 /// Answers a request that will not be upgraded with a JSON error body.

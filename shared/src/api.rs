@@ -166,10 +166,18 @@ pub struct ApiErrorBody {
 pub enum ApiErrorCode {
     /// No API key / access token, or a wrong one.
     Unauthorized,
+    /// The access token has expired: get a new one and retry.
+    TokenExpired,
+    /// The access token is malformed, forged, or for another cluster.
+    TokenInvalid,
     /// Authenticated, but not allowed (e.g. an Origin not on the list).
     Forbidden,
     /// Malformed body or parameters.
     BadRequest,
+    /// The body is larger than the route accepts (HTTP 413).
+    PayloadTooLarge,
+    /// The body is not `application/json` (HTTP 415).
+    UnsupportedMediaType,
     NotFound,
     /// Too many requests from this client.
     RateLimited,

@@ -113,6 +113,19 @@ fn parse_url(url: &str) -> Result<Target<'_>, String> {
     Ok(Target { authority, path })
 }
 
+/// `url` with an access token as its `access_token` query parameter (how a node takes a token
+/// from a client that cannot set headers). A JWT is base64url and dots: nothing to escape.
+///
+/// ```
+/// use switchboard::client::with_access_token;
+/// assert_eq!(with_access_token("ws://n/v1/ws", "a.b.c"), "ws://n/v1/ws?access_token=a.b.c");
+/// assert_eq!(with_access_token("ws://n/v1/ws?x=1", "a.b.c"), "ws://n/v1/ws?x=1&access_token=a.b.c");
+/// ```
+pub fn with_access_token(url: &str, token: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}access_token={token}")
+}
+
 impl Client {
     /// Opens a WebSocket to `url` (`ws://host:port/path`).
     pub async fn connect(url: &str) -> Result<Self, ClientError> {

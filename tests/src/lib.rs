@@ -9,7 +9,7 @@ mod process;
 mod redis;
 
 pub use client::{Client, Frame, V1Peer};
-pub use process::{Node, external_tool, free_port, node_binary, run_until};
+pub use process::{Node, external_tool, external_tool_probed, free_port, node_binary, run_until};
 pub use redis::RedisServer;
 
 /// How long any single expectation waits before the test fails.

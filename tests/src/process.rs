@@ -138,7 +138,16 @@ pub fn node_binary() -> String {
         let bin = dir.join("switchboard-node");
         let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let sources = ["node/src", "node/Cargo.toml", "shared/src", "shared/Cargo.toml", "Cargo.lock"];
+        let sources = [
+            "node/src",
+            "node/Cargo.toml",
+            "gateway/src",
+            "gateway/static",
+            "gateway/Cargo.toml",
+            "shared/src",
+            "shared/Cargo.toml",
+            "Cargo.lock",
+        ];
         let newest = sources.iter().filter_map(|p| newest_mtime(&root.join(p))).max();
         if built.is_none() || newest > built {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -220,8 +229,13 @@ pub fn run_until(mut cmd: Command, deadline: Instant) -> (bool, String, String) 
 /// test is skipped with a note — except under CI (`CI=true`), whose script installs them all,
 /// where a missing tool fails the test instead of letting it pass unrun.
 pub fn external_tool(program: &str) -> bool {
+    external_tool_probed(program, &["--version"])
+}
+
+/// [`external_tool`] for programs that do not take `--version` (`kubectl version --client`).
+pub fn external_tool_probed(program: &str, probe: &[&str]) -> bool {
     let found = Command::new(program)
-        .arg("--version")
+        .args(probe)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

@@ -20,8 +20,9 @@ use actix::{Message, Recipient};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
+use switchboard::api::NodeInfo;
 use switchboard::protocol::v1::LeaveReason;
-use switchboard::protocol::{PeerId, RoomName};
+use switchboard::protocol::{PeerId, Role, RoomName};
 
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
@@ -36,6 +37,10 @@ pub struct MemberRecord {
     pub meta: Option<Arc<RawValue>>,
     /// The seed protocol's client-chosen user id, for seed rooms.
     pub seed_user: Option<Arc<str>>,
+    /// The user its access token names, when it joined with one.
+    pub user: Option<Arc<str>>,
+    /// The role its access token grants, when it joined with one.
+    pub role: Option<Role>,
 }
 
 /// What travels between nodes about one room.
@@ -95,6 +100,11 @@ pub enum ClusterEvent {
     /// Membership events may have been missed (the subscription was down): every room
     /// reconciles its remote members with the cluster's records.
     Resync,
+    /// An operator removed `peer` from `room`: the node holding it removes it (reason
+    /// `kicked`). The registry hands this to that one room only.
+    Kick { room: RoomName, peer: PeerId },
+    /// An operator closed `room`: every node removes its members of it (`room-closed`).
+    Close { room: RoomName },
 }
 
 /// How a publish went.
@@ -125,12 +135,20 @@ pub trait RoomInbox: Send + Sync {
     fn deliver(&self, msg: Inbound) -> Result<(), Inbound>;
 }
 
-/// Where the bus delivers what it receives.
+/// What a node says about itself in its heartbeats (the admin API's node list).
+pub trait NodeStatus: Send + Sync {
+    /// The node's current figures; `None` once the node is gone.
+    fn node_info(&self) -> Option<NodeInfo>;
+}
+
+/// Where the bus delivers what it receives, and where it reads what it reports.
 #[derive(Clone)]
 pub struct Inboxes {
     /// Straight to the rooms (the relay path takes no detour through another actor).
     pub rooms: Arc<dyn RoomInbox>,
     pub cluster: Recipient<ClusterEvent>,
+    /// Read at every lease renewal.
+    pub status: Arc<dyn NodeStatus>,
 }
 
 /// The seam between rooms and the cluster. Every method takes its place in the bus's order

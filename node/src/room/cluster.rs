@@ -25,6 +25,12 @@ impl Handler<ClusterEvent> for Room {
                 }
             }
             ClusterEvent::Reassert => self.reassert_if_stale(ctx),
+            ClusterEvent::Kick { peer, .. } => {
+                self.evict(Some(peer), LeaveReason::Kicked, ctx);
+            }
+            ClusterEvent::Close { .. } => {
+                self.evict(None, LeaveReason::RoomClosed, ctx);
+            }
             ClusterEvent::Resync => {
                 let fut = self.state.bus.members(&self.name);
                 ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {

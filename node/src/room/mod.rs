@@ -10,10 +10,12 @@
 //! view of remote members is only ever changed by what the bus reports — their own joins and
 //! leaves, a lost node, a reconciliation — never deduced from this node's local count.
 
+mod admin;
 mod cluster;
 mod frames;
 mod relay;
 
+pub use admin::{Describe, Remove};
 pub use relay::Relay;
 
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Ha
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use switchboard::protocol::v1::{LeaveReason, PeerInfo};
-use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, RoomName};
+use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, Role, RoomName};
 use tracing::{Span, debug, info_span, warn};
 
 use crate::bus::{BusError, Joined, MemberRecord, NodeId};
@@ -60,7 +62,7 @@ struct Member {
 
 impl Member {
     fn remote(r: MemberRecord) -> Self {
-        let info = PeerInfo { peer_id: r.peer, meta: r.meta };
+        let info = PeerInfo { peer_id: r.peer, meta: r.meta, user: r.user, role: r.role };
         Member { info, seed_user: r.seed_user, session: None, node: Some(r.node), backlog: None }
     }
 
@@ -101,6 +103,8 @@ impl Room {
             node: self.state.node_id.clone(),
             meta: m.info.meta.clone(),
             seed_user: m.seed_user.clone(),
+            user: m.info.user.clone(),
+            role: m.info.role,
         }
     }
 
@@ -136,6 +140,20 @@ impl Room {
 
     /// Removes a member and tells the others; returns it.
     fn remove(&mut self, index: usize, reason: LeaveReason, ctx: &mut Context<Self>) -> Member {
+        let m = self.detach(index, reason, ctx);
+        // A seed user id taken over stays in the channel (on its new socket): the seed's `quit`
+        // notice has no reason field, so sending one would read as a departure.
+        if !(self.dialect == Dialect::Seed && reason == LeaveReason::Replaced) {
+            let frame = self.peer_left_frame(m.info.peer_id, m.seed_user.as_deref(), reason);
+            let kind = if self.dialect == Dialect::V1 { "peer-left" } else { "quit" };
+            self.fan_out(&frame, kind, None, None);
+        }
+        m
+    }
+
+    /// Takes a member out of the room and, for a local one, out of the cluster's records
+    /// (the bus tells the other nodes); this node's other members are not told.
+    fn detach(&mut self, index: usize, reason: LeaveReason, ctx: &mut Context<Self>) -> Member {
         let m = self.members.remove(index);
         let peer = m.info.peer_id;
         if m.session.is_some() {
@@ -154,13 +172,6 @@ impl Room {
                 .into_actor(self),
             );
         }
-        // A seed user id taken over stays in the channel (on its new socket): the seed's `quit`
-        // notice has no reason field, so sending one would read as a departure.
-        if !(self.dialect == Dialect::Seed && reason == LeaveReason::Replaced) {
-            let frame = self.peer_left_frame(peer, m.seed_user.as_deref(), reason);
-            let kind = if self.dialect == Dialect::V1 { "peer-left" } else { "quit" };
-            self.fan_out(&frame, kind, None, None);
-        }
         debug!(parent: &self.span, peer = %peer, reason = reason.as_str(), "left");
         m
     }
@@ -171,7 +182,8 @@ impl Room {
             let old = self.remove(i, LeaveReason::Replaced, ctx);
             if let Some(s) = old.session {
                 let err = ProtocolError::new(ErrorCode::Replaced, "a newer connection joined with your userId");
-                s.do_send(Evicted { room: self.name.clone(), frame: Some(error_frame(self.dialect, &err, None)) });
+                let frame = Some(error_frame(self.dialect, &err, None));
+                s.do_send(Evicted { room: self.name.clone(), frame, kind: "error" });
             }
         }
     }
@@ -206,7 +218,7 @@ impl Room {
             // node evicts a remote one when this join's `Joined` reaches it.
             self.replace_seed_user(user, ctx);
         }
-        let info = PeerInfo { peer_id: join.peer, meta: join.meta };
+        let info = PeerInfo { peer_id: join.peer, meta: join.meta, user: join.user, role: join.role };
         if let Some(frame) = self.peer_joined_frame(&info) {
             self.fan_out(&frame, "peer-joined", None, None);
         }
@@ -246,6 +258,9 @@ pub struct Join {
     pub session: Addr<Session>,
     pub meta: Option<Arc<RawValue>>,
     pub seed_user: Option<Arc<str>>,
+    /// The user and role of the session's access token, if it has one.
+    pub user: Option<Arc<str>>,
+    pub role: Option<Role>,
     pub id: Option<Box<RawValue>>,
 }
 
@@ -269,6 +284,8 @@ impl Handler<Join> for Room {
             node: self.state.node_id.clone(),
             meta: join.meta.clone(),
             seed_user: join.seed_user.clone(),
+            user: join.user.clone(),
+            role: join.role,
         };
         if self.local == 0 {
             // Nothing written under an older lease is left to write again.

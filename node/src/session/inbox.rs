@@ -72,12 +72,14 @@ impl Handler<JoinRefused> for Session {
     }
 }
 
-/// The room removed this session (a seed user id taken over, an operator's kick).
+/// The room removed this session (a seed user id taken over, an operator's kick or close).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Evicted {
     pub room: RoomName,
     pub frame: Option<Bytes>,
+    /// The frame's type, for metrics.
+    pub kind: &'static str,
 }
 
 impl Handler<Evicted> for Session {
@@ -85,8 +87,10 @@ impl Handler<Evicted> for Session {
 
     fn handle(&mut self, msg: Evicted, ctx: &mut Context<Self>) {
         self.rooms.retain(|r| r.name != msg.room);
+        // Removed while its join was still settling: the room will not confirm it.
+        self.pending.retain(|r| *r != msg.room);
         if let Some(frame) = msg.frame {
-            self.send(&frame, "error", ctx);
+            self.send(&frame, msg.kind, ctx);
         }
     }
 }

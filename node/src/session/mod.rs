@@ -5,10 +5,12 @@
 //! room. It is the only place a peer's identity is stamped on a message, so a client can never
 //! speak as another peer. The dialects' message handling lives in [`v1`] and [`seed`].
 
+mod grant;
 mod inbox;
 mod seed;
 mod v1;
 
+pub use grant::Grant;
 pub use inbox::{Deliver, Drain, Evicted, Heartbeat, JoinAccepted, JoinRefused};
 
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct Session {
     fragments: Option<BytesMut>,
     /// Why this peer leaves its rooms when the session ends.
     leave_reason: LeaveReason,
+    /// What its access token allows; `None` for an anonymous peer (no token required).
+    grant: Option<Box<Grant>>,
     span: Span,
 }
 
@@ -57,7 +61,13 @@ struct JoinedRoom {
 
 impl Session {
     /// Starts a session on the current worker thread over a freshly upgraded socket.
-    pub fn start(state: Arc<NodeState>, dialect: Dialect, io: TcpStream, leftover: BytesMut) -> Addr<Session> {
+    pub fn start(
+        state: Arc<NodeState>,
+        dialect: Dialect,
+        io: TcpStream,
+        leftover: BytesMut,
+        grant: Option<Box<Grant>>,
+    ) -> Addr<Session> {
         let _ = io.set_nodelay(true);
         let (rd, wr) = io.into_split();
         let now = Instant::now();
@@ -76,6 +86,7 @@ impl Session {
                 last_seen: now,
                 fragments: None,
                 leave_reason: LeaveReason::Disconnected,
+                grant,
                 span,
             }
         })
@@ -118,8 +129,12 @@ impl Session {
         self.rooms.iter().any(|r| r.name == *name) || self.pending.contains(name)
     }
 
-    /// Admission common to every join: the per-connection room limit and duplicates.
+    /// Admission common to every join: the access token's room, the per-connection room limit
+    /// and duplicates.
     fn admit_join(&self, name: &RoomName) -> Result<(), ProtocolError> {
+        if let Some(grant) = &self.grant {
+            grant.check_join(name.client_name())?;
+        }
         if self.is_member_or_pending(name) {
             return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "already a member of this room"));
         }

@@ -51,8 +51,15 @@ impl Session {
         let name = RoomName::seed(channel)?;
         self.admit_join(&name)?;
         self.pending.push(name.clone());
-        let join =
-            Join { peer: self.id, session: ctx.address(), meta: None, seed_user: Some(Arc::from(user)), id: None };
+        let join = Join {
+            peer: self.id,
+            session: ctx.address(),
+            meta: None,
+            seed_user: Some(Arc::from(user)),
+            user: self.grant.as_ref().map(|g| Arc::clone(&g.user)),
+            role: self.grant.as_ref().map(|g| g.role),
+            id: None,
+        };
         self.state.registry.do_send(Route { room: name, join, arbiter: Arbiter::current() });
         Ok(())
     }

@@ -39,7 +39,7 @@ impl Session {
             ClientMessage::Join { room, meta } => self.v1_join(&room, meta, id, ctx),
             ClientMessage::Leave { room } => {
                 if RoomName::v1(&room).is_ok_and(|name| self.leave_room(&name)) {
-                    let ack = ServerMessage::Left { room: &room, id }.to_json();
+                    let ack = ServerMessage::Left { room: &room, reason: None, id }.to_json();
                     self.send(ack.as_bytes(), "left", ctx);
                     Ok(())
                 } else {
@@ -83,8 +83,15 @@ impl Session {
             }
         };
         self.pending.push(name.clone());
-        let join =
-            Join { peer: self.id, session: ctx.address(), meta, seed_user: None, id: id.map(RawValue::to_owned) };
+        let join = Join {
+            peer: self.id,
+            session: ctx.address(),
+            meta,
+            seed_user: None,
+            user: self.grant.as_ref().map(|g| Arc::clone(&g.user)),
+            role: self.grant.as_ref().map(|g| g.role),
+            id: id.map(RawValue::to_owned),
+        };
         self.state.registry.do_send(Route { room: name, join, arbiter: Arbiter::current() });
         Ok(())
     }
@@ -101,6 +108,9 @@ impl Session {
         let addr = joined.addr.clone();
         if to == Some(self.id) {
             return Err(ProtocolError::new(ErrorCode::SelfAddressed, "a signal cannot be addressed to its sender"));
+        }
+        if let (None, Some(grant)) = (to, &self.grant) {
+            grant.check_broadcast()?;
         }
         let kind = shape::classify(data)?;
         self.admission.signal(kind, negotiation_key(room, to), received_at)?;

@@ -117,6 +117,15 @@ impl RoomName {
         Ok(RoomName(format!("{}{channel}", Self::SEED_PREFIX).into()))
     }
 
+    /// Validates a name as the cluster stores it (Redis keys, control messages, the admin
+    /// API): `seed/<channel>` for a seed channel, any other name for a v1 room.
+    pub fn parse(name: &str) -> Result<Self, ProtocolError> {
+        match name.strip_prefix(Self::SEED_PREFIX) {
+            Some(channel) => Self::seed(channel),
+            None => Self::v1(name),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -175,5 +184,8 @@ mod tests {
         assert!(seed.is_seed());
         assert_eq!(seed.client_name(), "채널 1");
         assert!(RoomName::seed("a\nb").is_err());
+        assert_eq!(RoomName::parse("seed/채널 1").unwrap(), seed);
+        assert_eq!(RoomName::parse("lobby").unwrap(), RoomName::v1("lobby").unwrap());
+        assert!(RoomName::parse("no spaces").is_err());
     }
 }

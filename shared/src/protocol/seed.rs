@@ -21,6 +21,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::v1::LeaveReason;
 use super::{ErrorCode, ProtocolError};
 
 /// What a seed client can send.
@@ -160,6 +161,10 @@ pub enum SeedServerMessage<'a> {
         channel_name: &'a str,
         #[serde(rename = "userId")]
         user_id: &'a str,
+        /// Only for removals by an operator (`kicked`, `room-closed`), which the seed server
+        /// never had; ordinary departures keep the exact shape above.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<LeaveReason>,
     },
     #[serde(rename = "error")]
     Error { code: ErrorCode, message: &'a str },

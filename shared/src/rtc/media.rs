@@ -1,23 +1,25 @@
-//! Synthetic media: a video and an audio track that send generated frames, and counters of
-//! what arrives on the remote tracks.
+//! Media a peer sends and counts, engine-neutral: a [`Source`] is frames and a pace, the
+//! engine turns it into a track; [`Received`] counts what arrives on the remote tracks.
 //!
 //! Generated frames are not a picture or a sound; they are sized and paced like VP8 at 30 fps
 //! and Opus at 50 packets/s, so RTP, SRTP, congestion feedback and the counters all see real
-//! traffic. Real media comes from files: VP8 in IVF, Opus in Ogg (read whole, sent in a loop).
+//! traffic. Real media comes from files: VP8 in IVF, Opus in Ogg (read whole, sent in a loop),
+//! parsed with webrtc-rs's media readers (a parsing library: no engine state).
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
-use webrtc::media::Sample;
 use webrtc::media::io::ivf_reader::IVFReader;
 use webrtc::media::io::ogg_reader::OggReader;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
-use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
-use webrtc::track::track_remote::TrackRemote;
+
+/// A track's kind; the codec follows from it (VP8 for video, Opus for audio).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Video,
+    Audio,
+}
 
 /// Packets and bytes that arrived on the remote tracks, by kind.
 #[derive(Default)]
@@ -41,31 +43,30 @@ impl Received {
         })
     }
 
-    /// Reads a remote track until it ends, counting.
-    pub async fn count(self: Arc<Self>, track: Arc<TrackRemote>) {
+    /// A remote track appeared.
+    pub fn track_added(&self) {
         self.tracks.fetch_add(1, Ordering::Relaxed);
-        let (packets, bytes) = match track.kind() {
-            RTPCodecType::Audio => (&self.audio_packets, &self.audio_bytes),
-            _ => (&self.video_packets, &self.video_bytes),
+    }
+
+    /// One RTP packet of `kind` with `payload` bytes arrived.
+    pub fn packet(&self, kind: Kind, payload: usize) {
+        let (packets, bytes) = match kind {
+            Kind::Audio => (&self.audio_packets, &self.audio_bytes),
+            Kind::Video => (&self.video_packets, &self.video_bytes),
         };
-        while let Ok((pkt, _)) = track.read_rtp().await {
-            packets.fetch_add(1, Ordering::Relaxed);
-            bytes.fetch_add(pkt.payload.len() as u64, Ordering::Relaxed);
-        }
+        packets.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(payload as u64, Ordering::Relaxed);
     }
 }
 
-/// A local track and what it sends.
+/// What a local track sends: `frames` in turn (from the first again after the last), one
+/// every `every`.
 pub struct Source {
-    pub track: Arc<TrackLocalStaticSample>,
-    /// Sent in turn, from the first again after the last.
-    frames: Vec<Bytes>,
-    every: Duration,
-}
-
-fn track(mime: &str, id: &str) -> Arc<TrackLocalStaticSample> {
-    let cap = RTCRtpCodecCapability { mime_type: mime.to_owned(), ..Default::default() };
-    Arc::new(TrackLocalStaticSample::new(cap, id.to_owned(), "switchboard-peer".to_owned()))
+    pub kind: Kind,
+    /// The track id.
+    pub id: String,
+    pub frames: Vec<Bytes>,
+    pub every: Duration,
 }
 
 impl Source {
@@ -74,7 +75,24 @@ impl Source {
         // A VP8 key-frame start (so a browser receiving it does not stall on a missing header).
         let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
         frame.resize(1200, 0x55);
-        Source { track: track(MIME_TYPE_VP8, id), frames: vec![Bytes::from(frame)], every: Duration::from_millis(33) }
+        Source {
+            kind: Kind::Video,
+            id: id.to_owned(),
+            frames: vec![Bytes::from(frame)],
+            every: Duration::from_millis(33),
+        }
+    }
+
+    /// 50 packets/s of 60-byte Opus-sized frames.
+    pub fn audio(id: &str) -> Self {
+        let mut frame = vec![0xfc];
+        frame.resize(60, 0xff);
+        Source {
+            kind: Kind::Audio,
+            id: id.to_owned(),
+            frames: vec![Bytes::from(frame)],
+            every: Duration::from_millis(20),
+        }
     }
 
     /// VP8 frames from an IVF file, at the file's frame rate.
@@ -98,7 +116,7 @@ impl Source {
         }
         let (num, den) = (header.timebase_numerator.max(1), header.timebase_denominator.max(1));
         let every = Duration::from_secs_f64(f64::from(num) / f64::from(den)).max(Duration::from_millis(1));
-        Ok(Source { track: track(MIME_TYPE_VP8, id), frames, every })
+        Ok(Source { kind: Kind::Video, id: id.to_owned(), frames, every })
     }
 
     /// Opus pages from an Ogg file, one every 20 ms (the usual Opus frame).
@@ -116,33 +134,6 @@ impl Source {
         if frames.is_empty() {
             return Err(format!("{}: no audio pages", path.display()));
         }
-        Ok(Source { track: track(MIME_TYPE_OPUS, id), frames, every: Duration::from_millis(20) })
-    }
-
-    /// 50 packets/s of 60-byte Opus-sized frames.
-    pub fn audio(id: &str) -> Self {
-        let mut frame = vec![0xfc];
-        frame.resize(60, 0xff);
-        Source { track: track(MIME_TYPE_OPUS, id), frames: vec![Bytes::from(frame)], every: Duration::from_millis(20) }
-    }
-
-    /// Sends frames until `stop` is set.
-    pub async fn run(self, stop: Arc<AtomicBool>) {
-        let mut tick = tokio::time::interval(self.every);
-        for frame in self.frames.iter().cycle() {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            tick.tick().await;
-            let sample = Sample {
-                data: frame.clone(),
-                timestamp: SystemTime::now(),
-                duration: self.every,
-                ..Default::default()
-            };
-            if self.track.write_sample(&sample).await.is_err() {
-                return;
-            }
-        }
+        Ok(Source { kind: Kind::Audio, id: id.to_owned(), frames, every: Duration::from_millis(20) })
     }
 }

@@ -1,5 +1,9 @@
 //! This node's lease, kept by the writer task on its connection: register (a new epoch),
 //! renew, reap other nodes' expired leases, the readiness canary, and the goodbye.
+//!
+//! Every registration and renewal also writes the node's heartbeat (`node-info`, JSON
+//! [`NodeInfo`](switchboard::api::NodeInfo)) with a TTL of two leases, which the gateway's
+//! admin API lists; a renewal writes it in the same script, so only a lease holder writes it.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -27,7 +31,25 @@ pub(super) async fn register(shared: &Shared, l: &mut Link, fresh: bool) -> Redi
             k.control().as_str(),
         ],
     );
-    cmd.query_async(&mut l.con).await
+    let epoch: u64 = cmd.query_async(&mut l.con).await?;
+    // Listed at once rather than a third of a lease later.
+    if let Some(info) = node_info(shared, epoch) {
+        let () = redis::cmd("SET")
+            .arg(k.node_info(k.node()))
+            .arg(info)
+            .arg("PX")
+            .arg(ms(2 * s.lease))
+            .query_async(&mut l.con)
+            .await?;
+    }
+    Ok(epoch)
+}
+
+/// This node's heartbeat as JSON, under lease `epoch`.
+fn node_info(shared: &Shared, epoch: u64) -> Option<String> {
+    let mut info = shared.inboxes.get()?.status.node_info()?;
+    info.epoch = epoch;
+    serde_json::to_string(&info).ok()
 }
 
 pub(super) async fn renew_lease(shared: &Shared, l: &mut Link) -> RedisResult<Next> {
@@ -38,8 +60,9 @@ pub(super) async fn renew_lease(shared: &Shared, l: &mut Link) -> RedisResult<Ne
     if touch {
         l.since = Instant::now();
     }
+    let info = node_info(shared, l.epoch).unwrap_or_default();
     let cmd = l.scripts.renew.cmd(
-        &[&k.nodes(), &k.lease(), &k.node_rooms()],
+        &[&k.nodes(), &k.lease(), &k.node_rooms(), &k.node_info(k.node())],
         &[
             k.node().as_ref(),
             l.epoch.to_string().as_str(),
@@ -47,6 +70,8 @@ pub(super) async fn renew_lease(shared: &Shared, l: &mut Link) -> RedisResult<Ne
             ms(s.record_ttl).as_str(),
             if touch { "1" } else { "0" },
             k.room_prefix().as_str(),
+            info.as_str(),
+            ms(2 * s.lease).as_str(),
         ],
     );
     let held: i64 = cmd.query_async(&mut l.con).await?;
@@ -71,6 +96,7 @@ pub(super) async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Nex
             k.control().as_str(),
             "16",
             l.epoch.to_string().as_str(),
+            k.node_info("").as_str(),
         ],
     );
     let dead: Vec<String> = cmd.query_async(&mut l.con).await?;
@@ -84,7 +110,7 @@ pub(super) async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Nex
 pub(super) async fn leave_cluster(shared: &Shared, l: &mut Link) -> RedisResult<()> {
     let k = &shared.keys;
     let cmd = l.scripts.goodbye.cmd(
-        &[&k.nodes(), &k.lease(), &k.node_rooms()],
+        &[&k.nodes(), &k.lease(), &k.node_rooms(), &k.node_info(k.node())],
         &[k.node().as_ref(), l.epoch.to_string().as_str(), k.room_prefix().as_str(), k.control().as_str()],
     );
     let removed: i64 = cmd.query_async(&mut l.con).await?;

@@ -305,19 +305,36 @@ impl Shared {
         }
     }
 
+    /// A message on the control channel: a lost node, or an operator's kick or close.
+    fn control(&self, inboxes: &Inboxes, payload: &[u8]) {
+        let Some(control) = std::str::from_utf8(payload).ok().and_then(Control::decode) else {
+            self.metrics.errors.inc();
+            return debug!(node = %self.keys.node(), "dropped an unreadable control message");
+        };
+        let event = match control {
+            Control::Lost(node) if node == self.keys.node().as_ref() => return,
+            Control::Lost(node) => {
+                warn!(node = %self.keys.node(), lost = %node, "node lost");
+                self.metrics.nodes_lost.inc();
+                ClusterEvent::NodeLost(node.as_str().into())
+            }
+            Control::Kick { room, peer } => match wire::room_name(&room) {
+                Ok(room) => ClusterEvent::Kick { room, peer },
+                Err(e) => return debug!(node = %self.keys.node(), error = %e, "dropped a kick for a bad room"),
+            },
+            Control::Close { room } => match wire::room_name(&room) {
+                Ok(room) => ClusterEvent::Close { room },
+                Err(e) => return debug!(node = %self.keys.node(), error = %e, "dropped a close for a bad room"),
+            },
+        };
+        inboxes.cluster.do_send(event);
+    }
+
     /// Hands one received channel message to the node.
     fn dispatch(&self, channel: &str, payload: &[u8]) {
         let Some(inboxes) = self.inboxes.get() else { return };
         if channel == self.keys.control() {
-            let Some(Control::Lost(node)) = std::str::from_utf8(payload).ok().and_then(Control::decode) else {
-                return;
-            };
-            if node != self.keys.node().as_ref() {
-                warn!(node = %self.keys.node(), lost = %node, "node lost");
-                self.metrics.nodes_lost.inc();
-                inboxes.cluster.do_send(ClusterEvent::NodeLost(node.as_str().into()));
-            }
-            return;
+            return self.control(inboxes, payload);
         }
         match wire::decode(payload) {
             Ok(wire::Decoded::Canary) => self.health.canary_seen(),

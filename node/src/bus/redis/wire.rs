@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchboard::cluster;
 use switchboard::protocol::v1::LeaveReason;
-use switchboard::protocol::{PeerId, RoomName};
+use switchboard::protocol::{PeerId, Role, RoomName};
 
 use crate::bus::{BusError, JoinAck, MemberRecord, NodeId, RoomEvent};
 
@@ -54,6 +54,18 @@ pub enum WireEvent<'a> {
         frame: &'a [u8],
         sent_us: u64,
     },
+    /// `Joined` for a member with an access token: its user and role too. A variant of its own
+    /// so that a node of the previous version, which cannot read it, still reads every join
+    /// without a token during a rolling upgrade (those are sent as `Joined`).
+    JoinedAs {
+        peer: u64,
+        node: &'a str,
+        meta: Option<&'a str>,
+        seed_user: Option<&'a str>,
+        ack: Option<u64>,
+        user: Option<&'a str>,
+        role: Option<Role>,
+    },
 }
 
 pub fn encode(msg: &Wire<'_>) -> Vec<u8> {
@@ -64,12 +76,21 @@ pub fn encode(msg: &Wire<'_>) -> Vec<u8> {
 
 pub fn encode_event(room: &RoomName, event: &RoomEvent) -> Vec<u8> {
     let event = match event {
-        RoomEvent::Joined(m, ack) => WireEvent::Joined {
+        RoomEvent::Joined(m, ack) if m.user.is_none() && m.role.is_none() => WireEvent::Joined {
             peer: m.peer.0,
             node: &m.node,
             meta: m.meta.as_deref().map(RawValue::get),
             seed_user: m.seed_user.as_deref(),
             ack: ack.as_ref().map(|a| a.token),
+        },
+        RoomEvent::Joined(m, ack) => WireEvent::JoinedAs {
+            peer: m.peer.0,
+            node: &m.node,
+            meta: m.meta.as_deref().map(RawValue::get),
+            seed_user: m.seed_user.as_deref(),
+            ack: ack.as_ref().map(|a| a.token),
+            user: m.user.as_deref(),
+            role: m.role,
         },
         RoomEvent::Left { peer, reason } => WireEvent::Left { peer: peer.0, reason: *reason },
         RoomEvent::Relay { from, to, frame } => {
@@ -113,16 +134,9 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
     let room = room_name(room)?;
     let mut sent = None;
     let event = match event {
-        WireEvent::Joined { peer, node, meta, seed_user, ack } => {
-            let node = NodeId::from(node);
-            let ack = ack.map(|token| JoinAck { node: node.clone(), token });
-            let record = MemberRecord {
-                peer: PeerId(peer),
-                node,
-                meta: meta.map(raw).transpose()?,
-                seed_user: seed_user.map(Arc::from),
-            };
-            RoomEvent::Joined(record, ack)
+        WireEvent::Joined { peer, node, meta, seed_user, ack } => joined(peer, node, meta, seed_user, ack, None, None)?,
+        WireEvent::JoinedAs { peer, node, meta, seed_user, ack, user, role } => {
+            joined(peer, node, meta, seed_user, ack, user, role)?
         }
         WireEvent::Left { peer, reason } => RoomEvent::Left { peer: PeerId(peer), reason },
         WireEvent::Relay { from, to, frame, sent_us } => {
@@ -133,13 +147,31 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
     Ok(Decoded::Room { room, event, sent_us: sent })
 }
 
+fn joined(
+    peer: u64,
+    node: &str,
+    meta: Option<&str>,
+    seed_user: Option<&str>,
+    ack: Option<u64>,
+    user: Option<&str>,
+    role: Option<Role>,
+) -> Result<RoomEvent, BusError> {
+    let node = NodeId::from(node);
+    let ack = ack.map(|token| JoinAck { node: node.clone(), token });
+    let record = MemberRecord {
+        peer: PeerId(peer),
+        node,
+        meta: meta.map(raw).transpose()?,
+        seed_user: seed_user.map(Arc::from),
+        user: user.map(Arc::from),
+        role,
+    };
+    Ok(RoomEvent::Joined(record, ack))
+}
+
 /// A room name read back from Redis is validated like one from a client.
 pub fn room_name(name: &str) -> Result<RoomName, BusError> {
-    let parsed = match name.strip_prefix(RoomName::SEED_PREFIX) {
-        Some(channel) => RoomName::seed(channel),
-        None => RoomName::v1(name),
-    };
-    parsed.map_err(|e| BusError::Corrupt(format!("room {name:?}: {}", e.message)))
+    RoomName::parse(name).map_err(|e| BusError::Corrupt(format!("room {name:?}: {}", e.message)))
 }
 
 fn raw(json: &str) -> Result<Arc<RawValue>, BusError> {
@@ -148,7 +180,7 @@ fn raw(json: &str) -> Result<Arc<RawValue>, BusError> {
 
 /// The membership record of `m`, as the room hash stores it.
 pub fn record(m: &MemberRecord, epoch: u64) -> String {
-    cluster::write_record(&m.node, epoch, m.meta.as_deref(), m.seed_user.as_deref(), None, None)
+    cluster::write_record(&m.node, epoch, m.meta.as_deref(), m.seed_user.as_deref(), m.user.as_deref(), m.role)
 }
 
 pub fn parse_record(peer: &str, record: &str) -> Result<MemberRecord, BusError> {
@@ -160,6 +192,8 @@ pub fn parse_record(peer: &str, record: &str) -> Result<MemberRecord, BusError> 
         node: NodeId::from(r.node),
         meta: r.meta.map(Arc::from),
         seed_user: r.seed_user.map(Arc::from),
+        user: r.user.map(Arc::from),
+        role: r.role,
     })
 }
 
@@ -173,6 +207,8 @@ mod tests {
             node: "node-a".into(),
             meta: Some(Arc::from(RawValue::from_string(r#"{"name":"a|b"}"#.into()).expect("json"))),
             seed_user: Some("alice".into()),
+            user: None,
+            role: None,
         }
     }
 
@@ -208,6 +244,26 @@ mod tests {
             panic!("not a joined");
         };
         assert_eq!((m.peer, ack.node.as_ref(), ack.token), (PeerId(42), "node-a", 9));
+    }
+
+    #[test]
+    fn a_member_with_a_token_travels_as_joined_as_and_one_without_as_joined() {
+        let room = RoomName::v1("r").expect("valid");
+        // [version, Wire::Room, room length, 'r', event variant, ...]: the variant index is the
+        // part of the layout a node of the previous version must still understand.
+        let plain = encode_event(&room, &RoomEvent::Joined(member(), None));
+        assert_eq!(plain[4], 0, "a join without a token keeps the original `Joined` layout");
+        let mut m = member();
+        (m.user, m.role) = (Some("ann".into()), Some(Role::Viewer));
+        let with_token = encode_event(&room, &RoomEvent::Joined(m, None));
+        assert_eq!(with_token[4], 3, "`JoinedAs` is appended after the original variants");
+        let Ok(Decoded::Room { event: RoomEvent::Joined(back, None), .. }) = decode(&with_token) else {
+            panic!("not a joined");
+        };
+        assert_eq!((back.user.as_deref(), back.role), (Some("ann"), Some(Role::Viewer)));
+        assert_eq!(back.seed_user.as_deref(), Some("alice"));
+        let record = parse_record("0000000000001", &record(&back, 3)).expect("parses");
+        assert_eq!((record.user.as_deref(), record.role), (Some("ann"), Some(Role::Viewer)));
     }
 
     #[test]

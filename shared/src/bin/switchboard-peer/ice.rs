@@ -5,6 +5,15 @@ use std::path::PathBuf;
 use switchboard::rtc::IceServer;
 use switchboard::rtc::media::Source;
 
+/// Which candidates a peer may use (`RTCConfiguration.iceTransportPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IcePolicy {
+    /// Host, server-reflexive and relay candidates.
+    All,
+    /// Relay (TURN) candidates only: the call goes through the TURN server or fails.
+    Relay,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct IceArgs {
     /// STUN server URLs (stun:host:port). None needed on loopback: host candidates connect.
@@ -17,6 +26,10 @@ pub struct IceArgs {
     turn_username: String,
     #[arg(long, default_value = "")]
     turn_credential: String,
+    /// `relay`: use TURN relay candidates only, so a call connects through the TURN server
+    /// (from --turn or the gateway) or not at all.
+    #[arg(long, value_enum, default_value = "all")]
+    ice_transport_policy: IcePolicy,
 }
 
 impl IceArgs {
@@ -31,6 +44,10 @@ impl IceArgs {
             });
         }
         servers
+    }
+
+    pub fn relay_only(&self) -> bool {
+        self.ice_transport_policy == IcePolicy::Relay
     }
 }
 

@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchboard::client::with_access_token;
 use switchboard::protocol::PeerId;
 use switchboard::protocol::v1::Event;
 use switchboard::rtc::signaling::{Outbox, Signaling};
-use switchboard::rtc::{IceServer, Peer, PeerEvent, messages};
+use switchboard::rtc::{ConnectionState, DataChannel, Peer, PeerConfig, PeerEvent, RtcPeer as _};
 use tokio::sync::mpsc;
-use webrtc::data_channel::RTCDataChannel;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
+use crate::access::{Access, AccessArgs};
+use crate::dc::echo;
 use crate::ice::{IceArgs, MediaArgs};
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +40,8 @@ pub struct Args {
     reconnect: bool,
     #[command(flatten)]
     ice: IceArgs,
+    #[command(flatten)]
+    access: AccessArgs,
     #[command(flatten)]
     media: MediaArgs,
 }
@@ -106,19 +109,27 @@ async fn session(
     backoff: &mut Duration,
 ) -> Result<(), String> {
     let step = Duration::from_secs(10);
-    let mut sig = Signaling::connect(&args.url, step).await.map_err(|e| format!("connect: {e}"))?;
+    // A token and ICE servers per session: a fresh token (and fresh TURN credentials) after
+    // a reconnect, since the old ones may have expired in between.
+    let access = Access::new(&args.access)?;
+    let token = access.token(&args.room, None).await?;
+    let config = access.peer_config(&args.ice, token.as_deref()).await?;
+    let url = match &token {
+        Some(t) => with_access_token(&args.url, t),
+        None => args.url.clone(),
+    };
+    let mut sig = Signaling::connect(&url, step).await.map_err(|e| format!("connect: {e}"))?;
     let present = sig.join(&args.room, step).await.map_err(|e| format!("join: {e}"))?;
     *backoff = Duration::from_millis(200);
     let ids: Vec<String> = present.iter().map(ToString::to_string).collect();
     emit(
         json!({"event": "joined", "room": args.room, "peer_id": sig.peer_id.to_string(), "node": sig.node_id, "peers": ids}),
     );
-    let ice = args.ice.servers();
-    let (events_tx, mut events) = mpsc::unbounded_channel::<(PeerId, PeerEvent)>();
+    let (events_tx, mut events) = mpsc::unbounded_channel::<(PeerId, PeerEvent<DataChannel>)>();
     let mut remotes: HashMap<PeerId, Remote> = HashMap::new();
     let result = async {
         for id in present {
-            let r = open(&sig.outbox, &args.room, &ice, id, true, &args.media, events_tx.clone()).await?;
+            let r = open(&sig.outbox, &args.room, &config, id, true, &args.media, events_tx.clone()).await?;
             remotes.insert(id, r);
         }
         loop {
@@ -128,7 +139,7 @@ async fn session(
                 ev = sig.events.recv() => match ev {
                     Some(Ok(Event::PeerJoined { peer, .. })) => {
                         emit(json!({"event": "peer-joined", "peer": peer.peer_id.to_string()}));
-                        let r = open(&sig.outbox, &args.room, &ice, peer.peer_id, false, &args.media, events_tx.clone()).await?;
+                        let r = open(&sig.outbox, &args.room, &config, peer.peer_id, false, &args.media, events_tx.clone()).await?;
                         remotes.insert(peer.peer_id, r);
                     }
                     Some(Ok(Event::Signal { from, data, .. })) => {
@@ -136,14 +147,14 @@ async fn session(
                             std::collections::hash_map::Entry::Occupied(r) => r.into_mut(),
                             // A peer we had not heard of (it joined before us and offers first).
                             std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                                open(&sig.outbox, &args.room, &ice, from, false, &args.media, events_tx.clone()).await?,
+                                open(&sig.outbox, &args.room, &config, from, false, &args.media, events_tx.clone()).await?,
                             ),
                         };
                         let _ = r.signals.send(data);
                     }
                     Some(Ok(Event::PeerLeft { peer_id, reason, .. })) => {
                         if let Some(r) = remotes.remove(&peer_id) {
-                            let received = r.peer.received.snapshot();
+                            let received = r.peer.received().snapshot();
                             emit(json!({"event": "peer-left", "peer": peer_id.to_string(), "reason": reason, "received": received}));
                             summary.insert(peer_id.to_string(), received);
                             r.peer.close().await;
@@ -159,7 +170,7 @@ async fn session(
                 Some((from, ev)) = events.recv() => match ev {
                     PeerEvent::State(state) => {
                         emit(json!({"event": "state", "peer": from.to_string(), "state": state.to_string()}));
-                        if state == RTCPeerConnectionState::Connected
+                        if state == ConnectionState::Connected
                             && let Some(r) = remotes.get_mut(&from)
                             && !r.tracks_added
                         {
@@ -179,7 +190,7 @@ async fn session(
     .await;
     sig.outbox.send(&json!({"type": "leave", "room": args.room}));
     for (id, r) in remotes {
-        summary.insert(id.to_string(), r.peer.received.snapshot());
+        summary.insert(id.to_string(), r.peer.received().snapshot());
         r.peer.close().await;
     }
     result
@@ -189,15 +200,15 @@ async fn session(
 async fn open(
     outbox: &Outbox,
     room: &str,
-    ice: &[IceServer],
+    config: &PeerConfig,
     remote: PeerId,
     offerer: bool,
     media: &MediaArgs,
-    events_tx: mpsc::UnboundedSender<(PeerId, PeerEvent)>,
+    events_tx: mpsc::UnboundedSender<(PeerId, PeerEvent<DataChannel>)>,
 ) -> Result<Remote, String> {
     let (out, room) = (outbox.clone(), room.to_string());
     let send = Arc::new(move |data: Value| out.signal(&room, remote, data));
-    let (peer, mut peer_events) = Peer::new(!offerer, ice, send).await.map_err(|e| format!("peer: {e}"))?;
+    let (peer, mut peer_events) = Peer::new(!offerer, config, send).await.map_err(|e| format!("peer: {e}"))?;
     let peer = Arc::new(peer);
     tokio::spawn(async move {
         while let Some(ev) = peer_events.recv().await {
@@ -216,28 +227,15 @@ async fn open(
         }
     });
     if offerer {
-        let dc = peer.create_data_channel("chat").await.map_err(|e| format!("data channel: {e}"))?;
-        echo(dc);
-        add_media(&peer, media).await?;
+        let dc = peer.add(Some("chat"), media.sources()?.into()).await.map_err(|e| format!("data channel: {e}"))?;
+        if let Some(dc) = dc {
+            echo(dc);
+        }
     }
     Ok(Remote { peer, signals, tracks_added: offerer })
 }
 
 async fn add_media(peer: &Peer, media: &MediaArgs) -> Result<(), String> {
-    for source in media.sources()? {
-        peer.add_source(source).await.map_err(|e| format!("add track: {e}"))?;
-    }
+    peer.add(None, media.sources()?.into()).await.map_err(|e| format!("add tracks: {e}"))?;
     Ok(())
-}
-
-/// Echoes every message on `dc` back to its sender.
-fn echo(dc: Arc<RTCDataChannel>) {
-    let mut incoming = messages(&dc);
-    tokio::spawn(async move {
-        while let Some(m) = incoming.recv().await {
-            if dc.send(&m).await.is_err() {
-                return;
-            }
-        }
-    });
 }

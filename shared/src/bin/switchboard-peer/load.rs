@@ -1,5 +1,10 @@
-//! `switchboard-peer load`: closed-loop signaling relay load, the same workload as
-//! `bench/load/load.js`, so Rust and Node runs of it are comparable.
+//! `switchboard-peer load`: many peers at once, in one of two modes.
+//!
+//! - Real WebRTC (the default; feature `rtc`): rooms of `--peers-per-room` webrtc-rs peers in a
+//!   full mesh — see `mesh`.
+//! - `--signal-only` (implied by `--proto seed`: the WebRTC mode speaks v1): closed-loop
+//!   signaling relay load, the same workload as `bench/load/load.js`, so Rust and Node runs of
+//!   it are comparable. The rest of this module.
 //!
 //! N rooms of two peers; A connects to `urls[i % n]` and B to `urls[(i + 1) % n]`, so with two
 //! URLs every room spans two nodes. Rooms are set up 50 at a time (connect A, connect B, A
@@ -32,28 +37,33 @@ const MAX_REPORTED: u32 = 5;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Exchange signaling messages only, no media. The only mode there is (and the default);
-    /// accepted so that scripts stay valid if a media mode is added.
+    /// Relay signaling messages only (offer, candidates, answer in a closed loop), no WebRTC:
+    /// what the signaling path alone sustains. Implied by --proto seed.
     #[arg(long)]
     pub signal_only: bool,
-    /// Protocol the peers speak: `seed` (endpoint /ws) or `v1` (endpoint /v1/ws).
-    #[arg(long, value_enum, default_value = "seed")]
-    pub proto: Proto,
+    /// Protocol the peers speak: `seed` (endpoint /ws; relay only) or `v1` (endpoint /v1/ws).
+    /// Default: seed with --signal-only, v1 otherwise.
+    #[arg(long, value_enum)]
+    pub proto: Option<Proto>,
     /// Comma-separated WebSocket URLs. Peer A of room i connects to urls[i % n], peer B to
     /// urls[(i+1) % n]: with two URLs every room spans two nodes.
     #[arg(long, value_delimiter = ',', required = true)]
     pub urls: Vec<String>,
-    /// Number of rooms (two peers each).
+    /// Number of rooms.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub rooms: u32,
+    /// Peers in each room; every pair of a room connects (WebRTC mode). The relay has two.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub peers_per_room: u32,
     /// Offer/answer rounds per room; each relays 4 messages (offer, 2 candidates, answer).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
     /// Size in bytes of the SDP in each offer and answer ("v=0 " padded with 'x').
     #[arg(long, default_value_t = 3000)]
     pub sdp_bytes: usize,
-    /// Bound on the rounds phase: when it passes, the run stops and reports what was
-    /// delivered (lost > 0). Also bounds each connect and join during setup.
+    /// Relay: bound on the rounds phase (when it passes, the run stops and reports what was
+    /// delivered: lost > 0), and on each connect and join during setup. WebRTC: bound on each
+    /// peer's whole run.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
     /// PID of a server under test, repeatable or comma-separated; its VmRSS at the end of the
@@ -64,6 +74,16 @@ pub struct Args {
     /// server does not agree to it.
     #[arg(long)]
     pub subprotocol: Option<String>,
+    #[cfg(feature = "rtc")]
+    #[command(flatten)]
+    pub rtc: crate::mesh::MeshArgs,
+}
+
+impl Args {
+    /// The relay generator rather than WebRTC peers.
+    fn signal_only(&self) -> bool {
+        self.signal_only || self.proto == Some(Proto::Seed)
+    }
 }
 
 /// Setup parameters shared by every room task.
@@ -105,9 +125,21 @@ fn report(msg: impl FnOnce() -> String) {
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
+    if !args.signal_only() {
+        #[cfg(feature = "rtc")]
+        return crate::mesh::run(&args).await;
+        #[cfg(not(feature = "rtc"))]
+        return Err(
+            "WebRTC load needs switchboard-peer built with the `rtc` feature; --signal-only runs the relay".into()
+        );
+    }
+    if args.peers_per_room != 2 {
+        return Err("--signal-only runs rooms of two peers (--peers-per-room 2)".into());
+    }
+    let proto = args.proto.unwrap_or(Proto::Seed);
     let rooms = args.rooms as usize;
     let setup = Arc::new(Setup {
-        proto: args.proto,
+        proto,
         urls: args.urls.clone(),
         sdp: wire::padded_sdp(args.sdp_bytes),
         timeout: Duration::from_secs(args.timeout_secs),
@@ -160,7 +192,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     join_lat.sort_unstable_by(f64::total_cmp);
     let expected = rooms as u64 * u64::from(rounds) * MSGS_PER_ROUND;
     let mut line = JsonLine::new();
-    line.str("proto", args.proto.name())
+    line.str("proto", proto.name())
         .int("urls", args.urls.len())
         .int("rooms", rooms)
         .int("rounds", rounds)

@@ -2,19 +2,29 @@
 //! seed protocol), written to measure the same way as `bench/load/load.js` and `idle.js` so
 //! results are comparable across implementations.
 //!
-//! - `load`: closed-loop offer/candidates/answer relay across N rooms of two peers; prints
-//!   throughput, relay latency percentiles, join latency and lost messages as one JSON line.
+//! - `load`: many peers at once. With the `rtc` feature, real WebRTC mesh rooms (percentiles of
+//!   join, connected and data-channel RTT, failures by cause); with `--signal-only`, the
+//!   closed-loop offer/candidates/answer relay across N rooms of two peers (throughput, relay
+//!   latency percentiles, join latency and lost messages). One JSON line either way.
 //! - `idle`: N joined, idle sessions; prints the server's memory per session.
+//! - `smoke` and `join` (feature `rtc`): one real WebRTC call checked end to end; one peer that
+//!   stays in a room. Tokens and ICE servers from flags or from the gateway (`access`).
 //!
 //! It shares a 2-core machine with the server under test, so it defaults to one worker thread
 //! and keeps the per-message path allocation-light (see `wire`).
 
+#[cfg(feature = "rtc")]
+mod access;
+#[cfg(feature = "rtc")]
+mod dc;
 #[cfg(feature = "rtc")]
 mod ice;
 mod idle;
 #[cfg(feature = "rtc")]
 mod join;
 mod load;
+#[cfg(feature = "rtc")]
+mod mesh;
 #[cfg(feature = "rtc")]
 mod smoke;
 mod stats;
@@ -42,8 +52,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Closed-loop relay load (load.js's workload): rooms of two peers exchanging
-    /// offer, 2 ICE candidates and answer per round. Prints one JSON line.
+    /// Many peers at once: real WebRTC mesh rooms (--peers-per-room), or with --signal-only the
+    /// closed-loop relay (load.js's workload: offer, 2 ICE candidates and answer per round).
+    /// Prints one JSON line.
     Load(load::Args),
     /// Idle joined sessions (idle.js's workload), to measure server memory per session.
     /// Prints one JSON line, then holds the sessions.

@@ -6,22 +6,24 @@
 //! messages that B echoes and A checks byte for byte, send video and audio both ways for
 //! `--media-secs`, optionally renegotiate mid-call (B adds a track), and hang up. Prints one JSON
 //! report; exits non-zero with the reason on any failure or at `--timeout-secs`.
+//!
+//! With `--gateway` the ICE servers come from the gateway; with `--token` or `--api-key` the
+//! peers connect with access tokens (see `access`). Many calls at once: `load`.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{Value, json};
-use switchboard::client::ClientError;
+use switchboard::client::{ClientError, with_access_token};
 use switchboard::protocol::v1::Event;
 use switchboard::rtc::media::Source;
 use switchboard::rtc::signaling::Signaling;
-use switchboard::rtc::{Peer, PeerEvent, messages};
+use switchboard::rtc::{ConnectionState, DataChannel, Peer, PeerEvent, RtcPeer as _};
 use tokio::sync::{mpsc, oneshot};
-use webrtc::data_channel::RTCDataChannel;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 
+use crate::access::{Access, AccessArgs};
+use crate::dc::{echo, exchange, messages};
 use crate::ice::{IceArgs, MediaArgs};
 use crate::stats::{percentile, round3};
 
@@ -47,20 +49,15 @@ pub struct Args {
     #[command(flatten)]
     ice: IceArgs,
     #[command(flatten)]
+    access: AccessArgs,
+    #[command(flatten)]
     media: MediaArgs,
     /// The whole call must be done within this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
-    /// Load mode: this many calls at once, each in its own room. Prints percentiles of the
-    /// connect times and failures by cause instead of one call's report.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5000))]
-    pairs: u32,
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
-    if args.pairs > 1 {
-        return load(&args).await;
-    }
     let limit = Duration::from_secs(args.timeout_secs);
     let outcome = match tokio::time::timeout(limit, call(&args)).await {
         Ok(r) => r,
@@ -78,78 +75,37 @@ pub async fn run(args: Args) -> Result<(), String> {
     }
 }
 
-/// `--pairs N`: N calls at once; one JSON line of percentiles and failures by cause.
-async fn load(args: &Args) -> Result<(), String> {
-    let limit = Duration::from_secs(args.timeout_secs);
-    let started = Instant::now();
-    let calls = (0..args.pairs).map(|_| async move {
-        tokio::time::timeout(limit, call(args)).await.unwrap_or_else(|_| Err("timeout".to_string()))
-    });
-    let results = futures_util::future::join_all(calls).await;
-    let mut failures: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut series: [Vec<f64>; 4] = Default::default();
-    for r in &results {
-        match r {
-            Ok(report) => {
-                for (i, key) in ["join_ms", "join_to_open_ms", "ice_connected_ms", "offer_answer_ms"].iter().enumerate()
-                {
-                    series[i].push(report[key].as_f64().unwrap_or(0.0));
-                }
-            }
-            // The cause: the message without what varies from call to call (ids, numbers).
-            Err(e) => *failures.entry(cause(e)).or_default() += 1,
-        }
-    }
-    let pct = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        json!({"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "max": v.last().copied().map(round3)})
-    };
-    let [joins, opens, ice, offers] = &mut series;
-    let report = json!({
-        "pairs": args.pairs,
-        "connected": opens.len(),
-        "failed": failures,
-        "join_ms": pct(joins),
-        "join_to_open_ms": pct(opens),
-        "ice_connected_ms": pct(ice),
-        "offer_answer_ms": pct(offers),
-        "total_secs": round3(started.elapsed().as_secs_f64()),
-    });
-    println!("{report}");
-    if opens.is_empty() { Err("no call connected".into()) } else { Ok(()) }
-}
-
-/// A failure's message with digits blanked, so that failures of one kind count together.
-fn cause(e: &str) -> String {
-    let mut out = String::new();
-    for c in e.chars().take(120) {
-        let c = if c.is_ascii_digit() { '#' } else { c };
-        if !(c == '#' && out.ends_with('#')) {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// What the signaling and the peer connection of one side report to the call.
 #[derive(Default)]
 struct Watch {
     answered: Option<mpsc::UnboundedSender<Instant>>,
     left: Option<mpsc::UnboundedSender<Instant>>,
     connected: Option<oneshot::Sender<Instant>>,
-    channel: Option<oneshot::Sender<Arc<RTCDataChannel>>>,
+    channel: Option<oneshot::Sender<DataChannel>>,
 }
 
 async fn call(args: &Args) -> Result<Value, String> {
     let step = Duration::from_secs(args.timeout_secs);
     let t0 = Instant::now();
     let since = |from: Instant, to: Instant| round3(to.duration_since(from).as_secs_f64() * 1000.0);
-    let room = format!("smoke-{:016x}", rand::random::<u64>());
-    let url_b = args.urls.get(1).unwrap_or(&args.urls[0]);
+    let access = Access::new(&args.access)?;
+    // A token opens one room: then the call happens there.
+    let room = match access.token_room()? {
+        Some(room) => room,
+        None => format!("smoke-{:016x}", rand::random::<u64>()),
+    };
+    let (token_a, token_b) = (access.token(&room, Some(1)).await?, access.token(&room, Some(2)).await?);
+    let config = access.peer_config(&args.ice, token_a.as_deref()).await?;
+    let url = |url: &String, token: &Option<String>| match token {
+        Some(t) => with_access_token(url, t),
+        None => url.clone(),
+    };
+    let url_a = url(&args.urls[0], &token_a);
+    let url_b = url(args.urls.get(1).unwrap_or(&args.urls[0]), &token_b);
     let err = |what: &'static str| move |e: ClientError| format!("{what}: {e}");
 
-    let mut sig_a = Signaling::connect(&args.urls[0], step).await.map_err(err("A connect"))?;
-    let mut sig_b = Signaling::connect(url_b, step).await.map_err(err("B connect"))?;
+    let mut sig_a = Signaling::connect(&url_a, step).await.map_err(err("A connect"))?;
+    let mut sig_b = Signaling::connect(&url_b, step).await.map_err(err("B connect"))?;
     sig_a.join(&room, step).await.map_err(err("A join"))?;
     let seen = sig_b.join(&room, step).await.map_err(err("B join"))?;
     if seen != [sig_a.peer_id] {
@@ -168,11 +124,10 @@ async fn call(args: &Args) -> Result<Value, String> {
     // A's first offer out, for the offer→answer and connect times.
     let (offer_tx, offer_rx) = oneshot::channel::<Instant>();
     let offer_tx = Mutex::new(Some(offer_tx));
-    let ice = args.ice.servers();
     let (out_a, room_a) = (sig_a.outbox.clone(), room.clone());
     let (peer_a, events_a) = Peer::new(
         false,
-        &ice,
+        &config,
         Arc::new(move |data: Value| {
             if data["type"] == "offer"
                 && let Some(tx) = offer_tx.lock().ok().and_then(|mut t| t.take())
@@ -185,27 +140,22 @@ async fn call(args: &Args) -> Result<Value, String> {
     .await
     .map_err(|e| format!("A: {e}"))?;
     let (out_b, room_b) = (sig_b.outbox.clone(), room.clone());
-    let (peer_b, events_b) = Peer::new(true, &ice, Arc::new(move |data: Value| out_b.signal(&room_b, a_id, data)))
+    let (peer_b, events_b) = Peer::new(true, &config, Arc::new(move |data: Value| out_b.signal(&room_b, a_id, data)))
         .await
         .map_err(|e| format!("B: {e}"))?;
     let (peer_a, peer_b) = (Arc::new(peer_a), Arc::new(peer_b));
 
-    let dc_a = peer_a.create_data_channel("smoke").await.map_err(|e| format!("A data channel: {e}"))?;
-    let mut echoes = messages(&dc_a);
+    // A offers its channel and tracks, in one offer; B adds its own once connected, which
+    // makes B the offerer of a second negotiation. (Adding them at once would be glare:
+    // webrtc-rs 0.17 cannot roll a local offer back, so the polite side could not yield; see
+    // rtc/mod.rs.)
+    let dc_a = peer_a
+        .add(Some("smoke"), args.media.sources()?.into())
+        .await
+        .map_err(|e| format!("A data channel and tracks: {e}"))?
+        .ok_or("A: no data channel")?;
     let (open_tx, open_rx) = oneshot::channel();
-    let open_tx = Mutex::new(Some(open_tx));
-    dc_a.on_open(Box::new(move || {
-        if let Some(tx) = open_tx.lock().ok().and_then(|mut t| t.take()) {
-            let _ = tx.send(Instant::now());
-        }
-        Box::pin(async {})
-    }));
-    // A offers its channel and tracks; B adds its own once connected, which makes B the
-    // offerer of a second negotiation. (Adding them at once would be glare: webrtc-rs 0.17
-    // cannot roll a local offer back, so the polite side could not yield; see rtc/mod.rs.)
-    for source in args.media.sources()? {
-        peer_a.add_source(source).await.map_err(|e| format!("A add track: {e}"))?;
-    }
+    let mut echoes = messages(&dc_a, Some(open_tx));
 
     let (fail_tx, mut failed) = mpsc::unbounded_channel::<String>();
     let (answered_tx, mut answered) = mpsc::unbounded_channel();
@@ -224,12 +174,10 @@ async fn call(args: &Args) -> Result<Value, String> {
     let answer_at = first(answered.recv(), &mut failed, "A never got an answer").await?;
     let connected_at = first(async { connected_rx.await.ok() }, &mut failed, "A never connected").await?;
     let open_at = first(async { open_rx.await.ok() }, &mut failed, "the data channel never opened").await?;
-    let tracks_before = peer_a.received.tracks.load(Ordering::Relaxed);
-    for source in args.media.sources()? {
-        peer_b.add_source(source).await.map_err(|e| format!("B add track: {e}"))?;
-    }
+    let tracks_before = peer_a.received().tracks.load(Ordering::Relaxed);
+    peer_b.add(None, args.media.sources()?.into()).await.map_err(|e| format!("B add tracks: {e}"))?;
     let b_offered = Instant::now();
-    while peer_a.received.tracks.load(Ordering::Relaxed) < tracks_before + 2 {
+    while peer_a.received().tracks.load(Ordering::Relaxed) < tracks_before + 2 {
         if let Ok(f) = failed.try_recv() {
             return Err(f);
         }
@@ -241,14 +189,7 @@ async fn call(args: &Args) -> Result<Value, String> {
     let b_tracks_at = Instant::now();
     // B echoes everything on the channel A opened.
     let dc_b = first(async { channel_rx.await.ok() }, &mut failed, "B never saw the data channel").await?;
-    let mut at_b = messages(&dc_b);
-    tokio::spawn(async move {
-        while let Some(m) = at_b.recv().await {
-            if dc_b.send(&m).await.is_err() {
-                return;
-            }
-        }
-    });
+    echo(dc_b);
 
     let size = args.message_bytes as usize;
     let mut rtts = exchange(&dc_a, &mut echoes, 0..args.messages, size, step).await?;
@@ -256,11 +197,11 @@ async fn call(args: &Args) -> Result<Value, String> {
 
     let mut renegotiation = Value::Null;
     if args.renegotiate {
-        let tracks = peer_a.received.tracks.load(Ordering::Relaxed);
-        let video_before = peer_a.received.video_packets.load(Ordering::Relaxed);
+        let tracks = peer_a.received().tracks.load(Ordering::Relaxed);
+        let video_before = peer_a.received().video_packets.load(Ordering::Relaxed);
         let started = Instant::now();
         peer_b.add_source(Source::video("video-2")).await.map_err(|e| format!("B renegotiation: {e}"))?;
-        while peer_a.received.tracks.load(Ordering::Relaxed) <= tracks {
+        while peer_a.received().tracks.load(Ordering::Relaxed) <= tracks {
             if let Ok(f) = failed.try_recv() {
                 return Err(f);
             }
@@ -273,14 +214,14 @@ async fn call(args: &Args) -> Result<Value, String> {
         // The channel and the media carry on after the renegotiation.
         rtts.extend(exchange(&dc_a, &mut echoes, args.messages..2 * args.messages, size, step).await?);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let video_since = peer_a.received.video_packets.load(Ordering::Relaxed).saturating_sub(video_before);
+        let video_since = peer_a.received().video_packets.load(Ordering::Relaxed).saturating_sub(video_before);
         if video_since == 0 {
             return Err("video from B stopped after the renegotiation".into());
         }
         renegotiation = json!({"new_track_ms": new_track_ms, "video_packets_since": video_since});
     }
 
-    let (to_b, to_a) = (peer_b.received.snapshot(), peer_a.received.snapshot());
+    let (to_b, to_a) = (peer_b.received().snapshot(), peer_a.received().snapshot());
     for (name, r) in [("from A to B", &to_b), ("from B to A", &to_a)] {
         if r["video_packets"] == 0 || r["audio_packets"] == 0 {
             return Err(format!("no RTP {name}: {r}"));
@@ -337,7 +278,7 @@ async fn first<T>(
 /// for.
 async fn watch(
     mut signals: mpsc::UnboundedReceiver<Result<Event, ClientError>>,
-    mut events: mpsc::UnboundedReceiver<PeerEvent>,
+    mut events: mpsc::UnboundedReceiver<PeerEvent<DataChannel>>,
     peer: Arc<Peer>,
     mut w: Watch,
     fail: mpsc::UnboundedSender<String>,
@@ -374,12 +315,12 @@ async fn watch(
                 None => return,
             },
             e = events.recv() => match e {
-                Some(PeerEvent::State(RTCPeerConnectionState::Connected)) => {
+                Some(PeerEvent::State(ConnectionState::Connected)) => {
                     if let Some(tx) = w.connected.take() {
                         let _ = tx.send(Instant::now());
                     }
                 }
-                Some(PeerEvent::State(RTCPeerConnectionState::Failed)) => {
+                Some(PeerEvent::State(ConnectionState::Failed)) => {
                     let _ = fail.send(format!("{name}: the peer connection failed"));
                 }
                 Some(PeerEvent::DataChannel(dc)) => {
@@ -395,32 +336,4 @@ async fn watch(
             },
         }
     }
-}
-
-/// Sends messages `seqs` one at a time and waits for each echo, checking it byte for byte;
-/// returns the round trip times, ms.
-async fn exchange(
-    dc: &RTCDataChannel,
-    echoes: &mut mpsc::UnboundedReceiver<Bytes>,
-    seqs: std::ops::Range<usize>,
-    size: usize,
-    step: Duration,
-) -> Result<Vec<f64>, String> {
-    let mut rtts = Vec::with_capacity(seqs.len());
-    for seq in seqs {
-        let mut msg = (seq as u64).to_be_bytes().to_vec();
-        msg.extend((0..size - 8).map(|i| (i * 31 + seq) as u8));
-        let msg = Bytes::from(msg);
-        let sent = Instant::now();
-        dc.send(&msg).await.map_err(|e| format!("data channel send {seq}: {e}"))?;
-        let echo = tokio::time::timeout(step, echoes.recv())
-            .await
-            .map_err(|_| format!("no echo of data-channel message {seq}"))?
-            .ok_or("the data channel closed")?;
-        if echo != msg {
-            return Err(format!("data-channel message {seq} came back different ({} bytes)", echo.len()));
-        }
-        rtts.push(sent.elapsed().as_secs_f64() * 1000.0);
-    }
-    Ok(rtts)
 }

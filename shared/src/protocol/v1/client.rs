@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{LeaveReason, Limits};
-use crate::protocol::{ErrorCode, PeerId};
+use crate::protocol::{ErrorCode, PeerId, Role};
 
 /// A server message as a Rust client reads it (owned, `data` as a JSON value).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -26,6 +26,9 @@ pub enum Event {
     },
     Left {
         room: String,
+        /// Set when the server removed this peer (`kicked`, `room-closed`).
+        #[serde(default)]
+        reason: Option<LeaveReason>,
         #[serde(default)]
         id: Option<serde_json::Value>,
     },
@@ -66,6 +69,11 @@ pub struct PeerEntry {
     pub peer_id: PeerId,
     #[serde(default)]
     pub meta: Option<serde_json::Value>,
+    /// The user named by the peer's access token, if it joined with one.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub role: Option<Role>,
 }
 
 /// A client request as a Rust client writes it.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{ErrorCode, PeerId, ProtocolError};
+use super::{ErrorCode, PeerId, ProtocolError, Role};
 
 mod client;
 pub use client::{Event, PeerEntry, Request};
@@ -140,6 +140,12 @@ pub struct PeerInfo {
     pub peer_id: PeerId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Arc<RawValue>>,
+    /// The user its access token names (only for peers that joined with a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Arc<str>>,
+    /// The role its access token grants (only for peers that joined with a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 /// Why a peer left a room, as `peer-left.reason`.
@@ -215,6 +221,10 @@ pub enum ServerMessage<'a> {
     },
     Left {
         room: &'a str,
+        /// Only when the server removed the peer (`kicked`, `room-closed`); a `leave` the
+        /// client asked for is answered without one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<LeaveReason>,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a RawValue>,
     },

@@ -1,6 +1,7 @@
--- Renews a node's lease, if it still holds it.
--- KEYS: nodes zset, this node's lease, this node's room index
--- ARGV: node, epoch, lease ms, record TTL ms, touch rooms (1/0), room key prefix
+-- Renews a node's lease, if it still holds it, and writes its heartbeat for the admin API.
+-- KEYS: nodes zset, this node's lease, this node's room index, this node's node-info
+-- ARGV: node, epoch, lease ms, record TTL ms, touch rooms (1/0), room key prefix,
+--       node-info JSON ('' for none), node-info TTL ms
 -- Returns 1, or 0 when the lease is gone (expired and reaped, or Redis lost it): the node must
 -- register again.
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
@@ -13,6 +14,9 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', lease)
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[7], 'PX', tonumber(ARGV[8]))
+end
 if ARGV[5] == '1' then
   -- Rooms outlive no crash by more than their TTL; live rooms are kept alive here, rarely.
   for _, room in ipairs(redis.call('HKEYS', KEYS[3])) do

@@ -1,4 +1,5 @@
-//! The Origin allow-list for WebSocket upgrades.
+//! The Origin allow-list: for WebSocket upgrades on a node, and for the HTTP API (CORS) on the
+//! gateway.
 //!
 //! Browsers attach cookies and other ambient credentials to cross-site WebSocket handshakes,
 //! and nothing like CORS stops a hostile page from opening one (cross-site WebSocket

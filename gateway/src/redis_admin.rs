@@ -1,0 +1,355 @@
+//! [`ClusterAdmin`] over the cluster's Redis: what the nodes write there is all a gateway
+//! needs, so it keeps no state and any number of them can run.
+//!
+//! Reads follow the key space of [`switchboard::cluster::Keys`]: the `nodes` lease zset and
+//! each node's `node-info`, `room:<room>` hashes of [member records](switchboard::cluster::parse_record).
+//! Kick and close are [`Control`] messages on the control channel every node subscribes to;
+//! the node holding the member acts, and its Lua scripts remove the record, so the gateway
+//! answers only once the member is gone from the hash.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, cmd};
+use switchboard::api::{Member, NodeInfo, RoomDetail, RoomList, RoomSummary};
+use switchboard::cluster::{Control, Keys, parse_record};
+use switchboard::protocol::{PeerId, RoomName};
+use tracing::warn;
+
+use crate::admin::{AdminError, AdminResult, ClusterAdmin};
+
+/// Bound of one Redis command, and of one whole read of the API.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a kick or close waits for the nodes to remove the members.
+pub const ACTION_TIMEOUT: Duration = Duration::from_secs(3);
+/// SCAN rounds one page of rooms may take (a sparse key space yields empty rounds).
+const MAX_SCAN_ROUNDS: usize = 32;
+
+/// The cluster's state, read from (and kicks and closes published to) its Redis.
+#[derive(Clone)]
+pub struct RedisAdmin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl RedisAdmin {
+    /// Parses `redis_url`; the connection is made on first use (a gateway starts, unready,
+    /// while Redis is away) and remade whenever it drops. Must be called inside a tokio
+    /// runtime (an actix system), which then drives the connection.
+    pub fn new(redis_url: &str, cluster: &str) -> Result<Self, RedisError> {
+        let client = redis::Client::open(redis_url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        // The gateway is no node: `Keys`' own-node keys are never used here.
+        let keys = Keys::new(cluster, "gateway".into());
+        Ok(Self { inner: Arc::new(Inner { conn, keys }) })
+    }
+
+    /// Runs one operation against Redis, bounded as a whole.
+    fn run<T>(
+        &self,
+        bound: Duration,
+        op: impl Future<Output = Result<T, AdminError>> + Send + 'static,
+    ) -> AdminResult<T> {
+        Box::pin(async move {
+            match tokio::time::timeout(bound, op).await {
+                Ok(r) => r,
+                Err(_) => Err(AdminError::Unavailable(format!("Redis did not answer within {} ms", bound.as_millis()))),
+            }
+        })
+    }
+}
+
+fn down(e: RedisError) -> AdminError {
+    AdminError::Unavailable(format!("Redis: {e}"))
+}
+
+impl Inner {
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn room_key(&self, room: &str) -> String {
+        format!("{}{room}", self.keys.room_prefix())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, AdminError> {
+        let mut conn = self.conn();
+        // Lease expiries are on Redis' clock: compare them with Redis' TIME, not ours.
+        let (secs, micros): (u64, u64) = cmd("TIME").query_async(&mut conn).await.map_err(down)?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let live: Vec<(String, f64)> = cmd("ZRANGEBYSCORE")
+            .arg(self.keys.nodes())
+            .arg(now_ms)
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(down)?;
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (node, _) in &live {
+            pipe.get(self.keys.node_info(node));
+            pipe.get(format!("{}{node}", self.keys.lease_prefix()));
+            pipe.hlen(format!("{}{node}", self.keys.node_rooms_prefix()));
+        }
+        let replies: Vec<(Option<String>, Option<u64>, u64)> = pipe.query_async(&mut conn).await.map_err(down)?;
+        let mut nodes: Vec<NodeInfo> = live
+            .into_iter()
+            .zip(replies)
+            .map(|((id, _expiry), (info, epoch, rooms))| {
+                info.and_then(|json| match serde_json::from_str::<NodeInfo>(&json) {
+                    Ok(info) => Some(info),
+                    Err(e) => {
+                        warn!(node = %id, error = %e, "unreadable node-info; listing what the lease says");
+                        None
+                    }
+                })
+                // Its heartbeat's details not written (yet): the lease still says it is alive.
+                .unwrap_or_else(|| NodeInfo {
+                    id: id.clone(),
+                    epoch: epoch.unwrap_or(0),
+                    url: None,
+                    version: String::new(),
+                    started_at: 0,
+                    heartbeat_at: 0,
+                    sessions: 0,
+                    rooms,
+                    draining: false,
+                })
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(nodes)
+    }
+
+    async fn rooms(&self, cursor: Option<String>, limit: usize) -> Result<RoomList, AdminError> {
+        let mut cursor: u64 = match cursor.as_deref() {
+            None | Some("") => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| AdminError::BadRequest("cursor must be the next_cursor of a previous page".into()))?,
+        };
+        let mut conn = self.conn();
+        let pattern = format!("{}*", glob_escape(&self.keys.room_prefix()));
+        let mut keys: Vec<String> = Vec::new();
+        for _ in 0..MAX_SCAN_ROUNDS {
+            let (next, batch): (u64, Vec<String>) = cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(limit.max(10))
+                .query_async(&mut conn)
+                .await
+                .map_err(down)?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() >= limit {
+                break;
+            }
+        }
+        // SCAN may return a key twice.
+        keys.sort();
+        keys.dedup();
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.hlen(k);
+        }
+        let counts: Vec<u64> =
+            if keys.is_empty() { Vec::new() } else { pipe.query_async(&mut conn).await.map_err(down)? };
+        let rooms = keys
+            .iter()
+            .zip(counts)
+            // A room emptied since the scan is no room.
+            .filter(|(_, members)| *members > 0)
+            .filter_map(|(key, members)| {
+                let (room, protocol) = client_name(self.keys.room_of_key(key)?);
+                Some(RoomSummary { room: room.to_string(), protocol: protocol.to_string(), members })
+            })
+            .collect();
+        Ok(RoomList { rooms, next_cursor: (cursor != 0).then(|| cursor.to_string()) })
+    }
+
+    async fn room(&self, room: &str) -> Result<RoomDetail, AdminError> {
+        let mut conn = self.conn();
+        let fields: Vec<(String, String)> =
+            cmd("HGETALL").arg(self.room_key(room)).query_async(&mut conn).await.map_err(down)?;
+        if fields.is_empty() {
+            return Err(AdminError::NoSuchRoom);
+        }
+        let mut members: Vec<Member> = fields
+            .into_iter()
+            .filter_map(|(peer, record)| {
+                let (Ok(peer_id), Ok(r)) = (peer.parse::<PeerId>(), parse_record(&record)) else {
+                    warn!(room, peer, "unreadable member record; skipped");
+                    return None;
+                };
+                Some(Member {
+                    peer_id,
+                    node: r.node,
+                    user: r.user,
+                    role: r.role,
+                    seed_user: r.seed_user,
+                    meta: r.meta.and_then(|m| serde_json::from_str(m.get()).ok()),
+                })
+            })
+            .collect();
+        members.sort_by(|a, b| (&a.node, a.peer_id).cmp(&(&b.node, b.peer_id)));
+        let (name, protocol) = client_name(room);
+        Ok(RoomDetail { room: name.to_string(), protocol: protocol.to_string(), members })
+    }
+
+    /// Publishes a control message; an error if no node is listening.
+    async fn publish(&self, control: &Control) -> Result<(), AdminError> {
+        let receivers: u64 = cmd("PUBLISH")
+            .arg(self.keys.control())
+            .arg(control.encode())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(down)?;
+        if receivers == 0 {
+            return Err(AdminError::Unavailable("no node is listening on the cluster's control channel".into()));
+        }
+        Ok(())
+    }
+
+    async fn kick(&self, room: &str, peer: PeerId) -> Result<u64, AdminError> {
+        let key = self.room_key(room);
+        let field = peer.to_string();
+        let mut conn = self.conn();
+        let present: bool = cmd("HEXISTS").arg(&key).arg(&field).query_async(&mut conn).await.map_err(down)?;
+        if !present {
+            let exists: bool = cmd("EXISTS").arg(&key).query_async(&mut conn).await.map_err(down)?;
+            return Err(if exists { AdminError::NoSuchMember } else { AdminError::NoSuchRoom });
+        }
+        self.publish(&Control::Kick { room: room.to_string(), peer }).await?;
+        self.wait_until(Gone::Member { key: &key, field: &field }).await?;
+        Ok(1)
+    }
+
+    async fn close(&self, room: &str) -> Result<u64, AdminError> {
+        let key = self.room_key(room);
+        let members: u64 = cmd("HLEN").arg(&key).query_async(&mut self.conn()).await.map_err(down)?;
+        if members == 0 {
+            return Err(AdminError::NoSuchRoom);
+        }
+        self.publish(&Control::Close { room: room.to_string() }).await?;
+        self.wait_until(Gone::Everyone { key: &key }).await?;
+        Ok(members)
+    }
+
+    /// Polls (quickly at first, then every 100 ms) until `what` is gone or [`ACTION_TIMEOUT`]
+    /// passes.
+    async fn wait_until(&self, what: Gone<'_>) -> Result<(), AdminError> {
+        let deadline = Instant::now() + ACTION_TIMEOUT;
+        let mut pause = Duration::from_millis(5);
+        let mut conn = self.conn();
+        loop {
+            let gone = match what {
+                Gone::Member { key, field } => {
+                    !cmd("HEXISTS").arg(key).arg(field).query_async::<bool>(&mut conn).await.map_err(down)?
+                }
+                Gone::Everyone { key } => cmd("HLEN").arg(key).query_async::<u64>(&mut conn).await.map_err(down)? == 0,
+            };
+            if gone {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(AdminError::Timeout(ACTION_TIMEOUT.as_millis() as u64));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+}
+
+/// What a kick or close waits to see gone from a room hash.
+#[derive(Clone, Copy)]
+enum Gone<'a> {
+    Member { key: &'a str, field: &'a str },
+    Everyone { key: &'a str },
+}
+
+impl ClusterAdmin for RedisAdmin {
+    fn nodes(&self) -> AdminResult<Vec<NodeInfo>> {
+        let i = Arc::clone(&self.inner);
+        self.run(REDIS_TIMEOUT, async move { i.nodes().await })
+    }
+
+    fn rooms(&self, cursor: Option<String>, limit: usize) -> AdminResult<RoomList> {
+        let i = Arc::clone(&self.inner);
+        self.run(REDIS_TIMEOUT, async move { i.rooms(cursor, limit).await })
+    }
+
+    fn room(&self, room: &str) -> AdminResult<RoomDetail> {
+        let (i, room) = (Arc::clone(&self.inner), room.to_string());
+        self.run(REDIS_TIMEOUT, async move { i.room(&room).await })
+    }
+
+    fn kick(&self, room: &str, peer: PeerId) -> AdminResult<u64> {
+        let (i, room) = (Arc::clone(&self.inner), room.to_string());
+        self.run(ACTION_TIMEOUT + REDIS_TIMEOUT, async move { i.kick(&room, peer).await })
+    }
+
+    fn close(&self, room: &str) -> AdminResult<u64> {
+        let (i, room) = (Arc::clone(&self.inner), room.to_string());
+        self.run(ACTION_TIMEOUT + REDIS_TIMEOUT, async move { i.close(&room).await })
+    }
+
+    fn healthy(&self) -> futures_util::future::BoxFuture<'static, bool> {
+        let mut conn = self.inner.conn();
+        Box::pin(async move {
+            let ping = cmd("PING");
+            matches!(
+                tokio::time::timeout(Duration::from_secs(1), ping.query_async::<String>(&mut conn)).await,
+                Ok(Ok(_))
+            )
+        })
+    }
+}
+
+/// A room's name as its clients know it, and its protocol.
+fn client_name(room: &str) -> (&str, &'static str) {
+    match room.strip_prefix(RoomName::SEED_PREFIX) {
+        Some(channel) => (channel, "seed"),
+        None => (room, "v1"),
+    }
+}
+
+/// Escapes the characters SCAN's MATCH treats as glob syntax.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_globs() {
+        assert_eq!(client_name("seed/my room"), ("my room", "seed"));
+        assert_eq!(client_name("team:a"), ("team:a", "v1"));
+        assert_eq!(glob_escape("sb:{a}:room:"), "sb:{a}:room:");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

@@ -1,0 +1,157 @@
+// The demo page's furniture: its state for tests (`window.demo`), log, notices, status, the
+// remote tiles with their live statistics, and chat lines. The call itself is demo.js.
+
+export const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+export const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
+
+/**
+ * What tests (and the curious, in the console) read.
+ * - `state`: `idle`, `starting`, `connecting`, `waiting` (alone in the room), `in-call`, `failed`
+ * - `connection`: the SDK's connection state; `peerId`, `nodeId`, `room`
+ * - `peers[id]`: `{name, state, channelOpen, framesDecoded, stats}` (stats refreshed each second)
+ * - `messages`: chat received, `{from, text}`; `sent`: chat sent
+ * - `errors`: `{code, message}` the SDK reported; `notices`: the current notices by kind
+ * - `localMedia`: `camera`, `denied`, `unavailable`, `receive-only` or `none`; `sharing`;
+ *   `muted.audio`, `muted.video`
+ */
+export const demo = {
+  state: 'idle',
+  connection: 'idle',
+  /** @type {string|null} */ peerId: null,
+  /** @type {string|null} */ nodeId: null,
+  /** @type {string|null} */ room: null,
+  /** @type {Record<string, any>} */ peers: {},
+  /** @type {{from: string, text: string}[]} */ messages: [],
+  /** @type {string[]} */ sent: [],
+  /** @type {{code: string, message: string}[]} */ errors: [],
+  /** @type {Record<string, string>} */ notices: {},
+  localMedia: 'none',
+  sharing: false,
+  muted: { audio: false, video: false },
+  /** @type {import('./switchboard.js').SwitchboardClient|null} */ client: null,
+  // The page's actions, set by demo.js: call(), hangUp(), say(text), toggleShare().
+};
+
+// ---- page furniture -----------------------------------------------------------------------------
+
+/** @param {string} text @param {boolean} [error] */
+export function log(text, error = false) {
+  const line = document.createElement('div');
+  if (error) line.className = 'err';
+  line.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  $('log').append(line);
+  line.scrollIntoView({ block: 'nearest' });
+  // The browser tests print the pages' consoles when they fail.
+  (error ? console.warn : console.log)(`[demo] ${text}`);
+}
+
+/**
+ * Shows (or with null text, removes) the notice of one kind: `media-denied`, `unreachable`,
+ * `reconnecting`, `auth`, `error`, `removed`, `peer-left`, `room-full`, `share`.
+ * @param {string} kind @param {string|null} text @param {'warn'|'error'|'info'} [level] @param {string} [code]
+ */
+export function notice(kind, text, level = 'warn', code = '') {
+  let el = /** @type {HTMLElement|null} */ ($('notices').querySelector(`[data-kind="${kind}"]`));
+  if (!text) {
+    el?.remove();
+    delete demo.notices[kind];
+    return;
+  }
+  if (!el) {
+    el = document.createElement('div');
+    el.className = 'notice';
+    el.dataset.kind = kind;
+    el.setAttribute('role', level === 'error' ? 'alert' : 'status');
+    $('notices').append(el);
+  }
+  el.dataset.level = level;
+  if (code) el.dataset.code = code;
+  el.textContent = text;
+  demo.notices[kind] = text;
+}
+
+/** @param {string} state @param {string} text */
+export function setState(state, text) {
+  demo.state = state;
+  document.body.dataset.callState = state;
+  $('status').textContent = text;
+}
+
+export function updateCount() {
+  const count = $('videos').querySelectorAll('.tile').length;
+  $('videos').dataset.count = String(count);
+  const n = Object.keys(demo.peers).length;
+  if (demo.connection !== 'connected' || !demo.room) return;
+  if (n === 0) setState('waiting', `in “${demo.room}”, waiting for others…`);
+  else setState('in-call', `in a call with ${n} other${n === 1 ? '' : 's'}`);
+}
+
+// ---- remote tiles ---------------------------------------------------------------------------------
+
+/** @param {any} peer */
+export function nameOf(peer) {
+  return peer?.user || peer?.meta?.name || peer?.id || 'someone';
+}
+
+/** @param {string} id */
+export function tileOf(id) {
+  return /** @type {HTMLElement|null} */ ($('videos').querySelector(`[data-peer-id="${CSS.escape(id)}"]`));
+}
+
+/** @param {import('./switchboard.js').RemotePeer} peer */
+export function addTile(peer) {
+  const tile = /** @type {HTMLElement} */ (/** @type {HTMLTemplateElement} */ ($('tileTemplate')).content.firstElementChild?.cloneNode(true));
+  tile.dataset.peerId = peer.id;
+  if (peer.user) tile.dataset.user = peer.user;
+  /** @type {HTMLElement} */ (tile.querySelector('.name')).textContent = nameOf(peer);
+  $('videos').append(tile);
+  demo.peers[peer.id] = { name: nameOf(peer), state: 'new', channelOpen: false, framesDecoded: 0, stats: null };
+  notice('peer-left', null);
+  log(`${nameOf(peer)} (${peer.id}) is here; ${peer.initiator ? 'calling' : 'waiting for its call'}`);
+  updateCount();
+}
+
+/** @param {string} id */
+export function removeTile(id) {
+  tileOf(id)?.remove();
+  delete demo.peers[id];
+  if (!Object.values(demo.peers).some((p) => p.channelOpen)) input('chatInput').disabled = input('chatBtn').disabled = true;
+  updateCount();
+}
+
+/** Samples every peer connection and shows it on its tile (and in `demo.peers`). */
+export async function refreshStats() {
+  const client = demo.client;
+  if (!client) return;
+  for (const s of await client.getStats()) {
+    const entry = demo.peers[s.peerId];
+    const tile = tileOf(s.peerId);
+    if (!entry || !tile) continue;
+    entry.stats = s;
+    entry.framesDecoded = s.framesDecoded;
+    const set = (/** @type {string} */ k, /** @type {string} */ v) => {
+      /** @type {HTMLElement} */ (tile.querySelector(`[data-stat="${k}"]`)).textContent = v;
+    };
+    set('rtt', s.rttMs === null ? '–' : `${s.rttMs.toFixed(0)} ms`);
+    set('in', s.inboundKbps === null ? '–' : `${s.inboundKbps.toFixed(0)} kbit/s`);
+    set('out', s.outboundKbps === null ? '–' : `${s.outboundKbps.toFixed(0)} kbit/s`);
+    set('path', s.localCandidateType ? `${s.localCandidateType} → ${s.remoteCandidateType}` : '–');
+    set('video', s.resolution ? `${s.resolution} · ${s.framesPerSecond.toFixed(0)} fps · ${s.framesDecoded} frames` : '–');
+    tile.dataset.framesDecoded = String(s.framesDecoded);
+  }
+}
+
+// ---- chat -----------------------------------------------------------------------------------------
+
+/** @param {string} who @param {string} text @param {boolean} mine @param {string} [peerId] */
+export function chatLine(who, text, mine, peerId) {
+  const line = document.createElement('div');
+  line.className = mine ? 'me' : '';
+  line.dataset.from = mine ? 'me' : peerId || '';
+  const from = document.createElement('span');
+  from.className = 'from';
+  from.textContent = `${who}: `;
+  line.append(from, text);
+  $('chat').append(line);
+  line.scrollIntoView({ block: 'nearest' });
+}

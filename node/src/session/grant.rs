@@ -1,0 +1,68 @@
+//! What a session's access token lets it do, kept for the session's life.
+//!
+//! A token is checked once, when the WebSocket opens (`crate::upgrade`); the session then keeps
+//! only its grant — one room, a user and a role — and checks each join and broadcast against
+//! it. A session outlives its token's expiry: a token is a ticket to open a connection.
+
+use std::sync::Arc;
+
+use switchboard::auth::{self, TokenError};
+use switchboard::protocol::{ProtocolError, Role};
+
+#[derive(Debug)]
+pub struct Grant {
+    /// The one room the token opens, as clients name it (a v1 room or a seed channel).
+    room: Box<str>,
+    pub user: Arc<str>,
+    pub role: Role,
+}
+
+impl From<auth::Grant> for Grant {
+    fn from(g: auth::Grant) -> Self {
+        Self { room: g.room.into(), user: g.user.into(), role: g.role }
+    }
+}
+
+impl Grant {
+    /// A token for room A never opens room B.
+    pub fn check_join(&self, room: &str) -> Result<(), ProtocolError> {
+        if *self.room == *room {
+            return Ok(());
+        }
+        let asked: String = room.chars().take(64).collect();
+        Err(refusal(TokenError::WrongRoom { granted: self.room.to_string(), asked }))
+    }
+
+    /// Viewers receive (they answer offers to get media) but do not speak to the whole room.
+    pub fn check_broadcast(&self) -> Result<(), ProtocolError> {
+        match self.role {
+            Role::Participant => Ok(()),
+            Role::Viewer => Err(refusal(TokenError::NotAllowed { role: Role::Viewer.as_str(), action: "broadcast" })),
+        }
+    }
+}
+
+fn refusal(e: TokenError) -> ProtocolError {
+    ProtocolError::new(e.code(), e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard::protocol::ErrorCode;
+
+    use super::*;
+
+    fn grant(role: Role) -> Grant {
+        Grant::from(auth::Grant { room: "a".into(), user: "ann".into(), role, expires_at: 0 })
+    }
+
+    #[test]
+    fn one_room_and_no_broadcast_for_viewers() {
+        assert!(grant(Role::Participant).check_join("a").is_ok());
+        let err = grant(Role::Participant).check_join("b").unwrap_err();
+        assert_eq!(err.code, ErrorCode::Forbidden);
+        assert!(err.message.contains("\"a\"") && err.message.contains("\"b\""), "{}", err.message);
+        assert!(grant(Role::Participant).check_broadcast().is_ok());
+        assert_eq!(grant(Role::Viewer).check_broadcast().unwrap_err().code, ErrorCode::Forbidden);
+    }
+}

@@ -1,0 +1,346 @@
+//! The engine: webrtc-rs 0.17 (callbacks on an `RTCPeerConnection`, one tokio task per
+//! transport). Everything that names a webrtc-rs type lives here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use webrtc::api::APIBuilder;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::data_channel::RTCDataChannel;
+use webrtc::data_channel::data_channel_init::RTCDataChannelInit;
+use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::ice_transport::ice_server::RTCIceServer;
+use webrtc::media::Sample;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
+use webrtc::peer_connection::sdp::sdp_type::RTCSdpType;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::signaling_state::RTCSignalingState;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
+use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
+use webrtc::track::track_remote::TrackRemote;
+
+use super::media::{Kind, Received, Source};
+use super::{
+    ChannelEvent, ConnectionState, PeerConfig, PeerEvent, PeerEvents, RtcChannel, RtcError, RtcPeer, SendSignal,
+};
+
+impl From<webrtc::Error> for RtcError {
+    fn from(e: webrtc::Error) -> Self {
+        RtcError::Engine(e.to_string())
+    }
+}
+
+fn state(s: RTCPeerConnectionState) -> ConnectionState {
+    match s {
+        RTCPeerConnectionState::Connecting => ConnectionState::Connecting,
+        RTCPeerConnectionState::Connected => ConnectionState::Connected,
+        RTCPeerConnectionState::Disconnected => ConnectionState::Disconnected,
+        RTCPeerConnectionState::Failed => ConnectionState::Failed,
+        RTCPeerConnectionState::Closed => ConnectionState::Closed,
+        RTCPeerConnectionState::New | RTCPeerConnectionState::Unspecified => ConnectionState::New,
+    }
+}
+
+struct Negotiation {
+    polite: bool,
+    /// Set while `add` makes several changes: negotiation-needed then only notes it, and `add`
+    /// offers once at the end.
+    held: AtomicBool,
+    wanted: AtomicBool,
+    making_offer: AtomicBool,
+    ignore_offer: AtomicBool,
+    /// Remote candidates that came before the remote description.
+    pending: Mutex<Vec<RTCIceCandidateInit>>,
+    send: SendSignal,
+}
+
+/// A peer connection on webrtc-rs 0.17.
+pub struct Peer {
+    pc: Arc<RTCPeerConnection>,
+    neg: Arc<Negotiation>,
+    received: Arc<Received>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A data channel on webrtc-rs 0.17.
+#[derive(Clone)]
+pub struct Channel(Arc<RTCDataChannel>);
+
+impl RtcChannel for Channel {
+    async fn send(&self, data: &Bytes) -> Result<(), RtcError> {
+        self.0.send(data).await?;
+        Ok(())
+    }
+
+    fn events(&self) -> mpsc::UnboundedReceiver<ChannelEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let t = tx.clone();
+        self.0.on_open(Box::new(move || {
+            let _ = t.send(ChannelEvent::Open);
+            Box::pin(async {})
+        }));
+        let t = tx.clone();
+        self.0.on_message(Box::new(move |m| {
+            let _ = t.send(ChannelEvent::Message(m.data));
+            Box::pin(async {})
+        }));
+        self.0.on_close(Box::new(move || {
+            let _ = tx.send(ChannelEvent::Closed);
+            Box::pin(async {})
+        }));
+        rx
+    }
+}
+
+impl RtcPeer for Peer {
+    type Channel = Channel;
+
+    async fn new(polite: bool, config: &PeerConfig, send: SendSignal) -> Result<(Peer, PeerEvents<Channel>), RtcError> {
+        let mut media = MediaEngine::default();
+        media.register_default_codecs()?;
+        let registry = register_default_interceptors(webrtc::interceptor::registry::Registry::new(), &mut media)?;
+        // With trickle ICE the remote's connectivity check often arrives before its candidate
+        // does, so the first working pair is peer-reflexive; webrtc-rs waits a full second
+        // before nominating such a pair (its default), which one call in ten paid. Browsers
+        // nominate it at once, and so does this peer.
+        let mut settings = SettingEngine::default();
+        settings.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
+        // A relay pair waits 2 s by default, in case a direct pair turns up; relay-only, none
+        // can, so the wait is only delay.
+        if config.relay_only {
+            settings.set_relay_acceptance_min_wait(Some(Duration::ZERO));
+        }
+        let api = APIBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .build();
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect();
+        let ice_transport_policy =
+            if config.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
+        let pc = Arc::new(
+            api.new_peer_connection(RTCConfiguration { ice_servers, ice_transport_policy, ..Default::default() })
+                .await?,
+        );
+        let neg = Arc::new(Negotiation {
+            polite,
+            held: AtomicBool::new(false),
+            wanted: AtomicBool::new(false),
+            making_offer: AtomicBool::new(false),
+            ignore_offer: AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
+            send,
+        });
+        let (tx, events) = mpsc::unbounded_channel();
+        let received = Arc::new(Received::default());
+
+        let n = Arc::clone(&neg);
+        pc.on_ice_candidate(Box::new(move |c| {
+            let n = Arc::clone(&n);
+            Box::pin(async move {
+                if let Some(Ok(c)) = c.map(|c| c.to_json()) {
+                    (n.send)(
+                        json!({"candidate": c.candidate, "sdpMid": c.sdp_mid, "sdpMLineIndex": c.sdp_mline_index}),
+                    );
+                }
+            })
+        }));
+        let (weak, n, t) = (Arc::downgrade(&pc), Arc::clone(&neg), tx.clone());
+        pc.on_negotiation_needed(Box::new(move || {
+            let (weak, n, t) = (weak.clone(), Arc::clone(&n), t.clone());
+            Box::pin(async move {
+                if n.held.load(Ordering::SeqCst) {
+                    n.wanted.store(true, Ordering::SeqCst);
+                    return;
+                }
+                if let Some(pc) = weak.upgrade()
+                    && let Err(e) = offer(&pc, &n).await
+                {
+                    let _ = t.send(PeerEvent::NegotiationFailed(e.to_string()));
+                }
+            })
+        }));
+        let t = tx.clone();
+        pc.on_peer_connection_state_change(Box::new(move |s| {
+            let _ = t.send(PeerEvent::State(state(s)));
+            Box::pin(async {})
+        }));
+        let t = tx.clone();
+        pc.on_data_channel(Box::new(move |dc| {
+            let _ = t.send(PeerEvent::DataChannel(Channel(dc)));
+            Box::pin(async {})
+        }));
+        let r = Arc::clone(&received);
+        pc.on_track(Box::new(move |track, _, _| {
+            tokio::spawn(count(Arc::clone(&r), track));
+            Box::pin(async {})
+        }));
+        Ok((Peer { pc, neg, received, stop: Arc::new(AtomicBool::new(false)) }, events))
+    }
+
+    async fn create_data_channel(&self, label: &str) -> Result<Channel, RtcError> {
+        let init = RTCDataChannelInit { ordered: Some(true), ..Default::default() };
+        Ok(Channel(self.pc.create_data_channel(label, Some(init)).await?))
+    }
+
+    async fn add(&self, label: Option<&str>, sources: Vec<Source>) -> Result<Option<Channel>, RtcError> {
+        self.neg.held.store(true, Ordering::SeqCst);
+        let added = async {
+            let channel = match label {
+                Some(l) => Some(self.create_data_channel(l).await?),
+                None => None,
+            };
+            for s in sources {
+                self.add_source(s).await?;
+            }
+            Ok(channel)
+        }
+        .await;
+        self.neg.held.store(false, Ordering::SeqCst);
+        if self.neg.wanted.swap(false, Ordering::SeqCst) {
+            offer(&self.pc, &self.neg).await?;
+        }
+        added
+    }
+
+    async fn add_source(&self, source: Source) -> Result<(), RtcError> {
+        let mime = match source.kind {
+            Kind::Video => MIME_TYPE_VP8,
+            Kind::Audio => MIME_TYPE_OPUS,
+        };
+        let cap = RTCRtpCodecCapability { mime_type: mime.to_owned(), ..Default::default() };
+        let track = Arc::new(TrackLocalStaticSample::new(cap, source.id.clone(), "switchboard-peer".to_owned()));
+        let sender = self.pc.add_track(Arc::clone(&track) as _).await?;
+        // RTCP must be read for the interceptors (NACK, reports) to work.
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 1500];
+            while sender.read(&mut buf).await.is_ok() {}
+        });
+        tokio::spawn(play(track, source, Arc::clone(&self.stop)));
+        Ok(())
+    }
+
+    async fn handle_signal(&self, data: Value) -> Result<(), RtcError> {
+        let (pc, neg) = (&self.pc, &self.neg);
+        if data.get("sdp").is_some() {
+            let desc: RTCSessionDescription =
+                serde_json::from_value(data).map_err(|e| RtcError::BadSignal(e.to_string()))?;
+            let is_offer = desc.sdp_type == RTCSdpType::Offer;
+            let collision = is_offer
+                && (neg.making_offer.load(Ordering::SeqCst) || pc.signaling_state() != RTCSignalingState::Stable);
+            let ignore = !neg.polite && collision;
+            neg.ignore_offer.store(ignore, Ordering::SeqCst);
+            if ignore {
+                return Ok(());
+            }
+            if collision {
+                // webrtc-rs refuses an empty rollback (its JSEP 5.4 check wants an SDP to parse);
+                // the offer being rolled back serves.
+                let mut rollback = pc.local_description().await.unwrap_or_default();
+                rollback.sdp_type = RTCSdpType::Rollback;
+                pc.set_local_description(rollback).await?;
+            }
+            pc.set_remote_description(desc).await?;
+            let held: Vec<_> = std::mem::take(&mut *neg.pending.lock().unwrap_or_else(PoisonError::into_inner));
+            for c in held {
+                let _ = pc.add_ice_candidate(c).await;
+            }
+            if is_offer {
+                let answer = pc.create_answer(None).await?;
+                pc.set_local_description(answer).await?;
+                send_local(pc, neg).await;
+            }
+            return Ok(());
+        }
+        if data.get("candidate").is_some() {
+            let c: RTCIceCandidateInit =
+                serde_json::from_value(data).map_err(|e| RtcError::BadSignal(e.to_string()))?;
+            if c.candidate.is_empty() {
+                return Ok(()); // end of candidates
+            }
+            if pc.remote_description().await.is_none() {
+                neg.pending.lock().unwrap_or_else(PoisonError::into_inner).push(c);
+                return Ok(());
+            }
+            return match pc.add_ice_candidate(c).await {
+                Err(_) if neg.ignore_offer.load(Ordering::SeqCst) => Ok(()),
+                r => Ok(r?),
+            };
+        }
+        Err(RtcError::BadSignal(data.to_string()))
+    }
+
+    fn received(&self) -> &Arc<Received> {
+        &self.received
+    }
+
+    async fn close(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.pc.close().await;
+    }
+}
+
+/// The negotiation-needed step: create an offer, set it, send it.
+async fn offer(pc: &RTCPeerConnection, neg: &Negotiation) -> Result<(), RtcError> {
+    neg.making_offer.store(true, Ordering::SeqCst);
+    let result = async {
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        send_local(pc, neg).await;
+        Ok(())
+    }
+    .await;
+    neg.making_offer.store(false, Ordering::SeqCst);
+    result
+}
+
+async fn send_local(pc: &RTCPeerConnection, neg: &Negotiation) {
+    if let Some(local) = pc.local_description().await {
+        (neg.send)(json!({"type": local.sdp_type.to_string(), "sdp": local.sdp}));
+    }
+}
+
+/// Reads a remote track until it ends, counting.
+async fn count(received: Arc<Received>, track: Arc<TrackRemote>) {
+    received.track_added();
+    let kind = match track.kind() {
+        RTPCodecType::Audio => Kind::Audio,
+        _ => Kind::Video,
+    };
+    while let Ok((pkt, _)) = track.read_rtp().await {
+        received.packet(kind, pkt.payload.len());
+    }
+}
+
+/// Sends the source's frames, in a loop, at its pace, until `stop` is set.
+async fn play(track: Arc<TrackLocalStaticSample>, source: Source, stop: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(source.every);
+    for frame in source.frames.iter().cycle() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tick.tick().await;
+        let sample =
+            Sample { data: frame.clone(), timestamp: SystemTime::now(), duration: source.every, ..Default::default() };
+        if track.write_sample(&sample).await.is_err() {
+            return;
+        }
+    }
+}

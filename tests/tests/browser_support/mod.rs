@@ -1,0 +1,148 @@
+//! What the Chromium tests share: the tools they need (skipped with a note when missing, failed
+//! under `CI=true`), one `npm install` of playwright-core (which never downloads a browser: the
+//! scripts drive Debian's `/usr/bin/chromium`), one browser scenario at a time, and running a
+//! scenario script under a deadline.
+//!
+//! The scenarios themselves are `tests/browser/*.mjs`; each prints one JSON line on success and,
+//! on failure, the reason followed by every page's state and console (this module puts both in
+//! the panic message). Screenshots go to `target/test-artifacts/`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use switchboard_tests::{external_tool, run_until};
+
+/// How long a scenario may run, its own deadline (≤ 110 s) included.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(180);
+
+/// One scenario at a time in a test binary: each runs Chromium with several pages and media
+/// encoders, and two at once on a small machine make both slow enough to time out.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Where screenshots go.
+pub fn artifacts() -> PathBuf {
+    workspace().join("target/test-artifacts")
+}
+
+/// The browser scenarios, ready to run: `None` (and a note) when node, npm or chromium is
+/// missing outside CI. Holds the scenario lock for as long as the returned guard lives.
+pub fn scenarios() -> Option<(PathBuf, MutexGuard<'static, ()>)> {
+    if !external_tool("node") || !external_tool("npm") || !external_tool("chromium") {
+        return None;
+    }
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    rebuild_node_if_client_changed();
+    let src = workspace().join("tests/browser");
+    // npm writes node_modules next to package.json: work on a copy under target/, shared by
+    // every test binary so playwright-core is installed once.
+    let dir = workspace().join("target/browser-tests");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    for entry in std::fs::read_dir(&src).expect("tests/browser") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "mjs" || e == "json") {
+            std::fs::copy(&path, dir.join(path.file_name().expect("file name"))).expect("copy a scenario");
+        }
+    }
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        let mut npm = Command::new("npm");
+        npm.args(["install", "--no-audit", "--no-fund", "--silent"]).current_dir(&dir);
+        let (ok, out, err) = run_until(npm, Instant::now() + Duration::from_secs(180));
+        assert!(ok, "npm install failed\n{out}\n{err}");
+    }
+    Some((dir, guard))
+}
+
+/// Runs `script` (in `dir`, from [`scenarios`]) with the artifacts directory and `args`;
+/// returns its JSON report. Panics with the script's whole account when it fails.
+pub fn run(dir: &Path, script: &str, args: &[&str]) -> Value {
+    let mut cmd = Command::new("node");
+    cmd.arg(script).arg(artifacts()).args(args).current_dir(dir);
+    let (ok, out, err) = run_until(cmd, Instant::now() + SCENARIO_DEADLINE);
+    assert!(ok, "{script} failed\n--- stdout\n{out}\n--- stderr (reason, then the pages' state and console)\n{err}");
+    println!("{}", out.trim());
+    let line =
+        out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{script} printed no report:\n{out}"));
+    let report: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{script}: bad report {line}: {e}"));
+    assert_eq!(report["ok"], true, "{report}");
+    report
+}
+
+/// Asserts every path the report lists under `key` is a saved screenshot.
+pub fn assert_screenshots(report: &Value, key: &str) {
+    let shots: Vec<&str> = match &report[key] {
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        Value::String(s) => vec![s.as_str()],
+        other => panic!("no screenshots under {key}: {other}"),
+    };
+    assert!(!shots.is_empty(), "{report}");
+    for shot in shots {
+        let meta = std::fs::metadata(shot).unwrap_or_else(|e| panic!("screenshot {shot}: {e}"));
+        assert!(meta.len() > 1000, "screenshot {shot} is empty");
+    }
+}
+
+/// The node serves the browser client compiled in (`gateway/static` through `include_str!`),
+/// but the harness's `node_binary()` rebuilds only for node and shared sources: rebuild it here
+/// when the client (or the gateway code serving it) is newer, or the pages would be stale.
+fn rebuild_node_if_client_changed() {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let built = std::fs::metadata(dir.join("switchboard-node")).and_then(|m| m.modified()).ok();
+    let newest = ["gateway/static", "gateway/src", "gateway/Cargo.toml"]
+        .iter()
+        .filter_map(|p| newest_mtime(&workspace().join(p)))
+        .max();
+    if built.is_some() && newest <= built {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", "switchboard-node", "--bin", "switchboard-node"]);
+    if dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    assert!(build.status().is_ok_and(|s| s.success()), "cannot build switchboard-node");
+}
+
+/// The reference peer's binary (`switchboard-peer` with feature `rtc`), built when missing or
+/// older than its sources. Tests of this crate cannot use `CARGO_BIN_EXE_*` of another package.
+pub fn peer_binary() -> String {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> → target/<profile>/switchboard-peer
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("switchboard-peer");
+    let has_join = || Command::new(&bin).args(["join", "--help"]).output().is_ok_and(|o| o.status.success());
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let newest = ["shared/src", "shared/Cargo.toml", "Cargo.lock"]
+        .iter()
+        .filter_map(|p| newest_mtime(&workspace().join(p)))
+        .max();
+    if built.is_none() || newest > built || !has_join() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "switchboard", "--features", "rtc", "--bin", "switchboard-peer"]);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        assert!(build.status().is_ok_and(|s| s.success()), "cannot build switchboard-peer");
+    }
+    bin.to_string_lossy().into_owned()
+}
+
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path).ok()?.filter_map(|e| e.ok()).filter_map(|e| newest_mtime(&e.path())).max()
+}
