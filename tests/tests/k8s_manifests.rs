@@ -85,11 +85,23 @@ fn the_security_scan_finds_nothing_unexplained() {
 /// `SWITCHBOARD_*` names a container sets, by the binary its `command` runs.
 fn env_names_by_binary(yaml: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
-    let mut binary = None;
+    let mut binary: Option<String> = None;
+    // kustomize writes `command:` as a block list: the program is on the next line.
+    let mut command_follows = false;
+    let program =
+        |text: &str| text.split('/').next_back().map(|b| b.trim_matches(|c: char| "\"[] ".contains(c)).to_string());
     for line in yaml.lines() {
         let t = line.trim_start().trim_start_matches("- ");
+        if command_follows {
+            binary = program(t);
+            command_follows = false;
+        }
         if let Some(cmd) = t.strip_prefix("command:") {
-            binary = cmd.split('/').next_back().map(|b| b.trim_matches(|c: char| "\"[] ".contains(c)).to_string());
+            if cmd.trim().is_empty() {
+                command_follows = true;
+            } else {
+                binary = program(cmd);
+            }
         }
         if let (Some(name), Some(bin)) = (t.strip_prefix("name: SWITCHBOARD_"), &binary) {
             found.push((bin.clone(), format!("SWITCHBOARD_{}", name.trim())));
