@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use switchboard::auth::{Claims, ISSUER, Role, TokenKeys};
-use switchboard_tests::{external_tool_probed, free_port, run_until};
+use switchboard_tests::{Coturn, external_tool_probed, run_until};
 
 const TURN_SECRET: &str = "coturn-shared-secret";
 
@@ -28,69 +27,25 @@ fn python_turn_password(secret: &str, username: &str) -> String {
     out.trim().to_string()
 }
 
-/// A coturn on loopback that checks TURN REST credentials with `TURN_SECRET`; killed on drop.
-struct Coturn {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Coturn {
-    fn start() -> Coturn {
-        let port = free_port();
-        let relay = free_port();
-        let dir = std::env::temp_dir().join(format!("switchboard-coturn-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("coturn dir");
-        let child = Command::new("turnserver")
-            .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--allow-loopback-peers"])
-            .arg(format!("--listening-port={port}"))
-            .args(["--use-auth-secret", &format!("--static-auth-secret={TURN_SECRET}"), "--realm=switchboard"])
-            .args(["--no-tls", "--no-dtls", "--no-cli", "--simple-log", "--log-file=stdout"])
-            .arg(format!("--min-port={relay}"))
-            .arg(format!("--max-port={}", relay + 40))
-            .arg(format!("--pidfile={}", dir.join("pid").display()))
-            .arg(format!("--userdb={}", dir.join("db").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnserver starts");
-        // It listens on TCP too, on the same port: ready once that accepts.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "turnserver did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Coturn { child, port, dir }
-    }
-
-    /// Allocates a relay with `username`/`password` and relays a few packets through it
-    /// (two clients talking through their relays); true if that worked.
-    fn allocates(&self, username: &str, password: &str) -> bool {
-        let mut cmd = Command::new("turnutils_uclient");
-        cmd.args([
-            "-p",
-            &self.port.to_string(),
-            "-u",
-            username,
-            "-w",
-            password,
-            "-y",
-            "-n",
-            "2",
-            "-m",
-            "1",
-            "127.0.0.1",
-        ]);
-        run_until(cmd, Instant::now() + Duration::from_secs(30)).0
-    }
-}
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Allocates a relay with `username`/`password` and relays a few packets through it
+/// (two clients talking through their relays); true if that worked.
+fn allocates(coturn: &Coturn, username: &str, password: &str) -> bool {
+    let mut cmd = Command::new("turnutils_uclient");
+    cmd.args([
+        "-p",
+        &coturn.port().to_string(),
+        "-u",
+        username,
+        "-w",
+        password,
+        "-y",
+        "-n",
+        "2",
+        "-m",
+        "1",
+        "127.0.0.1",
+    ]);
+    run_until(cmd, Instant::now() + Duration::from_secs(30)).0
 }
 
 fn turn_gateway(turn_port: u16) -> switchboard_tests::Node {
@@ -145,19 +100,19 @@ fn coturn_accepts_the_gateways_credentials_and_refuses_a_wrong_password() {
     if !external_tool_probed("turnserver", &["--version"]) {
         return;
     }
-    let coturn = Coturn::start();
-    let gw = turn_gateway(coturn.port);
+    let coturn = Coturn::start(TURN_SECRET);
+    let gw = turn_gateway(coturn.port());
     let token = mint(&gw, "alpha", "alice")["token"].as_str().expect("token").to_string();
     let body = get(&gw, "/v1/ice-servers", &[("Authorization", &format!("Bearer {token}"))]).json();
     let turn = &body["ice_servers"][1];
     let (username, password) = (turn["username"].as_str().expect("username"), turn["credential"].as_str().expect("pw"));
 
-    assert!(coturn.allocates(username, password), "coturn refused the gateway's credential {username}");
-    assert!(!coturn.allocates(username, "d3JvbmcgcGFzc3dvcmQ="), "coturn accepted a wrong password");
+    assert!(allocates(&coturn, username, password), "coturn refused the gateway's credential {username}");
+    assert!(!allocates(&coturn, username, "d3JvbmcgcGFzc3dvcmQ="), "coturn accepted a wrong password");
     // The expiry is part of what is signed: moving it invalidates the password.
     let (_, user) = username.split_once(':').expect("expiry:user");
     let later = format!("{}:{user}", now() + 7200);
-    assert!(!coturn.allocates(&later, password), "coturn accepted a credential with a forged expiry");
+    assert!(!allocates(&coturn, &later, password), "coturn accepted a credential with a forged expiry");
 }
 
 #[test]

@@ -6,67 +6,15 @@
 //! under `CI=true`).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchboard_tests::{Node, RedisServer, external_tool, free_port, node_binary, run_until};
+use switchboard_tests::{Coturn, Node, RedisServer, external_tool, node_binary, run_until};
 
 const TURN_SECRET: &str = "turn-shared-secret-for-the-test";
 const TOKEN_SECRET: &str = "token-secret-0123456789abcdef0123456789";
 const API_KEY: &str = "api-key-0123456789abcdef";
-
-/// A coturn on loopback, from flags only (`-c` names an empty file, so nothing is read from
-/// /etc), relaying on 40 ports; killed on drop.
-struct Coturn {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Coturn {
-    fn start() -> Coturn {
-        let (port, relay) = (free_port(), free_port());
-        let dir = std::env::temp_dir().join(format!("switchboard-turn-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("coturn dir");
-        let conf = dir.join("turnserver.conf");
-        std::fs::write(&conf, "").expect("empty config");
-        let child = Command::new("turnserver")
-            .arg("-c")
-            .arg(&conf)
-            .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--allow-loopback-peers"])
-            .arg(format!("--listening-port={port}"))
-            .args(["--use-auth-secret", &format!("--static-auth-secret={TURN_SECRET}"), "--realm=switchboard"])
-            .args(["--no-tls", "--no-dtls", "--no-cli", "--simple-log", "--log-file=stdout"])
-            .arg(format!("--min-port={relay}"))
-            .arg(format!("--max-port={}", relay + 40))
-            .arg(format!("--pidfile={}", dir.join("pid").display()))
-            .arg(format!("--userdb={}", dir.join("db").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnserver starts");
-        // It listens on TCP too, on the same port: ready once that accepts.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "turnserver did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Coturn { child, port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("turn:127.0.0.1:{}?transport=udp", self.port)
-    }
-}
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The `switchboard-gateway` binary beside the node's (another package's binary has no
 /// `CARGO_BIN_EXE_*` here); cargo builds it first, which is a no-op when it is fresh.
@@ -97,7 +45,7 @@ fn a_relay_only_call_connects_through_coturn_with_gateway_credentials() {
     if !external_tool("turnserver") {
         return;
     }
-    let coturn = Coturn::start();
+    let coturn = Coturn::start(TURN_SECRET);
     let redis = RedisServer::start();
     let gateway = Node::start(
         &gateway_binary(),

@@ -5,10 +5,12 @@
 //! them on drop. Nothing here mocks the node.
 
 mod client;
+mod coturn;
 mod process;
 mod redis;
 
 pub use client::{Client, Frame, V1Peer};
+pub use coturn::Coturn;
 pub use process::{Node, external_tool, external_tool_probed, free_port, node_binary, run_until};
 pub use redis::RedisServer;
 
