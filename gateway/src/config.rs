@@ -2,6 +2,7 @@
 //! own flags): a node verifies the tokens a gateway signs, and on a single machine the node
 //! serves the gateway's routes itself. Every flag also reads `SWITCHBOARD_<NAME>`.
 
+use crate::origin::LOCAL_ORIGINS;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -110,7 +111,7 @@ pub struct EdgeArgs {
         long,
         env = "SWITCHBOARD_API_ORIGINS",
         value_delimiter = ',',
-        default_value = "http://localhost:*,http://127.0.0.1:*,https://localhost:*,https://127.0.0.1:*"
+        default_value = LOCAL_ORIGINS
     )]
     pub api_origins: Vec<String>,
 

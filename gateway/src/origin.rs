@@ -15,6 +15,9 @@ enum Rule {
     AnyPort(String),
 }
 
+/// The development default of both allow-lists: any port on localhost, by name or address.
+pub const LOCAL_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*,https://localhost:*,https://127.0.0.1:*";
+
 #[derive(Clone, Debug)]
 pub struct OriginPolicy {
     rules: Vec<Rule>,

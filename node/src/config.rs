@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use switchboard_gateway::origin::LOCAL_ORIGINS;
 
 use clap::{Parser, ValueEnum};
 use switchboard::auth::{KeyError, TokenKeys};
@@ -68,7 +69,7 @@ pub struct Config {
         long,
         env = "SWITCHBOARD_ALLOWED_ORIGINS",
         value_delimiter = ',',
-        default_value = "http://localhost:*,http://127.0.0.1:*,https://localhost:*,https://127.0.0.1:*"
+        default_value = LOCAL_ORIGINS
     )]
     pub allowed_origins: Vec<String>,
 
