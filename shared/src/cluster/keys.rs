@@ -13,6 +13,7 @@
 //! | `sb:{c}:node-rooms:<node>`      | hash    | room → this node's member count there     | room TTL    |
 //! | `sb:{c}:node-info:<node>`       | string  | JSON [`NodeInfo`](crate::api::NodeInfo)   | 2 × lease   |
 //! | `sb:{c}:room:<room>`            | hash    | peer id → [`record`](super::record)       | room TTL    |
+//! | `sb:{c}:parked:<token>`         | string  | a parked session (JSON), or `pending`     | resume grace|
 //! | channel `sb:{c}:node:<node>`    | pub/sub | events for that node's rooms              | —           |
 //! | channel `sb:{c}:control`        | pub/sub | [`Control`](super::Control) messages      | —           |
 
@@ -70,6 +71,11 @@ impl Keys {
     /// The room a `room:` key is for, if `key` is one of this cluster's room keys.
     pub fn room_of_key<'k>(&self, key: &'k str) -> Option<&'k str> {
         key.strip_prefix(&self.prefix)?.strip_prefix("room:")
+    }
+
+    /// A session parked by a draining node, under its resume token.
+    pub fn parked(&self, token: &str) -> String {
+        format!("{}parked:{token}", self.prefix)
     }
 
     pub fn room_prefix(&self) -> String {

@@ -57,6 +57,9 @@ pub enum ErrorCode {
     IdleTimeout,
     /// A seed user id already in the channel was taken over by a newer connection.
     Replaced,
+    /// A `?resume=` token that is unknown, used already or expired, or a room the parked
+    /// session could not be moved back into: join again (the session goes on with a new id).
+    ResumeFailed,
     /// The message could not reach a peer on another node.
     Undeliverable,
     /// Something failed inside the server; the message was not processed.
@@ -106,11 +109,12 @@ impl ErrorCode {
             Self::TokenExpired => "token-expired",
             Self::TokenInvalid => "token-invalid",
             Self::Forbidden => "forbidden",
+            Self::ResumeFailed => "resume-failed",
         }
     }
 
     /// Every code, for metrics that want a series per code from the start.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -141,6 +145,7 @@ impl ErrorCode {
         Self::TokenExpired,
         Self::TokenInvalid,
         Self::Forbidden,
+        Self::ResumeFailed,
     ];
 }
 

@@ -47,6 +47,10 @@ pub mod close {
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// A frame or message exceeded the size limit.
     pub const TOO_BIG: u16 = 1009;
+    /// The node is draining and has sent `reconnect` with a resume token: reconnect at once.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// A `?resume=` token that could not be used (see `resume-failed`): reconnect fresh.
+    pub const RESUME_FAILED: u16 = 4410;
     /// The node is at its connection limit; try again later (or another node).
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// Nothing (not even a pong) arrived within the idle timeout.

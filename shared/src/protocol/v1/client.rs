@@ -16,6 +16,14 @@ pub enum Event {
         node_id: String,
         heartbeat_ms: u64,
         limits: Limits,
+        /// This connection resumed a parked session: same peer id, same rooms.
+        #[serde(default)]
+        resumed: bool,
+    },
+    /// The node is draining: reconnect with `?resume=<resume_token>` within `within_ms`.
+    Reconnect {
+        resume_token: String,
+        within_ms: u64,
     },
     Joined {
         room: String,

@@ -211,6 +211,17 @@ pub enum ServerMessage<'a> {
         node_id: &'a str,
         heartbeat_ms: u64,
         limits: &'a Limits,
+        /// True when this connection took over a parked session (`?resume=<token>`): the peer
+        /// id and every room membership are the ones it had, and what was sent to it in the gap
+        /// follows. Absent on a fresh session.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
+    },
+    /// The node is draining: reconnect (to any node) with `?resume=<resume_token>` within
+    /// `within_ms` to keep this peer id and its rooms; the server closes with 1012 next.
+    Reconnect {
+        resume_token: &'a str,
+        within_ms: u64,
     },
     Joined {
         room: &'a str,
