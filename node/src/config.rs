@@ -126,6 +126,21 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
 
+    /// On SIGTERM (clustered nodes): how many sessions are told to `reconnect` per wave, so the
+    /// other nodes take the resumes in steps rather than all at once.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_WAVE_SIZE", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub drain_wave_size: u64,
+
+    /// Pause between two drain waves, milliseconds. The waves are widened if they would not all
+    /// start within half of `--shutdown-timeout-secs`.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_WAVE_INTERVAL_MS", default_value_t = 100)]
+    pub drain_wave_interval_ms: u64,
+
+    /// How long a session told to `reconnect` stays parked (peer id, rooms, messages for it)
+    /// waiting for its resume, milliseconds; capped by what is left of the shutdown timeout.
+    #[arg(long, env = "SWITCHBOARD_RESUME_GRACE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub resume_grace_ms: u64,
+
     /// Serve the browser client (demo page and SDK) at `/` (turn off in production if the
     /// gateway serves the client).
     #[arg(long, env = "SWITCHBOARD_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
@@ -185,6 +200,14 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_millis(self.resume_grace_ms)
+    }
+
+    pub fn drain_wave_interval(&self) -> Duration {
+        Duration::from_millis(self.drain_wave_interval_ms)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

@@ -11,7 +11,7 @@ use switchboard::protocol::ErrorCode;
 use crate::dialect::Dialect;
 
 /// Message types counted in and out, per dialect. Anything else counts as `other`.
-const V1_TYPES: [&str; 14] = [
+const V1_TYPES: [&str; 15] = [
     "join",
     "leave",
     "signal",
@@ -24,6 +24,7 @@ const V1_TYPES: [&str; 14] = [
     "peer-left",
     "pong",
     "error",
+    "reconnect",
     "invalid",
     "other",
 ];
@@ -73,6 +74,10 @@ pub struct BusMetrics {
     pub errors: IntCounter,
     pub reconnects: IntCounter,
     pub nodes_lost: IntCounter,
+    /// Sessions this node parked while draining (told to reconnect with a resume token).
+    pub parked: IntCounter,
+    /// Sessions that resumed here (took over a session another node parked).
+    pub resumed: IntCounter,
 }
 
 impl BusMetrics {
@@ -107,6 +112,8 @@ impl BusMetrics {
             errors: counter("bus_errors_total", "Cluster bus operations that failed.")?,
             reconnects: counter("bus_reconnects_total", "Lost connections to Redis.")?,
             nodes_lost: counter("bus_nodes_lost_total", "Other nodes declared lost (lease expired).")?,
+            parked: counter("sessions_parked_total", "Sessions parked for a resume elsewhere while draining.")?,
+            resumed: counter("sessions_resumed_total", "Sessions resumed here from a draining node.")?,
         })
     }
 }

@@ -16,7 +16,7 @@ use switchboard::protocol::RoomName;
 use tracing::debug;
 
 use crate::bus::{ClusterEvent, Inbound, RoomInbox};
-use crate::room::{Close, Join, Leave, Room};
+use crate::room::{Close, Join, Leave, Resume, Room};
 use crate::state::NodeState;
 
 pub struct Registry {
@@ -107,20 +107,49 @@ impl Handler<Route> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
+        if let Some(entry) = self.open(&msg.room, &msg.arbiter, ctx) {
+            entry.routed += 1;
+            entry.addr.do_send(msg.join);
+        }
+    }
+}
+
+/// Route a resumed session's member to its room, creating the room if it does not exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RouteResume {
+    pub room: RoomName,
+    pub resume: Resume,
+    pub arbiter: ArbiterHandle,
+}
+
+impl Handler<RouteResume> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: RouteResume, ctx: &mut Context<Self>) {
+        if let Some(entry) = self.open(&msg.room, &msg.arbiter, ctx) {
+            entry.routed += 1;
+            entry.addr.do_send(msg.resume);
+        }
+    }
+}
+
+impl Registry {
+    /// The room `name`, started on `arbiter` if it is not open yet.
+    fn open(&mut self, name: &RoomName, arbiter: &ArbiterHandle, ctx: &mut Context<Self>) -> Option<&mut Entry> {
         let Some(state) = self.state.upgrade() else {
             ctx.stop();
-            return;
+            return None;
         };
-        let entry = self.rooms.entry(msg.room.clone()).or_insert_with(|| {
+        let directory = &self.directory;
+        Some(self.rooms.entry(name.clone()).or_insert_with(|| {
             state.metrics.rooms.inc();
-            debug!(node = %state.node_id, room = %msg.room, "room opened");
-            let (name, registry, st) = (msg.room.clone(), ctx.address(), Arc::clone(&state));
-            let addr = Room::start_in_arbiter(&msg.arbiter, move |_| Room::new(name, st, registry));
-            self.directory.0.write().unwrap_or_else(PoisonError::into_inner).insert(msg.room.clone(), addr.clone());
+            debug!(node = %state.node_id, room = %name, "room opened");
+            let (room, registry, st) = (name.clone(), ctx.address(), Arc::clone(&state));
+            let addr = Room::start_in_arbiter(arbiter, move |_| Room::new(room, st, registry));
+            directory.0.write().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), addr.clone());
             Entry { addr, routed: 0 }
-        });
-        entry.routed += 1;
-        entry.addr.do_send(msg.join);
+        }))
     }
 }
 

@@ -1,7 +1,12 @@
-//! Graceful shutdown: on SIGTERM or SIGINT the node turns unready, closes every session with
-//! "going away" (1001, reason `shutdown`) so clients reconnect elsewhere, waits for them to go
-//! (bounded by `--shutdown-timeout-secs`), leaves the cluster (its lease and records go at
-//! once), then stops the server.
+//! Graceful shutdown: on SIGTERM or SIGINT the node turns unready (new WebSockets get HTTP 503,
+//! so a load balancer sends them elsewhere), hands its sessions over, leaves the cluster (its
+//! lease and records go at once), then stops the server — all within `--shutdown-timeout-secs`.
+//!
+//! On a cluster, sessions are told to `reconnect` with a resume token, in paced waves so the
+//! other nodes are not stormed; each is parked (peer id, rooms, what arrives for it) until its
+//! client resumes on another node, and the node waits until every parked session has been taken
+//! over or its grace has run out. A lone node (and the seed dialect, which has no resume)
+//! closes sessions with "going away" (1001) instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +15,11 @@ use actix_server::ServerHandle;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::session::Drain;
+use crate::session::{Drain, Reconnect};
 use crate::state::NodeState;
+
+/// Time kept back from the shutdown timeout for leaving the cluster and stopping the server.
+const RESERVE: Duration = Duration::from_secs(2);
 
 pub async fn on_signal(state: Arc<NodeState>, server: ServerHandle) {
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -32,19 +40,54 @@ pub async fn on_signal(state: Arc<NodeState>, server: ServerHandle) {
     server.stop(true).await;
 }
 
-/// Closes every session and waits, within the shutdown timeout, for them to be gone.
+/// Hands every session over (or closes it) and waits, within the shutdown timeout, until
+/// nothing is left to hand over.
 pub async fn drain(state: &NodeState) {
+    let started = Instant::now();
+    let timeout = state.config.shutdown_timeout();
+    let deadline = started + timeout.saturating_sub(RESERVE).max(timeout / 2);
+    state.handoff.set_deadline(deadline);
     // Raise the flag before taking the snapshot: a session starting meanwhile either is in the
     // snapshot or sees the flag (see `Session::started`).
     state.start_draining();
     let sessions = state.sessions.all();
     let count = sessions.len();
-    for s in sessions {
-        s.do_send(Drain);
+    if state.bus.resumable() {
+        let (size, interval) = waves(count, state, timeout);
+        for (n, wave) in sessions.chunks(size).enumerate() {
+            if n > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            for s in wave {
+                s.do_send(Reconnect);
+            }
+        }
+    } else {
+        for s in sessions {
+            s.do_send(Drain);
+        }
     }
-    let deadline = Instant::now() + state.config.shutdown_timeout();
-    while !state.sessions.is_empty() && Instant::now() < deadline {
+    while !(state.sessions.is_empty() && state.handoff.settled()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    info!(closed = count, left = state.sessions.len(), "drained");
+    info!(
+        sessions = count,
+        left = state.sessions.len(),
+        still_parked = state.handoff.parked(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "drained"
+    );
+}
+
+/// The wave size and pause: as configured, but widened so that the last wave starts within
+/// half of the shutdown timeout (the other half is for the last resumes).
+fn waves(sessions: usize, state: &NodeState, timeout: Duration) -> (usize, Duration) {
+    let interval = state.config.drain_wave_interval();
+    let mut size = state.config.drain_wave_size.max(1) as usize;
+    let budget = timeout / 2;
+    if !interval.is_zero() {
+        let max_waves = (budget.as_millis() / interval.as_millis()).max(1) as usize;
+        size = size.max(sessions.div_ceil(max_waves));
+    }
+    (size, interval)
 }

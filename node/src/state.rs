@@ -31,6 +31,8 @@ pub struct NodeState {
     pub tokens: Option<TokenKeys>,
     /// Unix milliseconds when the node started (reported in its heartbeats).
     pub started_at: u64,
+    /// Sessions handed to other nodes while this one drains.
+    pub handoff: Handoff,
     draining: AtomicBool,
 }
 
@@ -58,6 +60,7 @@ impl NodeState {
             tokens,
             started_at: unix_ms(),
             draining: AtomicBool::new(false),
+            handoff: Handoff::default(),
         }
     }
 
@@ -143,6 +146,54 @@ impl SessionDirectory {
 
     pub fn all(&self) -> Vec<Addr<Session>> {
         self.map().values().cloned().collect()
+    }
+}
+
+/// Members this node parked for a resume elsewhere, and moved members it still forwards for:
+/// a draining node waits for both to reach zero (within its shutdown timeout).
+#[derive(Default)]
+pub struct Handoff {
+    parked: AtomicUsize,
+    forwarding: AtomicUsize,
+    /// When parked sessions stop waiting (set when the drain starts).
+    until: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Handoff {
+    pub fn park(&self) {
+        self.parked.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn unpark(&self) {
+        self.parked.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn forwarding_started(&self) {
+        self.forwarding.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn forwarding_done(&self) {
+        self.forwarding.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Nothing parked and nothing to forward.
+    pub fn settled(&self) -> bool {
+        self.parked.load(Ordering::Acquire) == 0 && self.forwarding.load(Ordering::Acquire) == 0
+    }
+
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::Acquire)
+    }
+
+    /// Sets when parked sessions stop waiting for their resume; the first call wins.
+    pub fn set_deadline(&self, until: std::time::Instant) {
+        let _ = self.until.set(until);
+    }
+
+    /// How long a session parked now may wait for its resume.
+    pub fn grace(&self, configured: std::time::Duration) -> std::time::Duration {
+        let left = self.until.get().map_or(configured, |u| u.saturating_duration_since(std::time::Instant::now()));
+        configured.min(left)
     }
 }
 

@@ -9,8 +9,13 @@
 //! An access token arrives as the query parameter `access_token` or as a subprotocol entry
 //! `access_token.<jwt>` (a browser's `WebSocket` cannot set headers). That entry is never
 //! echoed back: the node picks `switchboard.v1` when offered, so a browser must offer it too.
+//!
+//! A draining node answers HTTP 503 before upgrading, so a load balancer retries another node.
+//! `?resume=<token>` takes over a session a draining node parked (see `crate::room`'s handoff):
+//! the token is the credential then, and the parked session's grant carries over.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_codec::Framed;
 use actix_http::body::BodySize;
@@ -27,6 +32,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::bus::{Claim, ParkedSession};
 use crate::dialect::{Dialect, error_frame};
 use crate::session::{Grant, Session};
 use crate::state::NodeState;
@@ -82,10 +88,27 @@ pub async fn upgrade(
         )
         .await;
     }
+    if state.draining() {
+        return respond(
+            framed,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ShuttingDown,
+            "this node is draining; connect to another",
+        )
+        .await;
+    }
     if dialect == Dialect::V1 && offers_subprotocol(&req, v1::SUBPROTOCOL) {
         res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(v1::SUBPROTOCOL)));
     }
-    let admitted = admit(&state, &req);
+    let resume = match resume_token(&req).filter(|_| dialect == Dialect::V1) {
+        Some(token) => Some(claim(&state, &token).await),
+        None => None,
+    };
+    let admitted = match &resume {
+        Some(Ok(parked)) => reserve(&state).map(|()| parked.grant.clone().map(|g| Box::new(Grant::from_parts(g)))),
+        Some(Err(e)) => Err((e.clone(), close::RESUME_FAILED)),
+        None => admit(&state, &req),
+    };
     let res = res.finish().drop_body();
     if let Err(e) = framed.send(H1Message::Item((res, BodySize::None))).await {
         if admitted.is_ok() {
@@ -96,7 +119,8 @@ pub async fn upgrade(
     let parts = framed.into_parts();
     match admitted {
         Ok(grant) => {
-            Session::start(state, dialect, parts.io, parts.read_buf, grant);
+            let resume = resume.and_then(Result::ok);
+            Session::start(state, dialect, parts.io, parts.read_buf, grant, resume);
             Ok(())
         }
         Err((err, close_code)) => {
@@ -110,20 +134,52 @@ pub async fn upgrade(
 /// token (if one is required) verifies, and a connection slot is free. `Ok` holds the token's
 /// grant and a reserved slot; `Err` the refusal and its close code.
 fn admit(state: &NodeState, req: &Request) -> Result<Option<Box<Grant>>, (ProtocolError, u16)> {
-    if state.draining() {
-        let err = ProtocolError::new(ErrorCode::ShuttingDown, "this node is shutting down; connect to another");
-        return Err((err, close::GOING_AWAY));
-    }
     let grant = authenticate(state, req).map_err(|e| {
         debug!(error = %e, "access token refused");
         let code = if e.code() == ErrorCode::Forbidden { close::FORBIDDEN } else { close::UNAUTHORIZED };
         (ProtocolError::new(e.code(), e.to_string()), code)
     })?;
+    reserve(state)?;
+    Ok(grant)
+}
+
+fn reserve(state: &NodeState) -> Result<(), (ProtocolError, u16)> {
     if !state.sessions.reserve() {
         let err = ProtocolError::new(ErrorCode::TooManyConnections, "this node is at its connection limit");
         return Err((err, close::TRY_AGAIN_LATER));
     }
-    Ok(grant)
+    Ok(())
+}
+
+/// How long a resume waits for a session its node is still parking.
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
+
+/// Takes the session parked under `token`.
+async fn claim(state: &NodeState, token: &str) -> Result<ParkedSession, ProtocolError> {
+    let failed = |why: String| ProtocolError::new(ErrorCode::ResumeFailed, why);
+    if token.len() > 128 {
+        return Err(failed("not a resume token".into()));
+    }
+    let deadline = Instant::now() + CLAIM_WAIT;
+    loop {
+        match state.bus.claim(token).await {
+            Ok(Claim::Parked(p)) => return Ok(p),
+            Ok(Claim::Pending) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(Claim::Pending) => return Err(failed("the parked session was not released in time".into())),
+            Ok(Claim::Unknown) => return Err(failed("unknown, used or expired resume token; connect afresh".into())),
+            Err(e) => return Err(failed(format!("cannot resume now: {e}"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ResumeQuery {
+    resume: Option<String>,
+}
+
+fn resume_token(req: &Request) -> Option<String> {
+    let q = req.uri().query()?;
+    actix_web::web::Query::<ResumeQuery>::from_query(q).ok()?.into_inner().resume.filter(|t| !t.is_empty())
 }
 
 /// The subprotocol entry that carries a token: `access_token.<jwt>`.
@@ -185,6 +241,9 @@ async fn respond(
     let mut res = Response::with_body(status, ());
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     let size = BodySize::Sized(body.len() as u64);
     let sent = async {
         framed.send(H1Message::Item((res, size))).await?;

@@ -6,12 +6,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, RoomName};
 
-use super::{Bus, BusError, BusResult, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId, RoomEvent};
+use super::{
+    Bus, BusError, BusResult, Claim, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId, ParkedSession,
+    RoomEvent,
+};
 
 #[derive(Default)]
 pub struct MemoryBus {
@@ -116,5 +120,21 @@ impl Bus for MemoryBus {
 
     fn healthy(&self) -> bool {
         true
+    }
+
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    fn park(&self, _: &str, _: Option<&ParkedSession>, _: Duration) -> BusResult<()> {
+        async { Err(BusError::Unavailable("a lone node has nowhere to resume a session".into())) }.boxed()
+    }
+
+    fn claim(&self, _: &str) -> BusResult<Claim> {
+        async { Ok(Claim::Unknown) }.boxed()
+    }
+
+    fn resume(&self, _: &RoomName, _: MemberRecord, _: &NodeId) -> BusResult<Option<Vec<MemberRecord>>> {
+        async { Ok(None) }.boxed()
     }
 }

@@ -60,6 +60,73 @@ pub enum RoomEvent {
         to: Option<PeerId>,
         frame: Bytes,
     },
+    /// A parked member resumed on node `to`: it was on `from`. Sent by the move itself to every
+    /// node holding members of the room, `from` first, and to `to` itself as a marker of where
+    /// the move stands in the order of membership events (see [`crate::room`]'s handoff).
+    Moved {
+        peer: PeerId,
+        from: NodeId,
+        to: NodeId,
+    },
+    /// Node `via` routes to the moved `peer`'s new node from now on. Sent to the old node
+    /// (`direct: false`), which passes it on after whatever it still had to forward, and to the
+    /// new node (`direct: true`), so it knows which relays from `via` already count it in.
+    Fence {
+        peer: PeerId,
+        via: NodeId,
+        direct: bool,
+    },
+    /// Frames the old node had for a moved `peer`: everything it buffered while the peer was
+    /// parked (`handover: true`, which is also the old node's own fence), or a relay that
+    /// reached it from a node that had not heard of the move yet.
+    Forward {
+        peer: PeerId,
+        frames: Vec<Held>,
+        handover: bool,
+    },
+}
+
+/// A frame kept for a member that cannot take it yet, with its metrics label.
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub frame: Bytes,
+    pub kind: &'static str,
+}
+
+/// A session parked by a draining node until it resumes (on any node) with its token.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ParkedSession {
+    pub peer: PeerId,
+    /// The node that parked it, which holds its memberships and buffers meanwhile.
+    pub node: String,
+    pub rooms: Vec<ParkedRoom>,
+    /// What its access token allowed (room, user, role), carried over to the new session.
+    pub grant: Option<(String, String, Role)>,
+    /// Frames for the client produced after it was told to reconnect (a browser reads nothing
+    /// more on a socket it has begun to close): sent right after the resumed `welcome`.
+    #[serde(default)]
+    pub frames: Vec<String>,
+}
+
+/// One room of a parked session, with what its record says about the member.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ParkedRoom {
+    /// The room's name in the cluster (`RoomName::as_str`).
+    pub room: String,
+    pub meta: Option<String>,
+    pub user: Option<String>,
+    pub role: Option<Role>,
+}
+
+/// What the cluster holds under a resume token.
+#[derive(Debug)]
+pub enum Claim {
+    /// The session, now taken: the token cannot be used again.
+    Parked(ParkedSession),
+    /// The token exists but its session is still finishing on its node: ask again shortly.
+    Pending,
+    /// No such token (never issued, used already, or expired).
+    Unknown,
 }
 
 /// Owed to a joiner's node once its `Joined` has been taken in.
@@ -189,4 +256,21 @@ pub trait Bus: Send + Sync + 'static {
 
     /// True while the bus can carry events (the embedded bus always can).
     fn healthy(&self) -> bool;
+
+    /// Whether sessions parked here can resume on another node (not on the embedded bus:
+    /// there is no other node).
+    fn resumable(&self) -> bool;
+
+    /// Stores a parked session under `token` for `ttl` (`None`: the token is issued but its
+    /// session is still finishing).
+    fn park(&self, token: &str, parked: Option<&ParkedSession>, ttl: std::time::Duration) -> BusResult<()>;
+
+    /// Takes the session parked under `token`, at most once.
+    fn claim(&self, token: &str) -> BusResult<Claim>;
+
+    /// Moves `member`, parked on node `from`, to this node in `room`: its record changes owner
+    /// and the room's nodes are told ([`RoomEvent::Moved`]). Returns the members on other
+    /// nodes, or `None` if the parked member is gone from the room (its node left, or the
+    /// record expired).
+    fn resume(&self, room: &RoomName, member: MemberRecord, from: &NodeId) -> BusResult<Option<Vec<MemberRecord>>>;
 }

@@ -10,7 +10,7 @@ use switchboard::api::Member as ApiMember;
 use switchboard::protocol::PeerId;
 use switchboard::protocol::v1::LeaveReason;
 
-use super::Room;
+use super::{Origin, Room};
 use crate::session::Evicted;
 
 /// Every member of the room, on every node this room knows of.
@@ -65,11 +65,12 @@ impl Room {
         while i > 0 {
             i -= 1;
             let m = &self.members[i];
-            if m.session.is_none() || peer.is_some_and(|p| p != m.info.peer_id) {
+            if !m.is_local() || peer.is_some_and(|p| p != m.info.peer_id) {
                 continue;
             }
             // Closing the room: its members all go, so none is told of another's departure.
-            let m = if peer.is_some() { self.remove(i, reason, ctx) } else { self.detach(i, reason, ctx) };
+            let m =
+                if peer.is_some() { self.remove(i, reason, Origin::Control, ctx) } else { self.detach(i, reason, ctx) };
             let (frame, kind) = self.removed_frame(m.seed_user.as_deref(), reason);
             if let Some(session) = m.session {
                 session.do_send(Evicted { room: self.name.clone(), frame: Some(frame), kind });

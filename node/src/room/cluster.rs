@@ -7,7 +7,7 @@ use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use switchboard::protocol::v1::LeaveReason;
 use tracing::{info, warn};
 
-use super::Room;
+use super::{Origin, Room};
 use crate::bus::ClusterEvent;
 
 impl Handler<ClusterEvent> for Room {
@@ -20,7 +20,7 @@ impl Handler<ClusterEvent> for Room {
                 while i > 0 {
                     i -= 1;
                     if self.members[i].node.as_ref() == Some(&node) {
-                        self.remove(i, LeaveReason::NodeLost, ctx);
+                        self.remove(i, LeaveReason::NodeLost, Origin::Control, ctx);
                     }
                 }
             }
@@ -46,12 +46,12 @@ impl Handler<ClusterEvent> for Room {
                     while i > 0 {
                         i -= 1;
                         if act.members[i].node.is_some() && !present.contains(&act.members[i].info.peer_id) {
-                            act.remove(i, LeaveReason::Left, ctx);
+                            act.remove(i, LeaveReason::Left, Origin::Control, ctx);
                             dropped += 1;
                         }
                     }
                     let before = act.members.len();
-                    act.merge_remote(remote);
+                    act.merge_remote(remote, Origin::Control);
                     if dropped > 0 || act.members.len() != before {
                         info!(parent: &act.span, dropped, added = act.members.len() - before, "membership reconciled");
                     }
@@ -70,12 +70,12 @@ impl Room {
             return;
         }
         self.asserted = generation;
-        let records: Vec<_> = self.members.iter().filter(|m| m.session.is_some()).map(|m| self.record(m)).collect();
+        let records: Vec<_> = self.members.iter().filter(|m| m.is_local()).map(|m| self.record(m)).collect();
         for record in records {
             let peer = record.peer;
             let joined = self.state.bus.join(&self.name, record, None);
             ctx.spawn(joined.into_actor(self).map(move |res, act, _| match res {
-                Ok(joined) => act.merge_remote(joined.others),
+                Ok(joined) => act.merge_remote(joined.others, Origin::Control),
                 Err(e) => warn!(parent: &act.span, peer = %peer, error = %e, "re-assert failed"),
             }));
         }

@@ -13,10 +13,14 @@
 mod admin;
 mod cluster;
 mod frames;
+mod handoff;
 mod relay;
 
 pub use admin::{Describe, Remove};
+pub use handoff::{Park, Resume};
 pub use relay::Relay;
+
+use handoff::{Forwarding, Hold, Origin, Verdict};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +32,7 @@ use switchboard::protocol::v1::{LeaveReason, PeerInfo};
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, Role, RoomName};
 use tracing::{Span, debug, info_span, warn};
 
-use crate::bus::{BusError, Joined, MemberRecord, NodeId};
+use crate::bus::{BusError, Held, Joined, MemberRecord, NodeId};
 use crate::dialect::{Dialect, error_frame};
 use crate::registry::{Registry, RoomIdle};
 use crate::session::{Deliver, Evicted, JoinAccepted, JoinRefused, Session};
@@ -45,6 +49,9 @@ pub struct Room {
     joins_seen: u64,
     /// The bus generation under which this room's local members were last written.
     asserted: u64,
+    /// Members that resumed on another node, for whom this node still forwards what reaches it
+    /// (see [`handoff`]).
+    forwarding: Vec<Forwarding>,
     span: Span,
 }
 
@@ -58,20 +65,56 @@ struct Member {
     /// For a local member whose join is still settling across the cluster: what arrived for it
     /// meanwhile, delivered right after its `joined`.
     backlog: Option<Vec<Deliver>>,
+    /// For a member parked by this draining node: what arrived for it since, handed to the
+    /// node it resumes on. A parked member has no session but is still this node's.
+    parked: Option<Vec<Held>>,
+    /// For a member that just resumed here: what waits until the cluster's routes to it settle.
+    hold: Option<Box<Hold>>,
 }
 
 impl Member {
     fn remote(r: MemberRecord) -> Self {
         let info = PeerInfo { peer_id: r.peer, meta: r.meta, user: r.user, role: r.role };
-        Member { info, seed_user: r.seed_user, session: None, node: Some(r.node), backlog: None }
+        Member {
+            info,
+            seed_user: r.seed_user,
+            session: None,
+            node: Some(r.node),
+            backlog: None,
+            parked: None,
+            hold: None,
+        }
     }
 
-    /// Hands `d` to this member's session (or its backlog); a remote member gets nothing here.
+    /// This node's member: connected, or parked while this node drains.
+    fn is_local(&self) -> bool {
+        self.node.is_none()
+    }
+
+    /// Hands `d` to this member's session (or what stands in for it); a remote member gets
+    /// nothing here.
     fn deliver(&mut self, d: Deliver) {
+        if let Some(parked) = &mut self.parked {
+            return handoff::keep(parked, d);
+        }
         match (&mut self.backlog, &self.session) {
             (Some(backlog), _) => backlog.push(d),
             (None, Some(s)) => s.do_send(d),
             (None, None) => {}
+        }
+    }
+
+    /// [`deliver`](Self::deliver), unless the member just resumed here and `d`, coming from
+    /// `origin`, must wait for the routes to settle (or is coming through its old node).
+    fn deliver_from(&mut self, d: Deliver, origin: &Origin, broadcast: bool) {
+        match self.hold.as_mut().map(|h| h.verdict(origin, broadcast)) {
+            None => self.deliver(d),
+            Some(Verdict::Skip) => {}
+            Some(Verdict::Hold) => {
+                if let Some(h) = &mut self.hold {
+                    h.held.push(d);
+                }
+            }
         }
     }
 }
@@ -81,7 +124,18 @@ impl Room {
         let dialect = if name.is_seed() { Dialect::Seed } else { Dialect::V1 };
         let span = info_span!("room", node = %state.node_id, room = %name);
         let asserted = state.bus.generation();
-        Self { name, dialect, state, registry, members: Vec::new(), local: 0, joins_seen: 0, asserted, span }
+        Self {
+            name,
+            dialect,
+            state,
+            registry,
+            members: Vec::new(),
+            local: 0,
+            joins_seen: 0,
+            asserted,
+            forwarding: Vec::new(),
+            span,
+        }
     }
 
     fn position(&self, peer: PeerId) -> Option<usize> {
@@ -109,44 +163,51 @@ impl Room {
     }
 
     /// Adds the remote members this room has not heard of, announcing each to the local ones.
-    fn merge_remote(&mut self, records: Vec<MemberRecord>) {
+    fn merge_remote(&mut self, records: Vec<MemberRecord>, origin: Origin) {
         for r in records {
             if self.position(r.peer).is_none() {
                 let m = Member::remote(r);
                 if let Some(frame) = self.peer_joined_frame(&m.info) {
-                    self.fan_out(&frame, "peer-joined", None, None);
+                    self.fan_out(&frame, "peer-joined", None, None, origin.clone());
                 }
                 self.add(m);
             }
         }
     }
 
-    /// Sends `frame` to every local member but `except`.
-    fn fan_out(&mut self, frame: &Bytes, kind: &'static str, except: Option<PeerId>, received_at: Option<Instant>) {
+    /// Sends `frame`, which came from `origin`, to every local member but `except`.
+    fn fan_out(
+        &mut self,
+        frame: &Bytes,
+        kind: &'static str,
+        except: Option<PeerId>,
+        received_at: Option<Instant>,
+        origin: Origin,
+    ) {
         for m in &mut self.members {
-            if Some(m.info.peer_id) != except && m.session.is_some() {
-                m.deliver(Deliver { frame: frame.clone(), kind, received_at });
+            if Some(m.info.peer_id) != except && m.is_local() {
+                m.deliver_from(Deliver { frame: frame.clone(), kind, received_at }, &origin, true);
             }
         }
     }
 
     fn add(&mut self, member: Member) {
-        if member.session.is_some() {
+        if member.is_local() {
             self.local += 1;
             self.state.metrics.members.inc();
         }
         self.members.push(member);
     }
 
-    /// Removes a member and tells the others; returns it.
-    fn remove(&mut self, index: usize, reason: LeaveReason, ctx: &mut Context<Self>) -> Member {
+    /// Removes a member and tells the others (the news came from `origin`); returns it.
+    fn remove(&mut self, index: usize, reason: LeaveReason, origin: Origin, ctx: &mut Context<Self>) -> Member {
         let m = self.detach(index, reason, ctx);
         // A seed user id taken over stays in the channel (on its new socket): the seed's `quit`
         // notice has no reason field, so sending one would read as a departure.
         if !(self.dialect == Dialect::Seed && reason == LeaveReason::Replaced) {
             let frame = self.peer_left_frame(m.info.peer_id, m.seed_user.as_deref(), reason);
             let kind = if self.dialect == Dialect::V1 { "peer-left" } else { "quit" };
-            self.fan_out(&frame, kind, None, None);
+            self.fan_out(&frame, kind, None, None, origin);
         }
         m
     }
@@ -156,7 +217,10 @@ impl Room {
     fn detach(&mut self, index: usize, reason: LeaveReason, ctx: &mut Context<Self>) -> Member {
         let m = self.members.remove(index);
         let peer = m.info.peer_id;
-        if m.session.is_some() {
+        if m.parked.is_some() {
+            self.state.handoff.unpark();
+        }
+        if m.is_local() {
             self.local -= 1;
             self.state.metrics.members.dec();
             // The bus tells the other nodes; the call enqueues now, so it keeps its place
@@ -179,7 +243,7 @@ impl Room {
     /// Removes every member holding seed user id `user`, evicting local ones.
     fn replace_seed_user(&mut self, user: &Arc<str>, ctx: &mut Context<Self>) {
         while let Some(i) = self.members.iter().position(|m| m.seed_user.as_ref() == Some(user)) {
-            let old = self.remove(i, LeaveReason::Replaced, ctx);
+            let old = self.remove(i, LeaveReason::Replaced, Origin::Control, ctx);
             if let Some(s) = old.session {
                 let err = ProtocolError::new(ErrorCode::Replaced, "a newer connection joined with your userId");
                 let frame = Some(error_frame(self.dialect, &err, None));
@@ -194,7 +258,7 @@ impl Room {
     }
 
     fn check_idle(&self) {
-        if self.local == 0 {
+        if self.local == 0 && self.forwarding.is_empty() {
             self.registry.do_send(RoomIdle { room: self.name.clone(), joins_seen: self.joins_seen });
         }
     }
@@ -220,11 +284,19 @@ impl Room {
         }
         let info = PeerInfo { peer_id: join.peer, meta: join.meta, user: join.user, role: join.role };
         if let Some(frame) = self.peer_joined_frame(&info) {
-            self.fan_out(&frame, "peer-joined", None, None);
+            self.fan_out(&frame, "peer-joined", None, None, Origin::Local);
         }
         let peer = join.peer;
         let backlog = joined.settled.is_some().then(Vec::new);
-        self.add(Member { info, seed_user: join.seed_user, session: Some(join.session.clone()), node: None, backlog });
+        self.add(Member {
+            info,
+            seed_user: join.seed_user,
+            session: Some(join.session.clone()),
+            node: None,
+            backlog,
+            parked: None,
+            hold: None,
+        });
         // The member list as of now: what arrives later reaches the joiner as events.
         let frame = self.joined_frame(join.peer, join.id.as_deref());
         let accepted = JoinAccepted { room: self.name.clone(), addr: ctx.address(), frame };
@@ -329,7 +401,7 @@ impl Handler<Leave> for Room {
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
         if let Some(i) = self.position(msg.peer).filter(|&i| self.members[i].session.is_some()) {
-            self.remove(i, msg.reason, ctx);
+            self.remove(i, msg.reason, Origin::Local, ctx);
         }
         self.check_idle();
     }
@@ -344,7 +416,7 @@ impl Handler<Close> for Room {
     type Result = ();
 
     fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
-        if self.local == 0 {
+        if self.local == 0 && self.forwarding.is_empty() {
             ctx.stop();
         }
     }

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError};
 use tracing::debug;
 
-use super::{Member, Room};
+use super::{Member, Origin, Room};
 use crate::bus::{BusResult, Delivery, Inbound, RoomEvent};
 use crate::dialect::error_frame;
 use crate::session::{Deliver, Session};
@@ -38,7 +38,7 @@ impl Handler<Relay> for Room {
         // first, so the relay reaches nodes that know its sender (the writes go out before it).
         self.reassert_if_stale(ctx);
         let Some(to) = msg.to else {
-            self.fan_out(&msg.frame, msg.kind, Some(msg.from), Some(msg.received_at));
+            self.fan_out(&msg.frame, msg.kind, Some(msg.from), Some(msg.received_at), Origin::Local);
             let nodes = self.remote_nodes();
             if !nodes.is_empty() {
                 let event = RoomEvent::Relay { from: msg.from, to: None, frame: msg.frame };
@@ -48,8 +48,9 @@ impl Handler<Relay> for Room {
             return;
         };
         match self.position(to).map(|i| &mut self.members[i]) {
-            Some(m @ Member { session: Some(_), .. }) => {
-                m.deliver(Deliver { frame: msg.frame, kind: msg.kind, received_at: Some(msg.received_at) });
+            Some(m) if m.is_local() => {
+                let d = Deliver { frame: msg.frame, kind: msg.kind, received_at: Some(msg.received_at) };
+                m.deliver_from(d, &Origin::Local, false);
             }
             Some(Member { node: Some(node), .. }) => {
                 let event = RoomEvent::Relay { from: msg.from, to: Some(to), frame: msg.frame };
@@ -112,33 +113,44 @@ impl Handler<Inbound> for Room {
                     // The seed user id moved to another node's connection: this one is replaced.
                     self.replace_seed_user(user, ctx);
                 }
-                self.merge_remote(vec![r]);
+                self.merge_remote(vec![r], Origin::Script);
                 // Now this room routes to the joiner: its node may tell it that it joined.
                 if let Some(ack) = ack {
                     self.state.bus.ack(ack);
                 }
             }
             RoomEvent::Left { peer, reason } => {
-                if let Some(i) = self.position(peer).filter(|&i| self.members[i].session.is_none()) {
-                    self.remove(i, reason, ctx);
+                if let Some(i) = self.position(peer).filter(|&i| !self.members[i].is_local()) {
+                    self.remove(i, reason, Origin::Script, ctx);
                 }
             }
             RoomEvent::Relay { from, to, frame } => {
                 // Only from a member this room knows on another node: a node that was declared
                 // lost and comes back cannot slip in relays from peers that have "left".
-                if self.position(from).is_none_or(|i| self.members[i].session.is_some()) {
+                let Some(origin) = self.position(from).and_then(|i| self.members[i].node.clone()) else {
                     debug!(parent: &self.span, from = %from, "dropped a relay from a peer not in this room");
                     return;
-                }
+                };
                 match to {
                     Some(to) => {
-                        if let Some(i) = self.position(to) {
-                            self.members[i].deliver(Deliver { frame, kind: "signal", received_at: None });
+                        let Some(i) = self.position(to) else { return };
+                        if self.members[i].is_local() {
+                            let d = Deliver { frame, kind: "signal", received_at: None };
+                            self.members[i].deliver_from(d, &Origin::Node(origin), false);
+                        } else {
+                            // Sent here by a node that has not heard yet that `to` moved on.
+                            self.forward_relay(to, frame, "signal");
                         }
                     }
-                    None => self.fan_out(&frame, "broadcast", Some(from), None),
+                    None => {
+                        self.forward_broadcast(from, &origin, &frame);
+                        self.fan_out(&frame, "broadcast", Some(from), None, Origin::Node(origin));
+                    }
                 }
             }
+            RoomEvent::Moved { peer, from, to } => self.on_moved(peer, from, to, ctx),
+            RoomEvent::Fence { peer, via, direct } => self.on_fence(peer, via, direct, ctx),
+            RoomEvent::Forward { peer, frames, handover } => self.on_forward(peer, frames, handover),
         }
     }
 }

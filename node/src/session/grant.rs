@@ -24,6 +24,15 @@ impl From<auth::Grant> for Grant {
 }
 
 impl Grant {
+    /// The grant as a parked session carries it to the node it resumes on.
+    pub fn parts(&self) -> (String, String, Role) {
+        (self.room.to_string(), self.user.to_string(), self.role)
+    }
+
+    pub fn from_parts((room, user, role): (String, String, Role)) -> Self {
+        Self { room: room.into(), user: user.into(), role }
+    }
+
     /// A token for room A never opens room B.
     pub fn check_join(&self, room: &str) -> Result<(), ProtocolError> {
         if *self.room == *room {

@@ -25,6 +25,7 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        let Some(msg) = self.buffer_while_resuming(msg) else { return };
         self.send(&msg.frame, msg.kind, ctx);
         if let Some(t) = msg.received_at {
             self.state.metrics.relay_latency.observe(t.elapsed().as_secs_f64());
@@ -52,6 +53,38 @@ impl Handler<JoinAccepted> for Session {
         self.pending.swap_remove(i);
         self.rooms.push(JoinedRoom { name: msg.room, addr: msg.addr });
         self.send(&msg.frame, "joined", ctx);
+    }
+}
+
+/// A room took this resumed session's member back.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResumeAccepted {
+    pub room: RoomName,
+    pub addr: Addr<Room>,
+}
+
+impl Handler<ResumeAccepted> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResumeAccepted, ctx: &mut Context<Self>) {
+        let joined = JoinedRoom { name: msg.room.clone(), addr: msg.addr };
+        self.room_resumed(msg.room, Some(joined), ctx);
+    }
+}
+
+/// A room could not take this resumed session's member back (it is gone from the room).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ResumeRefused {
+    pub room: RoomName,
+}
+
+impl Handler<ResumeRefused> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResumeRefused, ctx: &mut Context<Self>) {
+        self.room_resumed(msg.room, None, ctx);
     }
 }
 

@@ -6,12 +6,14 @@
 //! speak as another peer. The dialects' message handling lives in [`v1`] and [`seed`].
 
 mod grant;
+mod handoff;
 mod inbox;
 mod seed;
 mod v1;
 
 pub use grant::Grant;
-pub use inbox::{Deliver, Drain, Evicted, Heartbeat, JoinAccepted, JoinRefused};
+pub use handoff::{Reconnect, RoomParked};
+pub use inbox::{Deliver, Drain, Evicted, Heartbeat, JoinAccepted, JoinRefused, ResumeAccepted, ResumeRefused};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, RoomName, close};
 use tokio::net::TcpStream;
 use tracing::{Span, debug, info, info_span};
 
+use crate::bus::ParkedSession;
 use crate::dialect::{Dialect, error_frame};
 use crate::limits::Admission;
 use crate::registry::RouteLeave;
@@ -51,6 +54,8 @@ pub struct Session {
     leave_reason: LeaveReason,
     /// What its access token allows; `None` for an anonymous peer (no token required).
     grant: Option<Box<Grant>>,
+    /// Being handed to another node (draining) or taken over from one (resuming).
+    handoff: Option<Box<handoff::Handoff>>,
     span: Span,
 }
 
@@ -67,11 +72,21 @@ impl Session {
         io: TcpStream,
         leftover: BytesMut,
         grant: Option<Box<Grant>>,
+        resume: Option<ParkedSession>,
     ) -> Addr<Session> {
         let _ = io.set_nodelay(true);
         let (rd, wr) = io.into_split();
         let now = Instant::now();
-        let id = PeerId(rand::random());
+        let id = resume.as_ref().map_or_else(|| PeerId(rand::random()), |p| p.peer);
+        let handoff = resume.map(|p| {
+            Box::new(handoff::Handoff::Resuming {
+                parked: Some(p),
+                waiting: 0,
+                failed: false,
+                replay: Vec::new(),
+                buffered: Vec::new(),
+            })
+        });
         let span = info_span!("session", node = %state.node_id, peer = %id, proto = dialect.as_str());
         Session::create(move |ctx| {
             transport::start::<Session>(ctx, Reader::new(rd, leftover, state.config.max_message_bytes));
@@ -87,13 +102,31 @@ impl Session {
                 fragments: None,
                 leave_reason: LeaveReason::Disconnected,
                 grant,
+                handoff,
                 span,
             }
         })
     }
 
+    /// The first frame of a v1 session.
+    fn welcome(&mut self, resumed: bool, ctx: &mut Context<Self>) {
+        let welcome = ServerMessage::Welcome {
+            protocol: switchboard::protocol::v1::VERSION,
+            peer_id: self.id,
+            node_id: &self.state.node_id,
+            heartbeat_ms: self.state.config.heartbeat().as_millis() as u64,
+            limits: &self.state.limits,
+            resumed,
+        }
+        .to_json();
+        self.send(welcome.as_bytes(), "welcome", ctx);
+    }
+
     /// Queues a frame for the client; a client too slow to take it is cut off.
     fn send(&mut self, frame: &[u8], kind: &'static str, ctx: &mut Context<Self>) {
+        if self.keep_for_resume(frame) {
+            return;
+        }
         if self.out.text(frame).is_err() {
             let queued = self.out.queued();
             info!(parent: &self.span, queued, "outbound queue full: closing slow consumer");
@@ -211,23 +244,18 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.state.sessions.insert(self.id, ctx.address());
         self.state.metrics.connection_opened(self.dialect);
-        if self.dialect == Dialect::V1 {
-            let welcome = ServerMessage::Welcome {
-                protocol: switchboard::protocol::v1::VERSION,
-                peer_id: self.id,
-                node_id: &self.state.node_id,
-                heartbeat_ms: self.state.config.heartbeat().as_millis() as u64,
-                limits: &self.state.limits,
-            }
-            .to_json();
-            self.send(welcome.as_bytes(), "welcome", ctx);
+        if self.handoff.is_some() {
+            // Resuming: `welcome` follows once its rooms have taken it back.
+            self.start_resume(ctx);
+        } else if self.dialect == Dialect::V1 {
+            self.welcome(false, ctx);
         }
         debug!(parent: &self.span, "session opened");
         // A drain snapshots the directory after raising its flag, and this session registered
         // before looking at the flag: so either the drain saw this session, or this session
         // sees the drain.
         if self.state.draining() {
-            self.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
+            ctx.notify(Reconnect);
         }
     }
 
@@ -291,6 +319,8 @@ impl Connection for Session {
             },
             Frame::Ping(b) => self.out.control(actix_http::ws::Message::Pong(b)),
             Frame::Pong(_) => {}
+            // Told to reconnect: the client's close means all it sent has been relayed.
+            Frame::Close(_) if self.parking() => self.park(ctx),
             Frame::Close(reason) => {
                 let code = reason.as_ref().map_or(close::NORMAL, |r| u16::from(r.code));
                 self.close(code, "bye", LeaveReason::Disconnected, ctx);
@@ -308,7 +338,12 @@ impl Connection for Session {
     }
 
     fn on_closed(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
+        if self.parking() {
+            self.park(ctx);
+        } else if !matches!(self.handoff.as_deref(), Some(handoff::Handoff::Parking { .. })) || self.out.is_closing() {
+            // (A session still parking stops once its own close has gone out.)
+            ctx.stop();
+        }
     }
 }
 

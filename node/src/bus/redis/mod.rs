@@ -42,9 +42,12 @@ pub use switchboard::cluster::Keys;
 use writer::Op;
 
 use super::{
-    Bus, BusError, BusResult, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId,
-    RoomEvent,
+    Bus, BusError, BusResult, Claim, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId,
+    ParkedSession, RoomEvent,
 };
+
+/// What a resume token holds while its session is still being parked.
+const PENDING: &str = "pending";
 use crate::metrics::BusMetrics;
 
 /// Timings of the Redis bus.
@@ -193,6 +196,39 @@ impl Bus for RedisBus {
         self.shared.generation.load(Ordering::SeqCst)
     }
 
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn park(&self, token: &str, parked: Option<&ParkedSession>, ttl: Duration) -> BusResult<()> {
+        let value = match parked {
+            None => PENDING.to_string(),
+            Some(p) => match serde_json::to_string(p) {
+                Ok(v) => v,
+                Err(e) => return async move { Err(BusError::Corrupt(e.to_string())) }.boxed(),
+            },
+        };
+        let (reply, rx) = oneshot::channel();
+        self.shared.enqueue(Op::Park { key: self.shared.keys.parked(token), value, ttl, reply });
+        answer(rx)
+    }
+
+    fn claim(&self, token: &str) -> BusResult<Claim> {
+        let (reply, rx) = oneshot::channel();
+        self.shared.enqueue(Op::Claim { key: self.shared.keys.parked(token), reply });
+        answer(rx)
+    }
+
+    fn resume(&self, room: &RoomName, member: MemberRecord, from: &NodeId) -> BusResult<Option<Vec<MemberRecord>>> {
+        let (reply, rx) = oneshot::channel();
+        let moved = wire::encode_event(
+            room,
+            &RoomEvent::Moved { peer: member.peer, from: from.clone(), to: self.shared.keys.node().clone() },
+        );
+        self.shared.enqueue(Op::Move { room: room.clone(), member, from: from.clone(), moved, reply });
+        answer(rx)
+    }
+
     fn healthy(&self) -> bool {
         self.shared.health.healthy(self.shared.settings.canary_every)
     }
@@ -240,6 +276,20 @@ impl Shared {
         self.enqueue(Op::Publish { nodes: vec![ack.node], payload, generation, queued_at: Instant::now(), reply });
     }
 
+    /// Tells a moved peer's old and new nodes that this node routes to the new one from now on
+    /// (see `crate::room`'s handoff): through the old node, behind what it still forwards, and
+    /// straight to the new one.
+    pub(super) fn send_fences(&self, room: &RoomName, peer: PeerId, from: NodeId, to: NodeId) {
+        let via = self.keys.node().clone();
+        let generation = self.generation.load(Ordering::SeqCst);
+        for (node, direct) in [(from, false), (to, true)] {
+            let (reply, _) = oneshot::channel();
+            let event = RoomEvent::Fence { peer, via: via.clone(), direct };
+            let payload = Bytes::from(wire::encode_event(room, &event));
+            self.enqueue(Op::Publish { nodes: vec![node], payload, generation, queued_at: Instant::now(), reply });
+        }
+    }
+
     fn send_cluster(&self, event: ClusterEvent) {
         if let Some(i) = self.inboxes.get() {
             i.cluster.do_send(event);
@@ -284,8 +334,24 @@ impl Shared {
                 };
                 let _ = reply.send(out);
             }
-            Op::Leave { reply, .. } | Op::Goodbye { reply } => {
+            Op::Leave { reply, .. } | Op::Goodbye { reply } | Op::Park { reply, .. } => {
                 let _ = reply.send(failed.map_or(Ok(()), Err));
+            }
+            Op::Claim { reply, .. } => {
+                let out = match failed {
+                    Some(e) => Err(e),
+                    None => replies::claim(results.into_iter().next()),
+                };
+                let _ = reply.send(out);
+            }
+            Op::Move { reply, .. } => {
+                let gone = results.iter().any(|r| r.as_ref().is_err_and(|e| is_script_error(e, "GONE")));
+                let out = match failed {
+                    _ if gone => Ok(None),
+                    Some(e) => Err(e),
+                    None => records(results.into_iter().next()).map(Some),
+                };
+                let _ = reply.send(out);
             }
             Op::Publish { reply, .. } => {
                 let nodes = results.iter().filter(|r| matches!(r, Ok(Value::Int(n)) if *n > 0)).count();
@@ -350,11 +416,17 @@ impl Shared {
                         return;
                     }
                 }
-                if let Err(Inbound { event: RoomEvent::Joined(_, Some(ack)), .. }) =
-                    inboxes.rooms.deliver(Inbound { room, event })
-                {
+                match inboxes.rooms.deliver(Inbound { room, event }) {
                     // No such room here (it just closed): nothing here needs to know the joiner.
-                    self.send_ack(ack);
+                    Err(Inbound { event: RoomEvent::Joined(_, Some(ack)), .. }) => self.send_ack(ack),
+                    // Nothing here routes to the moved peer any more; its new node still waits
+                    // for this node's word on it.
+                    Err(Inbound { room, event: RoomEvent::Moved { peer, from, to } })
+                        if &to != self.keys.node() && &from != self.keys.node() =>
+                    {
+                        self.send_fences(&room, peer, from, to)
+                    }
+                    _ => {}
                 }
             }
             Err(e) => {

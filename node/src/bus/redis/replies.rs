@@ -3,7 +3,7 @@
 use redis::{RedisError, RedisResult, Value};
 
 use super::wire;
-use crate::bus::{BusError, MemberRecord};
+use crate::bus::{BusError, Claim, MemberRecord};
 
 /// `[peer, record, peer, record, ...]` into member records.
 pub(super) fn records(value: Option<RedisResult<Value>>) -> Result<Vec<MemberRecord>, BusError> {
@@ -33,4 +33,19 @@ pub(super) fn joined(value: Option<RedisResult<Value>>) -> Result<(usize, Vec<Me
 /// version it arrives as its own error code or as the detail of a generic `ERR`.
 pub(super) fn is_script_error(e: &RedisError, name: &str) -> bool {
     e.code() == Some(name) || e.detail().is_some_and(|d| d.split_whitespace().next() == Some(name))
+}
+
+/// The claim script's answer: a parked session's JSON, `pending`, or nil.
+pub(super) fn claim(value: Option<RedisResult<Value>>) -> Result<Claim, BusError> {
+    let text: Option<String> = match value {
+        Some(Ok(v)) => redis::from_redis_value(v).map_err(|e| BusError::Corrupt(e.to_string()))?,
+        _ => None,
+    };
+    match text.as_deref() {
+        None => Ok(Claim::Unknown),
+        Some(super::PENDING) => Ok(Claim::Pending),
+        Some(json) => {
+            serde_json::from_str(json).map(Claim::Parked).map_err(|e| BusError::Corrupt(format!("parked session: {e}")))
+        }
+    }
 }

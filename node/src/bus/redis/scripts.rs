@@ -28,6 +28,8 @@ pub struct Scripts {
     pub join: Script,
     pub leave: Script,
     pub goodbye: Script,
+    pub moves: Script,
+    pub claim: Script,
 }
 
 impl Scripts {
@@ -43,6 +45,8 @@ impl Scripts {
             join: one(con, include_str!("lua/join.lua")).await?,
             leave: one(con, include_str!("lua/leave.lua")).await?,
             goodbye: one(con, include_str!("lua/goodbye.lua")).await?,
+            moves: one(con, include_str!("lua/move.lua")).await?,
+            claim: one(con, include_str!("lua/claim.lua")).await?,
         })
     }
 }

@@ -12,7 +12,7 @@ use switchboard::cluster;
 use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, Role, RoomName};
 
-use crate::bus::{BusError, JoinAck, MemberRecord, NodeId, RoomEvent};
+use crate::bus::{BusError, Held, JoinAck, MemberRecord, NodeId, RoomEvent};
 
 /// Bumped when the message layout changes; a node drops messages of another version.
 const VERSION: u8 = 1;
@@ -66,6 +66,41 @@ pub enum WireEvent<'a> {
         user: Option<&'a str>,
         role: Option<Role>,
     },
+    Moved {
+        peer: u64,
+        from: &'a str,
+        to: &'a str,
+    },
+    Fence {
+        peer: u64,
+        via: &'a str,
+        direct: bool,
+    },
+    Forward {
+        peer: u64,
+        #[serde(borrow)]
+        frames: Vec<WireFrame<'a>>,
+        handover: bool,
+    },
+}
+
+/// A forwarded frame and its kind (an index into [`KINDS`]).
+#[derive(Serialize, Deserialize)]
+pub struct WireFrame<'a> {
+    kind: u8,
+    #[serde(with = "serde_bytes")]
+    frame: &'a [u8],
+}
+
+/// The kinds of frame a room hands a member (metrics labels), by their wire index.
+const KINDS: [&str; 7] = ["signal", "broadcast", "peer-joined", "peer-left", "left", "error", "relay"];
+
+fn kind_index(kind: &str) -> u8 {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len() - 1) as u8
+}
+
+fn kind_name(index: u8) -> &'static str {
+    KINDS.get(usize::from(index)).copied().unwrap_or("relay")
 }
 
 pub fn encode(msg: &Wire<'_>) -> Vec<u8> {
@@ -96,6 +131,13 @@ pub fn encode_event(room: &RoomName, event: &RoomEvent) -> Vec<u8> {
         RoomEvent::Relay { from, to, frame } => {
             WireEvent::Relay { from: from.0, to: to.map(|p| p.0), frame, sent_us: now_us() }
         }
+        RoomEvent::Moved { peer, from, to } => WireEvent::Moved { peer: peer.0, from, to },
+        RoomEvent::Fence { peer, via, direct } => WireEvent::Fence { peer: peer.0, via, direct: *direct },
+        RoomEvent::Forward { peer, frames, handover } => WireEvent::Forward {
+            peer: peer.0,
+            frames: frames.iter().map(|h| WireFrame { kind: kind_index(h.kind), frame: &h.frame }).collect(),
+            handover: *handover,
+        },
     };
     encode(&Wire::Room { room: room.as_str(), event })
 }
@@ -143,6 +185,18 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
             sent = Some(sent_us);
             RoomEvent::Relay { from: PeerId(from), to: to.map(PeerId), frame: bytes::Bytes::copy_from_slice(frame) }
         }
+        WireEvent::Moved { peer, from, to } => {
+            RoomEvent::Moved { peer: PeerId(peer), from: from.into(), to: to.into() }
+        }
+        WireEvent::Fence { peer, via, direct } => RoomEvent::Fence { peer: PeerId(peer), via: via.into(), direct },
+        WireEvent::Forward { peer, frames, handover } => RoomEvent::Forward {
+            peer: PeerId(peer),
+            frames: frames
+                .into_iter()
+                .map(|f| Held { frame: bytes::Bytes::copy_from_slice(f.frame), kind: kind_name(f.kind) })
+                .collect(),
+            handover,
+        },
     };
     Ok(Decoded::Room { room, event, sent_us: sent })
 }
@@ -264,6 +318,27 @@ mod tests {
         assert_eq!(back.seed_user.as_deref(), Some("alice"));
         let record = parse_record("0000000000001", &record(&back, 3)).expect("parses");
         assert_eq!((record.user.as_deref(), record.role), (Some("ann"), Some(Role::Viewer)));
+    }
+
+    #[test]
+    fn handoff_events_round_trip() {
+        let room = RoomName::v1("r").expect("valid");
+        let frames = vec![
+            Held { frame: bytes::Bytes::from_static(b"{\"a\":1}"), kind: "signal" },
+            Held { frame: bytes::Bytes::from_static(b"{}"), kind: "peer-left" },
+        ];
+        let payload = encode_event(&room, &RoomEvent::Forward { peer: PeerId(7), frames, handover: true });
+        let Ok(Decoded::Room { event: RoomEvent::Forward { peer, frames, handover }, .. }) = decode(&payload) else {
+            panic!("not a forward");
+        };
+        assert_eq!((peer, handover, frames.len()), (PeerId(7), true, 2));
+        assert_eq!((&frames[0].frame[..], frames[0].kind, frames[1].kind), (&b"{\"a\":1}"[..], "signal", "peer-left"));
+        let payload =
+            encode_event(&room, &RoomEvent::Moved { peer: PeerId(7), from: "node-a".into(), to: "node-b".into() });
+        let Ok(Decoded::Room { event: RoomEvent::Moved { from, to, .. }, .. }) = decode(&payload) else {
+            panic!("not a move");
+        };
+        assert_eq!((from.as_ref(), to.as_ref()), ("node-a", "node-b"));
     }
 
     #[test]

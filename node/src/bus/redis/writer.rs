@@ -26,7 +26,7 @@ use super::lease::{leave_cluster, publish_canary, reap_nodes, register, renew_le
 use super::replies::is_script_error;
 use super::scripts::Scripts;
 use super::{Shared, wire};
-use crate::bus::{BusError, ClusterEvent, Delivery, MemberRecord, NodeId};
+use crate::bus::{BusError, Claim, ClusterEvent, Delivery, MemberRecord, NodeId};
 
 /// One queued operation and where its answer goes.
 pub enum Op {
@@ -58,6 +58,26 @@ pub enum Op {
         room: RoomName,
         reply: oneshot::Sender<Result<Vec<MemberRecord>, BusError>>,
     },
+    /// Store a parked session (or the `pending` marker) under its token.
+    Park {
+        key: String,
+        value: String,
+        ttl: Duration,
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
+    /// Take a parked session.
+    Claim {
+        key: String,
+        reply: oneshot::Sender<Result<Claim, BusError>>,
+    },
+    /// Move a resumed member here from the node that parked it.
+    Move {
+        room: RoomName,
+        member: MemberRecord,
+        from: NodeId,
+        moved: Vec<u8>,
+        reply: oneshot::Sender<Result<Option<Vec<MemberRecord>>, BusError>>,
+    },
     /// Leave the cluster; the writer stops after it.
     Goodbye {
         reply: oneshot::Sender<Result<(), BusError>>,
@@ -70,7 +90,9 @@ impl Op {
         match self {
             Op::Join { reply, .. } => drop(reply.send(Err(err))),
             Op::Members { reply, .. } => drop(reply.send(Err(err))),
-            Op::Leave { reply, .. } | Op::Goodbye { reply } => drop(reply.send(Err(err))),
+            Op::Leave { reply, .. } | Op::Goodbye { reply } | Op::Park { reply, .. } => drop(reply.send(Err(err))),
+            Op::Claim { reply, .. } => drop(reply.send(Err(err))),
+            Op::Move { reply, .. } => drop(reply.send(Err(err))),
             Op::Publish { reply, .. } => drop(reply.send(Err(err))),
         }
     }
@@ -307,6 +329,29 @@ async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisRes
             }
             Op::Members { room, .. } => {
                 pipe.cmd("HGETALL").arg(k.room(room));
+            }
+            Op::Park { key, value, ttl, .. } => {
+                pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(ms(*ttl));
+            }
+            Op::Claim { key, .. } => {
+                pipe.add_command(l.scripts.claim.cmd::<&str>(&[key], &[]));
+            }
+            Op::Move { room, member, from, moved, .. } => {
+                let from_rooms = format!("{}{from}", k.node_rooms_prefix());
+                pipe.add_command(l.scripts.moves.cmd(
+                    &[&k.lease(), &k.room(room), &k.node_rooms(), &from_rooms],
+                    &[
+                        k.node().as_bytes(),
+                        epoch.as_bytes(),
+                        member.peer.to_string().as_bytes(),
+                        wire::record(member, l.epoch).as_bytes(),
+                        moved,
+                        ttl.as_bytes(),
+                        k.channel_prefix().as_bytes(),
+                        room.as_str().as_bytes(),
+                        from.as_bytes(),
+                    ],
+                ));
             }
             // The run loop takes a goodbye out of the batch; one that got here is a no-op.
             Op::Goodbye { .. } => {

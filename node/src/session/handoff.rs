@@ -1,0 +1,281 @@
+//! A session's part in a drain: told to reconnect and parked on the draining node; taken back
+//! on the node its client comes back to (see `crate::room`'s handoff for the rooms' part).
+//!
+//! Parking waits for the client: after `reconnect` the client stops sending and closes, so
+//! once its close arrives everything it sent has been relayed. Nothing more is written to the
+//! socket after `reconnect` (a browser drops what reaches a socket it has begun to close):
+//! what the session would have written — replies, and what its rooms deliver until they have
+//! parked the member — goes with the parked session, which is stored under its token only
+//! then; then the socket is closed (1012). A client that resumes after that close always finds
+//! its session, and gets those frames right after the resumed `welcome`.
+
+use std::time::Duration;
+
+use actix::{ActorFutureExt, Arbiter, AsyncContext, Context, Handler, Message, WrapFuture};
+use futures_util::FutureExt;
+use serde_json::value::RawValue;
+use switchboard::protocol::v1::{LeaveReason, ServerMessage};
+use switchboard::protocol::{ErrorCode, ProtocolError, RoomName, close};
+use tracing::{debug, warn};
+
+use super::{Deliver, JoinedRoom, Session};
+use crate::bus::{ParkedRoom, ParkedSession};
+use crate::dialect::Dialect;
+use crate::registry::RouteResume;
+use crate::room::{Park, Resume};
+
+/// How long a client told to reconnect has to close its socket before it is parked anyway.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// How much longer than the client's window the token lives (clocks, a resume in flight).
+const TOKEN_MARGIN: Duration = Duration::from_secs(1);
+
+/// How much longer than the token a parked member waits in its rooms: a resume that took the
+/// token just in time still finds its member.
+const MEMBER_MARGIN: Duration = Duration::from_secs(2);
+
+pub enum Handoff {
+    /// `reconnect` sent: parks when the client closes; `kept` is what it would have written
+    /// since (at most [`MAX_KEPT_BYTES`]).
+    Parking {
+        token: String,
+        grace: Duration,
+        parked: bool,
+        kept: Vec<String>,
+        bytes: usize,
+        /// Rooms still to answer [`Park`], and what those that did said.
+        waiting: usize,
+        rooms: Vec<ParkedRoom>,
+    },
+    /// Taking its rooms back; `welcome` waits until every room has answered, then `replay` (what
+    /// the old node kept) and `buffered` (what its rooms delivered here meanwhile) follow.
+    Resuming {
+        parked: Option<ParkedSession>,
+        waiting: usize,
+        failed: bool,
+        replay: Vec<String>,
+        buffered: Vec<Deliver>,
+    },
+}
+
+/// What a session told to reconnect keeps for its client at most; past it the session is not
+/// resumable (its client could not be given everything).
+const MAX_KEPT_BYTES: usize = 1024 * 1024;
+
+/// A room parked this session's member (`None`: it was not a member any more).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomParked {
+    pub parked: Option<ParkedRoom>,
+}
+
+impl Handler<RoomParked> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoomParked, ctx: &mut Context<Self>) {
+        let Some(Handoff::Parking { waiting, rooms, .. }) = self.handoff.as_deref_mut() else { return };
+        if *waiting == 0 {
+            return;
+        }
+        *waiting -= 1;
+        rooms.extend(msg.parked);
+        self.parked_in_rooms(ctx);
+    }
+}
+
+/// The node drains: hand this session over to whichever node its client comes back to.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconnect;
+
+impl Handler<Reconnect> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Reconnect, ctx: &mut Context<Self>) {
+        match self.handoff.as_deref() {
+            _ if self.out.is_closing() => return,
+            Some(Handoff::Parking { .. }) => return,
+            // Still taking its rooms back from another node: hand it on once it has them.
+            Some(Handoff::Resuming { .. }) => {
+                ctx.run_later(Duration::from_millis(50), |_, ctx| ctx.notify(Reconnect));
+                return;
+            }
+            None => {}
+        }
+        if self.dialect == Dialect::Seed || !self.state.bus.resumable() {
+            // The seed protocol has no resume, and a lone node nowhere to resume to.
+            return self.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
+        }
+        if !self.pending.is_empty() {
+            // A join is settling (bounded by the bus's acknowledgement wait): park after it.
+            ctx.run_later(Duration::from_millis(50), |_, ctx| ctx.notify(Reconnect));
+            return;
+        }
+        let grace = self.state.handoff.grace(self.state.config.resume_grace());
+        let token = format!("{:032x}", rand::random::<u128>());
+        let issued = self.state.bus.park(&token, None, grace + TOKEN_MARGIN);
+        ctx.wait(issued.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                warn!(parent: &act.span, error = %e, "cannot park the session; closing it instead");
+                return act.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
+            }
+            let frame = ServerMessage::Reconnect { resume_token: &token, within_ms: grace.as_millis() as u64 };
+            act.send(frame.to_json().as_bytes(), "reconnect", ctx);
+            act.handoff = Some(Box::new(Handoff::Parking {
+                token,
+                grace,
+                parked: false,
+                kept: Vec::new(),
+                bytes: 0,
+                waiting: 0,
+                rooms: Vec::new(),
+            }));
+            ctx.run_later(CLOSE_WAIT, |act, ctx| act.park(ctx));
+        }));
+    }
+}
+
+impl Session {
+    /// True while this session waits for its client's close to park.
+    pub(super) fn parking(&self) -> bool {
+        matches!(self.handoff.as_deref(), Some(Handoff::Parking { parked: false, .. }))
+    }
+
+    /// Parks this session's memberships; once every room has answered, stores the session
+    /// under its token and closes the socket.
+    pub(super) fn park(&mut self, ctx: &mut Context<Self>) {
+        // Its rooms keep the member now: the session must not leave them when it stops.
+        let rooms: Vec<JoinedRoom> = self.rooms.drain(..).collect();
+        let Some(Handoff::Parking { grace, parked, waiting, .. }) = self.handoff.as_deref_mut() else { return };
+        if *parked {
+            return;
+        }
+        *parked = true;
+        *waiting = rooms.len();
+        let member_grace = *grace + TOKEN_MARGIN + MEMBER_MARGIN;
+        for r in &rooms {
+            r.addr.do_send(Park { peer: self.id, session: ctx.address(), grace: member_grace });
+        }
+        self.parked_in_rooms(ctx);
+    }
+
+    /// Every room has parked the member (each answered behind what it delivered before, so
+    /// all of that is kept): store the session, then close.
+    fn parked_in_rooms(&mut self, ctx: &mut Context<Self>) {
+        let Some(Handoff::Parking { token, grace, waiting: 0, kept, bytes, rooms, .. }) = self.handoff.as_deref_mut()
+        else {
+            return;
+        };
+        let (token, grace, bytes) = (token.clone(), *grace, *bytes);
+        let parked = ParkedSession {
+            peer: self.id,
+            node: self.state.node_id.to_string(),
+            rooms: std::mem::take(rooms),
+            grant: self.grant.as_ref().map(|g| g.parts()),
+            frames: std::mem::take(kept),
+        };
+        // Too much to carry: the token stays `pending` and its resume fails cleanly.
+        let stored = if bytes > MAX_KEPT_BYTES {
+            warn!(parent: &self.span, bytes, "too much kept for the client: it cannot resume");
+            futures_util::future::ready(Ok(())).boxed()
+        } else {
+            self.state.bus.park(&token, Some(&parked), grace + TOKEN_MARGIN)
+        };
+        ctx.wait(stored.into_actor(self).map(|res, act, ctx| {
+            if let Err(e) = res {
+                warn!(parent: &act.span, error = %e, "parked session not stored: it cannot resume");
+            }
+            debug!(parent: &act.span, "parked");
+            act.state.metrics.bus.parked.inc();
+            act.close(close::SERVICE_RESTART, "service-restart", LeaveReason::Shutdown, ctx);
+        }));
+    }
+
+    /// A session taking over a parked one: asks each of its rooms for the member back.
+    pub(super) fn start_resume(&mut self, ctx: &mut Context<Self>) {
+        let Some(Handoff::Resuming { parked, replay, .. }) = self.handoff.as_deref_mut() else { return };
+        let Some(mut parked) = parked.take() else { return };
+        *replay = std::mem::take(&mut parked.frames);
+        let from: crate::bus::NodeId = parked.node.as_str().into();
+        let mut waiting = 0;
+        for r in parked.rooms {
+            let Ok(room) = RoomName::parse(&r.room) else { continue };
+            let meta = r.meta.and_then(|m| RawValue::from_string(m).ok()).map(std::sync::Arc::from);
+            let resume = Resume {
+                peer: self.id,
+                session: ctx.address(),
+                from: from.clone(),
+                meta,
+                user: r.user.map(Into::into),
+                role: r.role,
+            };
+            self.pending.push(room.clone());
+            self.state.registry.do_send(RouteResume { room, resume, arbiter: Arbiter::current() });
+            waiting += 1;
+        }
+        if let Some(Handoff::Resuming { waiting: w, .. }) = self.handoff.as_deref_mut() {
+            *w = waiting;
+        }
+        self.resume_settled(ctx);
+    }
+
+    /// A room answered (or none was asked): once all have, welcome the client back, or tell it
+    /// the resume failed.
+    pub(super) fn resume_settled(&mut self, ctx: &mut Context<Self>) {
+        let Some(Handoff::Resuming { waiting: 0, failed, .. }) = self.handoff.as_deref() else { return };
+        let failed = *failed;
+        let Some(Handoff::Resuming { replay, buffered, .. }) = self.handoff.take().map(|b| *b) else { return };
+        if failed {
+            // Rooms that did take it back hear it leave (the client starts afresh).
+            let err =
+                ProtocolError::new(ErrorCode::ResumeFailed, "a room of the parked session is gone; connect afresh");
+            self.fail(&err, None, ctx);
+            return self.close(close::RESUME_FAILED, "resume-failed", LeaveReason::Disconnected, ctx);
+        }
+        self.state.metrics.bus.resumed.inc();
+        self.welcome(true, ctx);
+        for frame in replay {
+            self.send(frame.as_bytes(), "replay", ctx);
+        }
+        for d in buffered {
+            self.send(&d.frame, d.kind, ctx);
+        }
+        debug!(parent: &self.span, "resumed");
+    }
+
+    /// Keeps a frame for the client if it was told to reconnect (it reads no more on this
+    /// socket): true if kept.
+    pub(super) fn keep_for_resume(&mut self, frame: &[u8]) -> bool {
+        let Some(Handoff::Parking { kept, bytes, .. }) = self.handoff.as_deref_mut() else { return false };
+        *bytes += frame.len();
+        if *bytes <= MAX_KEPT_BYTES {
+            kept.push(String::from_utf8_lossy(frame).into_owned());
+        }
+        true
+    }
+
+    /// Keeps `d` if this session is still resuming; gives it back otherwise.
+    pub(super) fn buffer_while_resuming(&mut self, d: Deliver) -> Option<Deliver> {
+        match self.handoff.as_deref_mut() {
+            Some(Handoff::Resuming { buffered, .. }) => {
+                buffered.push(d);
+                None
+            }
+            _ => Some(d),
+        }
+    }
+
+    /// One room answered a resume.
+    pub(super) fn room_resumed(&mut self, room: RoomName, joined: Option<JoinedRoom>, ctx: &mut Context<Self>) {
+        self.pending.retain(|r| *r != room);
+        let ok = joined.is_some();
+        if let Some(j) = joined {
+            self.rooms.push(j);
+        }
+        if let Some(Handoff::Resuming { waiting, failed, .. }) = self.handoff.as_deref_mut() {
+            *waiting = waiting.saturating_sub(1);
+            *failed |= !ok;
+        }
+        self.resume_settled(ctx);
+    }
+}
