@@ -1,6 +1,15 @@
 // The signaling connection under a Switchboard client: one WebSocket speaking protocol v1
 // (docs/protocol.md), opened again with backoff whenever it drops, with request/reply
 // correlation and a liveness check. It knows nothing of rooms or peers; `switchboard.js` does.
+//
+// A draining node says `reconnect` (with a resume token and `within_ms`) before it goes: then
+// the connection moves to another node and keeps its peer id and rooms. What is sent meanwhile
+// waits in a queue; the old socket is closed (1000) and its close awaited; the same URL plus
+// `resume=<token>` is dialled at once and again after 100, 200, 400 ms … while `within_ms`
+// lasts. A `welcome` with `resumed: true` and our peer id ends it: state `connected` with
+// `resumed: true` (the owner must not join again), then the queue goes out. A `resume-failed`
+// (close 4410), a fresh session or the end of `within_ms` fall back to a fresh reconnect: the
+// owner hears `down`, then `up` with a new peer id, as after any dropped connection.
 
 /** The WebSocket subprotocol that pins protocol v1. */
 export const SUBPROTOCOL = 'switchboard.v1';
@@ -12,6 +21,14 @@ const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_FORBIDDEN = 4403;
 /** How long a connection may take to deliver `welcome`. */
 const WELCOME_TIMEOUT_MS = 10000;
+/** After `reconnect` and our close: how long to wait for the server's close (1012). */
+const DRAIN_TIMEOUT_MS = 3000;
+/** Resume attempts: the first after 0–100 ms, the next after 100 ms doubling to 1.6 s. */
+const RESUME_JITTER_MS = 100;
+const RESUME_BACKOFF_MS = 100;
+const RESUME_BACKOFF_MAX_MS = 1600;
+/** The close code of a refused resume (after the `error` `resume-failed`). */
+const CLOSE_RESUME_FAILED = 4410;
 
 /**
  * A failure the server (or the SDK) reports. `code` is the protocol's stable error code
@@ -41,11 +58,15 @@ export class SwitchboardError extends Error {
 /**
  * @typedef {object} SignalingHooks What the connection tells its owner.
  * @property {(token: string|null) => Promise<void>} beforeDial Runs before every attempt.
- * @property {(welcome: any) => void} up A connection is ready (its `welcome` arrived).
- * @property {(willRetry: boolean) => void} down The connection is gone.
- * @property {(msg: any) => void} message Every server message but `welcome` and `pong`.
- * @property {(state: string, fields: object) => void} state `connecting`, `connected`,
- *   `reconnecting`, `failed` or `closed`, with details.
+ * @property {(welcome: any) => void} up A connection is ready (its `welcome` arrived). After a
+ *   resume `welcome.resumed` is true: same peer id, same rooms, nothing to redo.
+ * @property {(willRetry: boolean) => void} down The connection is gone (with its peer id). Not
+ *   called for a resume that works.
+ * @property {(msg: any) => void} message Every server message but `welcome`, `pong` and
+ *   `reconnect`.
+ * @property {(state: string, fields: object) => void} state `connecting`, `connected` (with
+ *   `resumed: true` and `gapMs` after a resume), `resuming` (a draining node asked us to move;
+ *   with `withinMs`, then `attempt` per retry), `reconnecting`, `failed` or `closed`, with details.
  * @property {(error: SwitchboardError) => void} error
  * @property {(line: string) => void} log
  */
@@ -81,6 +102,16 @@ export class Signaling {
   #lastError = null;
   /** Whether a `token-expired` refusal was retried with a fresh token since the last welcome. */
   #tokenRetried = false;
+  /** The token of the last attempt, sent again (unchecked by the node) on resume attempts. @type {string|null} */
+  #lastToken = null;
+  /**
+   * A resume under way, from `reconnect` to the resumed `welcome` or giving up.
+   * @type {{token: string, peerId: string|null, since: number, deadline: number, attempt: number, backoffMs: number}|null}
+   */
+  #resume = null;
+  /** Messages sent while resuming, to go out after the resumed `welcome`. @type {string[]} */
+  #queue = [];
+  #drainTimer = 0;
 
   /**
    * @param {SignalingOptions} options
@@ -95,9 +126,14 @@ export class Signaling {
     return this.state === 'connected';
   }
 
+  /** Moving to another node after `reconnect`: what is sent now is queued, not lost. */
+  get resuming() {
+    return this.#resume !== null;
+  }
+
   /** Starts connecting. */
   open() {
-    if (this.#ws || this.#retryTimer || this.connected) return;
+    if (this.#ws || this.#retryTimer || this.#resume || this.connected) return;
     this.#stopped = false;
     this.#attempt = 0;
     this.#dial();
@@ -115,10 +151,15 @@ export class Signaling {
   }
 
   /**
-   * Sends one message; false when not connected (nothing was sent).
+   * Sends one message; false when not connected (nothing was sent). While resuming it is
+   * queued (true) and goes out after the resumed `welcome`, or is dropped if the resume fails.
    * @param {object} msg
    */
   send(msg) {
+    if (this.#resume) {
+      this.#queue.push(JSON.stringify(msg));
+      return true;
+    }
     if (this.#ws?.readyState !== WebSocket.OPEN) return false;
     this.#ws.send(JSON.stringify(msg));
     return true;
@@ -127,6 +168,12 @@ export class Signaling {
   /**
    * Sends `msg` with a fresh `id`; resolves with the reply that echoes it (`joined`, `left`,
    * `pong`) or rejects with the `error` that does, or with `disconnected`.
+   *
+   * A resume keeps requests waiting, neither sent again nor failed: one sent before the
+   * `reconnect` was read by the old node, whose reply comes before its close or, parked with
+   * the session, after the resumed `welcome` (exactly once); one sent while resuming is queued
+   * and goes out after it. Sending again would make a `join` fail as `already-joined`. If the
+   * resume fails they reject with `disconnected`, as on any lost connection.
    * @param {object} msg
    * @returns {Promise<any>}
    */
@@ -152,16 +199,43 @@ export class Signaling {
     }
     await this.#hooks.beforeDial(token);
     if (this.#stopped) return;
+    this.#lastToken = token;
+    this.#connect(this.#opts.url, token, WELCOME_TIMEOUT_MS);
+  }
+
+  /**
+   * One resume attempt: the same URL plus `resume=<token>`, the same subprotocols. Neither the
+   * token callback nor `beforeDial` runs: the node ignores the access token of a resume (the
+   * parked session's grant carries over) and the peer connections keep their ICE servers, so
+   * nothing delays the attempt.
+   */
+  #dialResume() {
+    this.#retryTimer = 0;
+    const r = this.#resume;
+    if (!r || this.#stopped) return;
+    if (r.attempt > 0) this.#setState('resuming', { attempt: r.attempt });
+    r.attempt += 1;
+    // A node that took the TCP connection but says nothing gets until the deadline (at least 1 s).
+    this.#connect(withResume(this.#opts.url, r.token), this.#lastToken, Math.max(1000, r.deadline - Date.now()));
+  }
+
+  /**
+   * Opens one WebSocket.
+   * @param {string} url
+   * @param {string|null} token
+   * @param {number} welcomeTimeoutMs
+   */
+  #connect(url, token, welcomeTimeoutMs) {
     const protocols = [SUBPROTOCOL];
     // A JWT is base64url and dots: a valid subprotocol token (RFC 6455 §4.1), and unlike a
     // query parameter it stays out of access logs.
     if (token) protocols.push(`access_token.${token}`);
     let ws;
     try {
-      ws = new WebSocket(this.#opts.url, protocols);
+      ws = new WebSocket(url, protocols);
     } catch (e) {
       // A malformed URL: no retry will fix it.
-      return this.#fail(new SwitchboardError('unreachable', `cannot open ${this.#opts.url}: ${e}`, { fatal: true }));
+      return this.#fail(new SwitchboardError('unreachable', `cannot open ${url}: ${e}`, { fatal: true }));
     }
     this.#ws = ws;
     this.#opened = false;
@@ -179,7 +253,7 @@ export class Signaling {
       if (ws !== this.#ws) return;
       this.#hooks.log('no welcome in time; dropping the connection');
       this.#drop(ws, 'no welcome');
-    }, WELCOME_TIMEOUT_MS);
+    }, welcomeTimeoutMs);
   }
 
   /** @param {string} text */
@@ -192,9 +266,12 @@ export class Signaling {
     }
     this.#awaitingPong = false; // anything that arrives proves the connection alive
     if (msg.type === 'welcome') return this.#onWelcome(msg);
+    if (msg.type === 'reconnect') return this.#onReconnect(msg);
     if (msg.type === 'error') {
       const err = new SwitchboardError(msg.code, msg.message);
       this.#lastError = { code: msg.code, message: msg.message };
+      // Not the owner's concern: the close that follows falls back to a fresh connection.
+      if (msg.code === 'resume-failed' && this.#resume) return this.#hooks.log(`resume refused: ${msg.message}`);
       this.#settle(msg.id, null, err);
       this.#hooks.error(err);
       return;
@@ -211,6 +288,24 @@ export class Signaling {
       const why = `the server speaks protocol ${msg.protocol}, this SDK ${PROTOCOL_VERSION}`;
       return this.#fail(new SwitchboardError('protocol-mismatch', why, { fatal: true }));
     }
+    const r = this.#resume;
+    if (r) {
+      // Only a resumed welcome with our own peer id answers a resume (a fresh one never should):
+      // anything else, and we start over the usual way.
+      if (msg.resumed !== true || msg.peer_id !== r.peerId) {
+        return this.#abandonResume(`a fresh session (${msg.peer_id}) instead of ${r.peerId}`);
+      }
+      this.#resume = null;
+      this.#attempt = 0;
+      this.#startHeartbeat(msg.heartbeat_ms);
+      // The frames of the gap follow this welcome; ours go out now, in order.
+      const queued = this.#queue;
+      this.#queue = [];
+      for (const text of queued) this.#ws?.send(text);
+      this.#hooks.up(msg);
+      this.#setState('connected', { peerId: msg.peer_id, nodeId: msg.node_id, resumed: true, gapMs: Date.now() - r.since });
+      return;
+    }
     this.peerId = msg.peer_id;
     this.#attempt = 0;
     this.#tokenRetried = false;
@@ -221,6 +316,75 @@ export class Signaling {
   }
 
   /**
+   * A draining node asks us to move: queue what is sent from now on, close (1000) and wait for
+   * the node's close before resuming elsewhere. Frames that arrive before it are handled as
+   * usual — where they arrive at all: a browser delivers none after `close()` (WHATWG
+   * WebSockets: a message is dropped unless the socket is OPEN), so the node must not write
+   * anything after `reconnect` but its close (later frames belong in the parked session).
+   * @param {{resume_token: string, within_ms: number}} msg
+   */
+  #onReconnect(msg) {
+    const ws = this.#ws;
+    if (!ws || this.#resume || !this.peerId || typeof msg.resume_token !== 'string') return;
+    const now = Date.now();
+    const withinMs = Math.max(0, Number(msg.within_ms) || 0);
+    this.#resume = {
+      token: msg.resume_token,
+      peerId: this.peerId,
+      since: now,
+      deadline: now + withinMs,
+      attempt: 0,
+      backoffMs: RESUME_BACKOFF_MS,
+    };
+    clearInterval(this.#pingTimer); // nothing more on this socket, not even a ping
+    this.#hooks.log(`the node is draining; resuming within ${withinMs} ms`);
+    this.#setState('resuming', { withinMs });
+    ws.close(1000, 'resume');
+    this.#drainTimer = setTimeout(() => {
+      if (ws !== this.#ws) return;
+      this.#hooks.log('no close from the draining node in time; resuming anyway');
+      this.#onResumeClose(1006, 'no close in time');
+    }, DRAIN_TIMEOUT_MS);
+  }
+
+  /**
+   * The draining socket or a resume attempt closed: try (again) while `within_ms` lasts.
+   * @param {number} code
+   * @param {string} reason
+   */
+  #onResumeClose(code, reason) {
+    const r = this.#resume;
+    if (!r) return;
+    const refused = this.#lastError?.code === 'resume-failed' || code === CLOSE_RESUME_FAILED;
+    this.#detach();
+    if (refused) return this.#abandonResume(`refused (${this.#lastError?.message ?? reason})`);
+    const left = r.deadline - Date.now();
+    let delayMs;
+    if (r.attempt === 0) {
+      // The old socket: go at once, with a little jitter so a wave of clients spreads out.
+      delayMs = Math.round(Math.random() * RESUME_JITTER_MS);
+    } else {
+      if (left <= 0) return this.#abandonResume(`no node took it within the server's window (last close ${code} ${reason})`);
+      delayMs = Math.min(r.backoffMs, left);
+      r.backoffMs = Math.min(RESUME_BACKOFF_MAX_MS, r.backoffMs * 2);
+    }
+    this.#retryTimer = setTimeout(() => this.#dialResume(), delayMs);
+  }
+
+  /**
+   * Gives up resuming: the session is lost as on any dropped connection (queued messages
+   * dropped, waiting requests rejected, `down`), and a fresh connection follows.
+   * @param {string} why
+   */
+  #abandonResume(why) {
+    const ws = this.#ws;
+    this.#hooks.log(`resume failed: ${why}; connecting fresh`);
+    this.#teardown(true);
+    ws?.close(1000, 'bye');
+    this.#scheduleReconnect(CLOSE_RESUME_FAILED, 'resume-failed', true);
+  }
+
+  /**
    * @param {number} code
    * @param {string} reason
    */
@@ -228,6 +392,7 @@ export class Signaling {
     const opened = this.#opened;
     const explained = this.#lastError;
     if (this.#stopped) return this.#teardown(false);
+    if (this.#resume) return this.#onResumeClose(code, reason);
     if (code === CLOSE_UNAUTHORIZED || code === CLOSE_FORBIDDEN) {
       // The same token would be refused again; a token callback may bring a fresh one, once.
       const retry = explained?.code === 'token-expired' && typeof this.#opts.token === 'function' && !this.#tokenRetried;
@@ -242,6 +407,16 @@ export class Signaling {
       return this.#fail(new SwitchboardError('unreachable', `gave up after ${this.#attempt} attempts`, { fatal: true, closeCode: code }));
     }
     this.#teardown(true);
+    this.#scheduleReconnect(code, reason, opened);
+  }
+
+  /**
+   * The next fresh attempt, after the backoff.
+   * @param {number} code
+   * @param {string} reason
+   * @param {boolean} opened
+   */
+  #scheduleReconnect(code, reason, opened) {
     const base = this.#opts.reconnect?.baseMs ?? 250;
     const cap = Math.min(this.#opts.reconnect?.maxMs ?? 10000, base * 2 ** this.#attempt);
     // "Equal jitter": at least half the backoff, so a crowd of clients dropped by one node
@@ -252,16 +427,25 @@ export class Signaling {
     this.#retryTimer = setTimeout(() => this.#dial(), delayMs);
   }
 
-  /**
-   * Forgets the current WebSocket: timers, waiting requests; tells the owner.
-   * @param {boolean} willRetry
-   */
-  #teardown(willRetry) {
+  /** Forgets the current WebSocket and its timers; a resume (if any) goes on. */
+  #detach() {
     clearTimeout(this.#welcomeTimer);
+    clearTimeout(this.#drainTimer);
     clearInterval(this.#pingTimer);
     const ws = this.#ws;
     this.#ws = null;
     if (ws) ws.onopen = ws.onmessage = ws.onclose = null;
+  }
+
+  /**
+   * Forgets the current WebSocket and the session: timers, a resume under way and its queue,
+   * waiting requests; tells the owner.
+   * @param {boolean} willRetry
+   */
+  #teardown(willRetry) {
+    this.#detach();
+    this.#resume = null;
+    this.#queue = [];
     this.peerId = null;
     for (const [id, p] of this.#pending) {
       this.#pending.delete(id);
@@ -319,4 +503,15 @@ export class Signaling {
     this.state = state;
     this.#hooks.state(state, fields);
   }
+}
+
+/**
+ * `url` with `resume=<token>` added to its query, the token percent-encoded; what is there
+ * (`access_token`, `room`, …) stays as it was, byte for byte.
+ * @param {string} url
+ * @param {string} token
+ */
+export function withResume(url, token) {
+  const sep = !url.includes('?') ? '?' : /[?&]$/.test(url) ? '' : '&';
+  return `${url}${sep}resume=${encodeURIComponent(token)}`;
 }

@@ -12,7 +12,11 @@
 // full mesh: one RTCPeerConnection per other member (`switchboard-rtc.js`). The newcomer calls
 // the members already there; they answer. When the connection drops, the client reconnects
 // with exponential backoff and jitter, joins the room again (with a new peer id) and calls
-// everyone again. The wire protocol is docs/protocol.md (v1 at `/v1/ws`).
+// everyone again. When a draining node asks it to move (`reconnect`), the connection resumes
+// on another node instead: same peer id, same room, the calls untouched — nothing is joined or
+// called again, and only `connection-state` (`resuming`, then `connected` with `resumed`)
+// shows it; if the resume fails, the usual reconnect follows. The wire protocol is
+// docs/protocol.md (v1 at `/v1/ws`).
 
 import { defaultIceServersUrl, fetchIceServers } from './switchboard-ice.js';
 import { KINDS, RemotePeer } from './switchboard-rtc.js';
@@ -25,7 +29,7 @@ export { PROTOCOL_VERSION, RemotePeer, SUBPROTOCOL, SwitchboardError };
  *
  * | type | fields |
  * | --- | --- |
- * | `connection-state` | `state` (`connecting`, `connected`, `reconnecting`, `failed`, `closed`), `url`, `attempt`, `delayMs` (before the next attempt), `code`/`reason` (of the close), `unreachable` (the socket never opened), `peerId`/`nodeId` (when connected) |
+ * | `connection-state` | `state` (`connecting`, `connected`, `resuming`, `reconnecting`, `failed`, `closed`), `url`, `attempt`, `delayMs` (before the next attempt), `code`/`reason` (of the close), `unreachable` (the socket never opened), `peerId`/`nodeId` (when connected), `resumed` and `gapMs` (`connected` after a resume: the peer id, room and calls are the ones before), `withinMs` (`resuming`: a draining node asked us to move; messages wait meanwhile) |
  * | `joined` | `room`, `peerId` (ours), `peers` (what the server said of those already there) — after every (re)join |
  * | `left` | `room`, `reason` (`kicked`, `room-closed`): an operator removed us; the client stays connected and does not rejoin |
  * | `peer-joined` | `peerId`, `peer` (RemotePeer: `user`, `role`, `meta`), `initiator` (true: we call it) |
@@ -80,7 +84,7 @@ export class SwitchboardClient extends EventTarget {
   url;
   /** Signaling state (see `connection-state`). */
   state = 'idle';
-  /** Our peer id on the current connection (a new one after each reconnect). @type {string|null} */
+  /** Our peer id on the current connection (a new one after each reconnect; kept by a resume). @type {string|null} */
   peerId = null;
   /** The node we are connected to. @type {string|null} */
   nodeId = null;
@@ -162,7 +166,9 @@ export class SwitchboardClient extends EventTarget {
     this.room = room;
     this.#meta = meta;
     const joined = new Promise((resolve, reject) => (this.#joinWaiter = { resolve, reject }));
-    if (this.#signaling.connected) this.#sendJoin();
+    // While resuming the join is queued and goes out on the resumed session (a resumed welcome
+    // joins nothing by itself); if the resume fails, the fresh welcome sends it.
+    if (this.#signaling.connected || this.#signaling.resuming) this.#sendJoin();
     return joined;
   }
 
@@ -257,6 +263,9 @@ export class SwitchboardClient extends EventTarget {
     this.peerId = welcome.peer_id;
     this.nodeId = welcome.node_id;
     this.limits = welcome.limits;
+    // A resumed session is still in its room and its peers saw nothing: no join, no new calls.
+    // A join or leave that was under way finishes by itself (see Signaling.request).
+    if (welcome.resumed) return this.#log(`resumed on node ${welcome.node_id} as ${welcome.peer_id}`);
     if (this.room) this.#sendJoin();
   }
 

@@ -67,6 +67,12 @@ pub enum ClientError {
     /// The server closed the connection (or the stream ended: then `code` is `None`).
     #[error("connection closed (code {code:?}: {reason:?})")]
     Closed { code: Option<u16>, reason: String },
+    /// A session could not be resumed after the server's `reconnect` (see
+    /// [`rtc::signaling`](crate::rtc::signaling)): `resume-failed`, no node took the resume
+    /// within the server's `within_ms`, or a fresh session instead of the old one.
+    /// Connect again without `resume` (a new peer id) and join again.
+    #[error("resume failed: {0}")]
+    ResumeFailed(String),
     /// A text frame arrived but was not the JSON the caller expected.
     #[error("unexpected frame ({source}): {frame}")]
     Json {
@@ -87,6 +93,8 @@ impl From<ws::ProtocolError> for ClientError {
 pub struct Client {
     ws: Framed<TcpStream, Codec>,
     subprotocol: Option<String>,
+    /// Our close frame went out (see [`Client::send_close`]): pings are no longer answered.
+    closing: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -101,9 +109,11 @@ struct Target<'a> {
     path: &'a str,
 }
 
+/// `ws://host[:port][/path][?query]` split into its parts. A query straight after the host
+/// (`ws://host?x=1`) keeps its own string for the path: the request line gets a `/` before it.
 fn parse_url(url: &str) -> Result<Target<'_>, String> {
     let rest = url.strip_prefix("ws://").ok_or("only ws:// URLs are supported (TLS ends at the load balancer)")?;
-    let (authority, path) = match rest.find('/') {
+    let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
@@ -124,6 +134,37 @@ fn parse_url(url: &str) -> Result<Target<'_>, String> {
 pub fn with_access_token(url: &str, token: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}access_token={token}")
+}
+
+/// `url` with a resume token as its `resume` query parameter (how a client takes over its
+/// parked session after a node's `reconnect`), percent-encoded: the token is opaque. Every
+/// other parameter (`access_token`, `room`, …) stays as it was.
+///
+/// ```
+/// use switchboard::client::with_resume;
+/// assert_eq!(with_resume("ws://n/v1/ws", "r1"), "ws://n/v1/ws?resume=r1");
+/// assert_eq!(with_resume("ws://n/v1/ws?access_token=a.b.c", "a+b/c="), "ws://n/v1/ws?access_token=a.b.c&resume=a%2Bb%2Fc%3D");
+/// ```
+pub fn with_resume(url: &str, token: &str) -> String {
+    let sep = match url.find('?') {
+        None => "?",
+        Some(_) if url.ends_with(['?', '&']) => "",
+        Some(_) => "&",
+    };
+    format!("{url}{sep}resume={}", percent_encode(token))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query value.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 impl Client {
@@ -148,8 +189,10 @@ impl Client {
         io.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
 
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+        // `ws://host?x=1` asks for `/?x=1`.
+        let slash = if target.path.starts_with('?') { "/" } else { "" };
         let mut request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            "GET {slash}{} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
             target.path, target.authority
         );
@@ -198,7 +241,7 @@ impl Client {
         let mut parts = FramedParts::new::<Message>(io, Codec::new().client_mode().max_size(MAX_FRAME_BYTES));
         // Frames the server sent right after its response (v1's `welcome`).
         parts.read_buf = buf;
-        Ok(Client { ws: Framed::from_parts(parts), subprotocol: agreed })
+        Ok(Client { ws: Framed::from_parts(parts), subprotocol: agreed, closing: false })
     }
 
     /// The subprotocol the server agreed to, if one was asked for.
@@ -243,7 +286,7 @@ impl Client {
                 Some(Ok(Frame::Text(bytes))) => {
                     return ByteString::try_from(bytes).map_err(|_| ClientError::Ws("text frame is not UTF-8".into()));
                 }
-                Some(Ok(Frame::Ping(payload))) => self.ws.send(Message::Pong(payload)).await?,
+                Some(Ok(Frame::Ping(payload))) if !self.closing => self.ws.send(Message::Pong(payload)).await?,
                 Some(Ok(Frame::Close(reason))) => return Err(closed(reason)),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e.into()),
@@ -279,6 +322,14 @@ impl Client {
 
     /// Sends a normal close frame. The server's reply is not awaited.
     pub async fn close(mut self) -> Result<(), ClientError> {
+        self.send_close().await
+    }
+
+    /// Sends a normal close frame (1000) and keeps the connection for reading: what the server
+    /// sent before its own close still arrives (then [`ClientError::Closed`] with its code).
+    /// Pings are no longer answered, since nothing may follow our close.
+    pub async fn send_close(&mut self) -> Result<(), ClientError> {
+        self.closing = true;
         self.ws.send(Message::Close(Some(CloseReason::from(CloseCode::Normal)))).await?;
         Ok(())
     }
@@ -297,7 +348,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ClientErr
 
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use super::{parse_url, with_access_token, with_resume};
 
     #[test]
     fn urls() {
@@ -305,7 +356,39 @@ mod tests {
         assert_eq!((t.authority, t.path), ("127.0.0.1:8090", "/v1/ws"));
         let t = parse_url("ws://node").unwrap();
         assert_eq!((t.authority, t.path), ("node", "/"));
+        let t = parse_url("ws://node:80/v1/ws?access_token=a.b.c&resume=x").unwrap();
+        assert_eq!((t.authority, t.path), ("node:80", "/v1/ws?access_token=a.b.c&resume=x"));
+        let t = parse_url("ws://node?resume=x").unwrap();
+        assert_eq!((t.authority, t.path), ("node", "?resume=x"));
         assert!(parse_url("wss://node/ws").is_err());
         assert!(parse_url("ws:///ws").is_err());
+    }
+
+    #[test]
+    fn resume_urls() {
+        // No query yet: `?`.
+        assert_eq!(with_resume("ws://n:8090/v1/ws", "t0"), "ws://n:8090/v1/ws?resume=t0");
+        assert_eq!(with_resume("ws://n", "t0"), "ws://n?resume=t0");
+        // A query already: `&`, and what was there stays (an access token, a room for affinity).
+        let url = with_access_token("ws://n:8090/v1/ws", "h.p.s");
+        assert_eq!(with_resume(&url, "t0"), "ws://n:8090/v1/ws?access_token=h.p.s&resume=t0");
+        assert_eq!(
+            with_resume("ws://n/v1/ws?room=lobby&access_token=h.p.s", "t0"),
+            "ws://n/v1/ws?room=lobby&access_token=h.p.s&resume=t0"
+        );
+        // A URL that ends in its separator already gets no second one.
+        assert_eq!(with_resume("ws://n/v1/ws?", "t0"), "ws://n/v1/ws?resume=t0");
+        assert_eq!(with_resume("ws://n/v1/ws?room=a&", "t0"), "ws://n/v1/ws?room=a&resume=t0");
+        // The token is opaque: anything outside RFC 3986's unreserved set is percent-encoded,
+        // UTF-8 byte by byte.
+        assert_eq!(with_resume("ws://n/v1/ws", "aZ09-._~"), "ws://n/v1/ws?resume=aZ09-._~");
+        assert_eq!(
+            with_resume("ws://n/v1/ws?access_token=h.p.s", "a+b/c=d&e f?é%"),
+            "ws://n/v1/ws?access_token=h.p.s&resume=a%2Bb%2Fc%3Dd%26e%20f%3F%C3%A9%25"
+        );
+        // The result is a URL the client can dial: the request path carries the whole query.
+        let url = with_resume("ws://n:8090/v1/ws?access_token=h.p.s", "a b");
+        let t = parse_url(&url).unwrap();
+        assert_eq!((t.authority, t.path), ("n:8090", "/v1/ws?access_token=h.p.s&resume=a%20b"));
     }
 }

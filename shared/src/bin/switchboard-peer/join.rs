@@ -4,8 +4,11 @@
 //! join later (as the polite side, adding its own tracks once connected, so it never has to
 //! roll back an offer — see `switchboard::rtc`). It echoes every data-channel message, sends
 //! synthetic video and audio, and prints one JSON line per event; on exit (after
-//! `--duration-secs`, or SIGINT) a summary of what each remote peer sent it. If its node goes
-//! away it connects again (with backoff), joins again and calls whoever is there.
+//! `--duration-secs`, or SIGINT) a summary of what each remote peer sent it. A draining node's
+//! `reconnect` is followed inside the signaling task (`switchboard::rtc::signaling`): the
+//! session resumes on another node with the same peer id and the calls go on untouched (one
+//! `resumed` line). If its node goes away otherwise, or the resume fails, it connects again
+//! (with backoff), joins again and calls whoever is there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,8 +74,9 @@ pub async fn run(args: Args) -> Result<(), String> {
     });
     let mut summary = serde_json::Map::new();
     let mut backoff = Duration::from_millis(200);
+    let mut resumes = 0u32;
     loop {
-        match session(&args, deadline, &mut stop, &mut summary, &mut backoff).await {
+        match session(&args, deadline, &mut stop, &mut summary, &mut backoff, &mut resumes).await {
             Ok(()) => break,
             Err(e) if args.reconnect => {
                 emit(json!({"event": "disconnected", "error": e, "retry_in_ms": backoff.as_millis() as u64}));
@@ -87,7 +91,7 @@ pub async fn run(args: Args) -> Result<(), String> {
             Err(e) => return Err(e),
         }
     }
-    emit(json!({"event": "done", "received": summary}));
+    emit(json!({"event": "done", "resumes": resumes, "received": summary}));
     Ok(())
 }
 
@@ -100,13 +104,15 @@ async fn until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// One signaling session: connect, join, call and answer until the deadline or a stop (`Ok`)
-/// or until the connection fails (`Err`). What each remote peer sent goes into `summary`.
+/// or until the connection fails (`Err`). What each remote peer sent goes into `summary`; each
+/// resume of the signaling session (a draining node's `reconnect`) counts in `resumes`.
 async fn session(
     args: &Args,
     deadline: Option<tokio::time::Instant>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     summary: &mut serde_json::Map<String, Value>,
     backoff: &mut Duration,
+    resumes: &mut u32,
 ) -> Result<(), String> {
     let step = Duration::from_secs(10);
     // A token and ICE servers per session: a fresh token (and fresh TURN credentials) after
@@ -126,6 +132,8 @@ async fn session(
         json!({"event": "joined", "room": args.room, "peer_id": sig.peer_id.to_string(), "node": sig.node_id, "peers": ids}),
     );
     let (events_tx, mut events) = mpsc::unbounded_channel::<(PeerId, PeerEvent<DataChannel>)>();
+    let resumes_before = *resumes;
+    let mut node = sig.node_id.clone();
     let mut remotes: HashMap<PeerId, Remote> = HashMap::new();
     let result = async {
         for id in present {
@@ -136,6 +144,23 @@ async fn session(
             tokio::select! {
                 _ = until(deadline) => return Ok(()),
                 _ = stop.changed() => return Ok(()),
+                // The task resumed the session on another node: same peer id, same room, the
+                // calls untouched. Only news.
+                Ok(()) = sig.resumed.changed() => {
+                    let r = sig.resumed.borrow_and_update().clone();
+                    // A count, not one per change: two quick resumes may show as one change.
+                    *resumes = resumes_before + r.count;
+                    emit(json!({
+                        "event": "resumed",
+                        "peer_id": sig.peer_id.to_string(),
+                        "from_node": node,
+                        "node": r.node_id,
+                        "gap_ms": r.gap.as_millis() as u64,
+                        "attempts": r.attempts,
+                        "resumes": *resumes,
+                    }));
+                    node = r.node_id;
+                }
                 ev = sig.events.recv() => match ev {
                     Some(Ok(Event::PeerJoined { peer, .. })) => {
                         emit(json!({"event": "peer-joined", "peer": peer.peer_id.to_string()}));
