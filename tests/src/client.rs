@@ -62,6 +62,19 @@ impl Client {
         self.ws.send(Message::text(s)).await.expect("send text");
     }
 
+    /// Sends a message; false if the socket is gone (where [`send_json`](Self::send_json) panics).
+    pub async fn try_send_json(&mut self, v: &Value) -> bool {
+        self.ws.send(Message::text(v.to_string())).await.is_ok()
+    }
+
+    /// Starts the closing handshake with `code` and keeps the socket: what the server sends
+    /// before its own close frame can still be read with [`next`](Self::next).
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> bool {
+        let frame =
+            tokio_tungstenite::tungstenite::protocol::CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        self.ws.send(Message::Close(Some(frame))).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, m: Message) {
         self.ws.send(m).await.expect("send");
     }

@@ -6,13 +6,17 @@
 
 mod client;
 mod coturn;
+mod nginx;
 mod process;
 mod redis;
+mod resume;
 
 pub use client::{Client, Frame, V1Peer};
 pub use coturn::Coturn;
+pub use nginx::Nginx;
 pub use process::{Node, external_tool, external_tool_probed, free_port, node_binary, run_until};
 pub use redis::RedisServer;
+pub use resume::{PeerLog, Received, Resume, ResumingPeer, StreamPlan, Streaming, percentile, with_query};
 
 /// How long any single expectation waits before the test fails.
 pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

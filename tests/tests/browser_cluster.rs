@@ -75,3 +75,70 @@ fn the_page_explains_a_refused_camera_and_an_unreachable_server_then_recovers() 
     );
     assert_screenshots(&report, "screenshots");
 }
+
+/// A node drain under two pages in a call, behind nginx configured like the Ingress: both pages
+/// resume on the other node with their peer ids, keep their RTCPeerConnection (no peer-left, no
+/// renegotiation, frames keep coming), and chat and broadcast both ways afterwards.
+#[test]
+fn pages_keep_their_call_through_a_node_drain() {
+    if !switchboard_tests::Nginx::available() {
+        return;
+    }
+    let Some((dir, _one_at_a_time)) = scenarios() else { return };
+    let mut c = Cluster::start(2, &["--shutdown-timeout-secs", "15"]);
+    let addrs: Vec<&str> = c.nodes.iter().map(|n| n.addr.as_str()).collect();
+    let nginx = switchboard_tests::Nginx::start(&addrs);
+    let base = format!("http://127.0.0.1:{}", nginx.port);
+    let pids: Vec<String> = c.nodes.iter().enumerate().map(|(i, n)| format!("n{i}={}", n.pid())).collect();
+    let mut args = vec![base.as_str()];
+    args.extend(pids.iter().map(String::as_str));
+    let report = run(&dir, "resume.mjs", &args);
+
+    let drained = report["drained"].as_str().expect("drained node").to_string();
+    let other = if drained == "n0" { "n1" } else { "n0" };
+    for side in ["a", "b"] {
+        let r = &report[side];
+        assert!(r["peer_id"]["before"].is_string(), "{side}: {report}");
+        assert_eq!(r["peer_id"]["before"], r["peer_id"]["after"], "{side}: the peer id changed: {report}");
+        assert_eq!(r["node"]["before"], drained.as_str(), "{side}: {report}");
+        assert_eq!(r["node"]["after"], other, "{side}: not on the other node: {report}");
+        assert_eq!(r["node"]["client"], other, "{side}: {report}");
+        assert_eq!(r["same_pc"], true, "{side}: the peer connection was replaced: {report}");
+        assert_eq!(r["remotes"]["before"], r["remotes"]["after"], "{side}: {report}");
+        assert_eq!(r["pc_state"], "connected", "{side}: {report}");
+        let (before, after) = (r["frames"]["before"].as_u64().unwrap_or(0), r["frames"]["after"].as_u64().unwrap_or(0));
+        assert!(before > 0 && after > before + 30, "{side}: frames {before} -> {after}: {report}");
+        for list in ["peer_left", "peer_joined", "signaling_changes", "errors"] {
+            assert_eq!(r[list], serde_json::json!([]), "{side}: {list}: {report}");
+        }
+        assert!(r["peer_left_notice"].is_null(), "{side}: {report}");
+        let states: Vec<&str> =
+            r["states"].as_array().expect("states").iter().filter_map(|s| s["state"].as_str()).collect();
+        assert_eq!(states.first(), Some(&"resuming"), "{side}: {report}");
+        assert!(!states.contains(&"reconnecting"), "{side}: a fresh reconnect, not a resume: {report}");
+        let resumed = r["states"].as_array().expect("states").iter().find(|s| s["state"] == "connected");
+        assert!(resumed.is_some_and(|s| s["resumed"] == true && s["gapMs"].is_u64()), "{side}: {report}");
+        println!(
+            "page {side}: {} resumed on {other} after a gap of {} ms (seen {} ms after SIGTERM); frames {before} -> {after}",
+            r["peer_id"]["after"], r["gap_ms"], r["seen_after_ms"]
+        );
+    }
+    assert_eq!(report["chat"].as_array().map(Vec::len), Some(2), "{report}");
+    assert_eq!(report["broadcasts"].as_array().map(Vec::len), Some(2), "{report}");
+    assert_screenshots(&report, "screenshots");
+    // Both resumes went through nginx (the drained node refusing them with 503 where the room's
+    // hash still pointed at it, nginx retrying the other).
+    let log = nginx.access_log();
+    let resumes: Vec<&str> = log.lines().filter(|l| l.contains("/v1/ws?room=") && l.contains("&resume=")).collect();
+    println!("nginx, the resumes:\n{}", resumes.join("\n"));
+    assert!(resumes.len() >= 2 && resumes.iter().filter(|l| l.contains("\" 101 ")).count() >= 2, "{log}");
+
+    // The drained node finishes its drain and exits cleanly once the sessions moved.
+    let i = if drained == "n0" { 0 } else { 1 };
+    let status = c.nodes[i].wait_exit(std::time::Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the drained node {drained} did not exit cleanly ({status:?})\nnginx:\n{}",
+        nginx.access_log()
+    );
+}

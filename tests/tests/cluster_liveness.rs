@@ -215,7 +215,7 @@ async fn a_relay_sent_while_its_node_was_paused_is_delivered_or_refused_never_lo
 /// with `shutdown`, never later with `node-lost`, and Redis holds nothing of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_stopped_with_sigterm_leaves_the_cluster_at_once() {
-    let mut c = Cluster::with_lease(2, DEFAULT_LEASE_MS, &[]);
+    let mut c = Cluster::with_lease(2, DEFAULT_LEASE_MS, &["--resume-grace-ms", "500"]);
     let mut a = V1Peer::connect(&c.nodes[0].ws_url("/v1/ws")).await;
     let mut b = V1Peer::connect(&c.nodes[1].ws_url("/v1/ws")).await;
     a.join("bye").await;
@@ -223,7 +223,11 @@ async fn a_node_stopped_with_sigterm_leaves_the_cluster_at_once() {
     a.ws.expect("peer-joined").await;
 
     c.nodes[1].terminate();
-    expect_peer_left(&mut a, "bye", &b.id, "shutdown").await;
+    // b is told to reconnect elsewhere but never does: once its grace has passed it leaves.
+    let reconnect = b.ws.expect("reconnect").await;
+    assert!(reconnect["within_ms"].as_u64().is_some_and(|ms| ms <= 500), "{reconnect}");
+    b.ws.close().await;
+    expect_peer_left(&mut a, "bye", &b.id, "timeout").await;
     let status = c.nodes[1].wait_exit(Duration::from_secs(10)).expect("the node exits after its drain");
     assert!(status.success(), "{status:?}");
     assert!(!exists(&c.redis, &key("switchboard", "lease:n1")), "the lease outlived a clean exit");
