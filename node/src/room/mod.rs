@@ -14,13 +14,15 @@ mod admin;
 mod cluster;
 mod frames;
 mod handoff;
+mod member;
 mod relay;
 
 pub use admin::{Describe, Remove};
 pub use handoff::{Park, Resume};
 pub use relay::Relay;
 
-use handoff::{Forwarding, Hold, Origin, Verdict};
+use handoff::{Forwarding, Origin};
+use member::Member;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +34,7 @@ use switchboard::protocol::v1::{LeaveReason, PeerInfo};
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, Role, RoomName};
 use tracing::{Span, debug, info_span, warn};
 
-use crate::bus::{BusError, Held, Joined, MemberRecord, NodeId};
+use crate::bus::{BusError, Joined, MemberRecord, NodeId};
 use crate::dialect::{Dialect, error_frame};
 use crate::registry::{Registry, RoomIdle};
 use crate::session::{Deliver, Evicted, JoinAccepted, JoinRefused, Session};
@@ -53,70 +55,6 @@ pub struct Room {
     /// (see [`handoff`]).
     forwarding: Vec<Forwarding>,
     span: Span,
-}
-
-struct Member {
-    info: PeerInfo,
-    seed_user: Option<Arc<str>>,
-    /// `None` for a member on another node.
-    session: Option<Addr<Session>>,
-    /// The member's node, for a member on another node.
-    node: Option<NodeId>,
-    /// For a local member whose join is still settling across the cluster: what arrived for it
-    /// meanwhile, delivered right after its `joined`.
-    backlog: Option<Vec<Deliver>>,
-    /// For a member parked by this draining node: what arrived for it since, handed to the
-    /// node it resumes on. A parked member has no session but is still this node's.
-    parked: Option<Vec<Held>>,
-    /// For a member that just resumed here: what waits until the cluster's routes to it settle.
-    hold: Option<Box<Hold>>,
-}
-
-impl Member {
-    fn remote(r: MemberRecord) -> Self {
-        let info = PeerInfo { peer_id: r.peer, meta: r.meta, user: r.user, role: r.role };
-        Member {
-            info,
-            seed_user: r.seed_user,
-            session: None,
-            node: Some(r.node),
-            backlog: None,
-            parked: None,
-            hold: None,
-        }
-    }
-
-    /// This node's member: connected, or parked while this node drains.
-    fn is_local(&self) -> bool {
-        self.node.is_none()
-    }
-
-    /// Hands `d` to this member's session (or what stands in for it); a remote member gets
-    /// nothing here.
-    fn deliver(&mut self, d: Deliver) {
-        if let Some(parked) = &mut self.parked {
-            return handoff::keep(parked, d);
-        }
-        match (&mut self.backlog, &self.session) {
-            (Some(backlog), _) => backlog.push(d),
-            (None, Some(s)) => s.do_send(d),
-            (None, None) => {}
-        }
-    }
-
-    /// [`deliver`](Self::deliver), unless the member just resumed here and `d`, coming from
-    /// `origin`, must wait for the routes to settle (or is coming through its old node).
-    fn deliver_from(&mut self, d: Deliver, origin: &Origin, broadcast: bool) {
-        match self.hold.as_mut().map(|h| h.verdict(origin, broadcast)) {
-            None => self.deliver(d),
-            Some(Verdict::Skip) => {}
-            Some(Verdict::Hold) => {
-                if let Some(h) = &mut self.hold {
-                    h.held.push(d);
-                }
-            }
-        }
-    }
 }
 
 impl Room {
