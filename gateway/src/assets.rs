@@ -20,6 +20,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("/seed.html", HTML, include_str!("../static/seed.html")),
     ("/switchboard.js", JS, include_str!("../static/switchboard.js")),
     ("/switchboard-signaling.js", JS, include_str!("../static/switchboard-signaling.js")),
+    ("/switchboard-resume.js", JS, include_str!("../static/switchboard-resume.js")),
     ("/switchboard-ice.js", JS, include_str!("../static/switchboard-ice.js")),
     ("/switchboard-rtc.js", JS, include_str!("../static/switchboard-rtc.js")),
 ];

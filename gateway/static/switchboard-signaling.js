@@ -4,12 +4,16 @@
 //
 // A draining node says `reconnect` (with a resume token and `within_ms`) before it goes: then
 // the connection moves to another node and keeps its peer id and rooms. What is sent meanwhile
-// waits in a queue; the old socket is closed (1000) and its close awaited; the same URL plus
-// `resume=<token>` is dialled at once and again after 100, 200, 400 ms … while `within_ms`
-// lasts. A `welcome` with `resumed: true` and our peer id ends it: state `connected` with
-// `resumed: true` (the owner must not join again), then the queue goes out. A `resume-failed`
-// (close 4410), a fresh session or the end of `within_ms` fall back to a fresh reconnect: the
-// owner hears `down`, then `up` with a new peer id, as after any dropped connection.
+// waits in a queue while `switchboard-resume.js` closes the old socket and dials the same URL
+// plus `resume=<token>` (its header has the schedule) while `within_ms` lasts. A `welcome` with
+// `resumed: true` and our peer id ends it: state `connected` with `resumed: true` (the owner
+// must not join again), then the queue goes out. A `resume-failed` (close 4410), a fresh
+// session or the end of `within_ms` fall back to a fresh reconnect: the owner hears `down`,
+// then `up` with a new peer id, as after any dropped connection.
+
+import { CLOSE_RESUME_FAILED, Resumption } from './switchboard-resume.js';
+
+export { withResume } from './switchboard-resume.js';
 
 /** The WebSocket subprotocol that pins protocol v1. */
 export const SUBPROTOCOL = 'switchboard.v1';
@@ -21,14 +25,6 @@ const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_FORBIDDEN = 4403;
 /** How long a connection may take to deliver `welcome`. */
 const WELCOME_TIMEOUT_MS = 10000;
-/** After `reconnect` and our close: how long to wait for the server's close (1012). */
-const DRAIN_TIMEOUT_MS = 3000;
-/** Resume attempts: the first after 0–100 ms, the next after 100 ms doubling to 1.6 s. */
-const RESUME_JITTER_MS = 100;
-const RESUME_BACKOFF_MS = 100;
-const RESUME_BACKOFF_MAX_MS = 1600;
-/** The close code of a refused resume (after the `error` `resume-failed`). */
-const CLOSE_RESUME_FAILED = 4410;
 
 /**
  * A failure the server (or the SDK) reports. `code` is the protocol's stable error code
@@ -104,14 +100,21 @@ export class Signaling {
   #tokenRetried = false;
   /** The token of the last attempt, sent again (unchecked by the node) on resume attempts. @type {string|null} */
   #lastToken = null;
-  /**
-   * A resume under way, from `reconnect` to the resumed `welcome` or giving up.
-   * @type {{token: string, peerId: string|null, since: number, deadline: number, attempt: number, backoffMs: number}|null}
-   */
+  /** A resume under way, with its queue; dropping it drops the queue. @type {Resumption|null} */
   #resume = null;
-  /** Messages sent while resuming, to go out after the resumed `welcome`. @type {string[]} */
-  #queue = [];
-  #drainTimer = 0;
+  /**
+   * What a resume asks of this connection. An attempt runs neither the token callback nor
+   * `beforeDial`: the node ignores the access token of a resume (the parked session's grant
+   * carries over) and the peer connections keep their ICE servers, so nothing delays it.
+   * @type {import('./switchboard-resume.js').ResumeHost}
+   */
+  #resumeHost = {
+    dial: (url, welcomeTimeoutMs) => this.#stopped || this.#connect(url, this.#lastToken, welcomeTimeoutMs),
+    drainTimedOut: () => this.#onResumeClose(1006, 'no close in time'),
+    abandon: (why) => this.#abandonResume(why),
+    state: (state, fields) => this.#setState(state, fields),
+    log: (line) => this.#hooks.log(line),
+  };
 
   /**
    * @param {SignalingOptions} options
@@ -157,7 +160,7 @@ export class Signaling {
    */
   send(msg) {
     if (this.#resume) {
-      this.#queue.push(JSON.stringify(msg));
+      this.#resume.queue(JSON.stringify(msg));
       return true;
     }
     if (this.#ws?.readyState !== WebSocket.OPEN) return false;
@@ -201,22 +204,6 @@ export class Signaling {
     if (this.#stopped) return;
     this.#lastToken = token;
     this.#connect(this.#opts.url, token, WELCOME_TIMEOUT_MS);
-  }
-
-  /**
-   * One resume attempt: the same URL plus `resume=<token>`, the same subprotocols. Neither the
-   * token callback nor `beforeDial` runs: the node ignores the access token of a resume (the
-   * parked session's grant carries over) and the peer connections keep their ICE servers, so
-   * nothing delays the attempt.
-   */
-  #dialResume() {
-    this.#retryTimer = 0;
-    const r = this.#resume;
-    if (!r || this.#stopped) return;
-    if (r.attempt > 0) this.#setState('resuming', { attempt: r.attempt });
-    r.attempt += 1;
-    // A node that took the TCP connection but says nothing gets until the deadline (at least 1 s).
-    this.#connect(withResume(this.#opts.url, r.token), this.#lastToken, Math.max(1000, r.deadline - Date.now()));
   }
 
   /**
@@ -292,18 +279,16 @@ export class Signaling {
     if (r) {
       // Only a resumed welcome with our own peer id answers a resume (a fresh one never should):
       // anything else, and we start over the usual way.
-      if (msg.resumed !== true || msg.peer_id !== r.peerId) {
+      if (!r.accepts(msg)) {
         return this.#abandonResume(`a fresh session (${msg.peer_id}) instead of ${r.peerId}`);
       }
       this.#resume = null;
       this.#attempt = 0;
       this.#startHeartbeat(msg.heartbeat_ms);
       // The frames of the gap follow this welcome; ours go out now, in order.
-      const queued = this.#queue;
-      this.#queue = [];
-      for (const text of queued) this.#ws?.send(text);
+      for (const text of r.takeQueue()) this.#ws?.send(text);
       this.#hooks.up(msg);
-      this.#setState('connected', { peerId: msg.peer_id, nodeId: msg.node_id, resumed: true, gapMs: Date.now() - r.since });
+      this.#setState('connected', { peerId: msg.peer_id, nodeId: msg.node_id, resumed: true, gapMs: r.gapMs() });
       return;
     }
     this.peerId = msg.peer_id;
@@ -325,50 +310,23 @@ export class Signaling {
    */
   #onReconnect(msg) {
     const ws = this.#ws;
-    if (!ws || this.#resume || !this.peerId || typeof msg.resume_token !== 'string') return;
-    const now = Date.now();
-    const withinMs = Math.max(0, Number(msg.within_ms) || 0);
-    this.#resume = {
-      token: msg.resume_token,
-      peerId: this.peerId,
-      since: now,
-      deadline: now + withinMs,
-      attempt: 0,
-      backoffMs: RESUME_BACKOFF_MS,
-    };
+    if (!ws || this.#resume) return;
+    this.#resume = Resumption.from(msg, this.peerId, this.#opts.url, this.#resumeHost);
+    if (!this.#resume) return;
     clearInterval(this.#pingTimer); // nothing more on this socket, not even a ping
-    this.#hooks.log(`the node is draining; resuming within ${withinMs} ms`);
-    this.#setState('resuming', { withinMs });
-    ws.close(1000, 'resume');
-    this.#drainTimer = setTimeout(() => {
-      if (ws !== this.#ws) return;
-      this.#hooks.log('no close from the draining node in time; resuming anyway');
-      this.#onResumeClose(1006, 'no close in time');
-    }, DRAIN_TIMEOUT_MS);
+    this.#resume.begin(ws);
   }
 
   /**
-   * The draining socket or a resume attempt closed: try (again) while `within_ms` lasts.
+   * The draining socket or a resume attempt closed: forget it; the resume decides what next.
    * @param {number} code
    * @param {string} reason
    */
   #onResumeClose(code, reason) {
     const r = this.#resume;
     if (!r) return;
-    const refused = this.#lastError?.code === 'resume-failed' || code === CLOSE_RESUME_FAILED;
     this.#detach();
-    if (refused) return this.#abandonResume(`refused (${this.#lastError?.message ?? reason})`);
-    const left = r.deadline - Date.now();
-    let delayMs;
-    if (r.attempt === 0) {
-      // The old socket: go at once, with a little jitter so a wave of clients spreads out.
-      delayMs = Math.round(Math.random() * RESUME_JITTER_MS);
-    } else {
-      if (left <= 0) return this.#abandonResume(`no node took it within the server's window (last close ${code} ${reason})`);
-      delayMs = Math.min(r.backoffMs, left);
-      r.backoffMs = Math.min(RESUME_BACKOFF_MAX_MS, r.backoffMs * 2);
-    }
-    this.#retryTimer = setTimeout(() => this.#dialResume(), delayMs);
+    r.closed(code, reason, this.#lastError);
   }
 
   /**
@@ -430,7 +388,6 @@ export class Signaling {
   /** Forgets the current WebSocket and its timers; a resume (if any) goes on. */
   #detach() {
     clearTimeout(this.#welcomeTimer);
-    clearTimeout(this.#drainTimer);
     clearInterval(this.#pingTimer);
     const ws = this.#ws;
     this.#ws = null;
@@ -444,8 +401,8 @@ export class Signaling {
    */
   #teardown(willRetry) {
     this.#detach();
+    this.#resume?.cancel();
     this.#resume = null;
-    this.#queue = [];
     this.peerId = null;
     for (const [id, p] of this.#pending) {
       this.#pending.delete(id);
@@ -503,15 +460,4 @@ export class Signaling {
     this.state = state;
     this.#hooks.state(state, fields);
   }
-}
-
-/**
- * `url` with `resume=<token>` added to its query, the token percent-encoded; what is there
- * (`access_token`, `room`, …) stays as it was, byte for byte.
- * @param {string} url
- * @param {string} token
- */
-export function withResume(url, token) {
-  const sep = !url.includes('?') ? '?' : /[?&]$/.test(url) ? '' : '&';
-  return `${url}${sep}resume=${encodeURIComponent(token)}`;
 }
