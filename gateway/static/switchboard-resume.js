@@ -1,5 +1,5 @@
-// One resume of a signaling connection (docs/protocol.md, "Drain and resume"): what happens between a
-// draining node's `reconnect` and the resumed `welcome`, or giving up. `switchboard-signaling.js`
+// One resume of a signaling connection (docs/protocol.md, "Drain and resume"): what happens
+// between a draining node's `reconnect` and the resumed `welcome`, or giving up. `switchboard-signaling.js`
 // keeps the sockets and the session; a `Resumption` holds the resume's state (token, peer id,
 // deadline, the messages queued meanwhile) and its schedule, and asks its connection to dial.
 //
