@@ -1,7 +1,8 @@
 // One resume of a signaling connection (docs/protocol.md, "Drain and resume"): what happens
-// between a draining node's `reconnect` and the resumed `welcome`, or giving up. `switchboard-signaling.js`
-// keeps the sockets and the session; a `Resumption` holds the resume's state (token, peer id,
-// deadline, the messages queued meanwhile) and its schedule, and asks its connection to dial.
+// between a draining node's `reconnect` and the resumed `welcome`, or giving up.
+// `switchboard-signaling.js` keeps the sockets and the session; a `Resumption` holds the
+// resume's state (token, peer id, deadline, the messages queued meanwhile) and its schedule,
+// and asks its connection to dial.
 //
 // The schedule: the old socket is closed (1000) and the node's close awaited, at most 3 s; then
 // the same URL plus `resume=<token>` is dialled after 0–100 ms of jitter, and again after 100,
