@@ -2,7 +2,7 @@
 //! to the nodes; `rolling_restart.rs` does it behind nginx): a drained peer resumes on the other
 //! node and gets what was sent to it in the gap; a bad or used token is refused with
 //! `resume-failed` and 4410; a whole room moves; the seed dialect and a lone node still just
-//! close with 1001.
+//! close with 1001; a client that ignores `reconnect` cannot hold a node past its bound.
 
 mod cluster;
 
@@ -403,4 +403,27 @@ async fn a_burst_relayed_while_the_peer_parks_arrives_once_in_order() {
     );
     q.ws.expect_silence(QUIET).await;
     wait_exit(&mut c.nodes[0], Duration::from_secs(15)).await;
+}
+
+/// (j) The drain is bounded: a client that ignores `reconnect` (never closes, never resumes)
+/// is parked after the close wait, and the node still exits within `--shutdown-timeout-secs`;
+/// its partner on the other node then sees it leave instead of waiting on a ghost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_ignores_reconnect_cannot_hold_the_node_past_its_shutdown_timeout() {
+    let mut c = Cluster::start(2, &["--shutdown-timeout-secs", "6"]);
+    let mut p = V1Peer::connect(&c.nodes[0].ws_url("/v1/ws")).await;
+    let mut q = V1Peer::connect(&c.nodes[1].ws_url("/v1/ws")).await;
+    p.join("stubborn").await;
+    q.join("stubborn").await;
+    p.ws.expect("peer-joined").await;
+
+    c.nodes[0].terminate();
+    // p reads nothing and sends nothing from here on.
+    // The bound is the shutdown timeout (the drain gives up 2 s before it, leaving the rest
+    // to say goodbye and stop); a second of slack for a loaded machine.
+    let took = wait_exit(&mut c.nodes[0], Duration::from_secs(10)).await;
+    assert!(took <= Duration::from_secs(7), "the drain took {took:?}, past its 6 s bound");
+    let left = q.ws.expect("peer-left").await;
+    assert_eq!(left["peer_id"], p.id.as_str(), "{left}");
+    println!("drain with a client that ignored reconnect: exited after {took:?}; its partner saw {left}");
 }
