@@ -128,16 +128,11 @@ pub fn free_port() -> u16 {
 /// The `switchboard-node` binary next to the running test (`target/<profile>/`), rebuilt first
 /// if any of its sources is newer: tests of this crate cannot use `CARGO_BIN_EXE_*` of another
 /// package, so a plain `cargo test -p switchboard-tests` would otherwise run a stale node.
-/// (`cargo test --workspace` has just built it; then nothing is rebuilt.)
+/// (`cargo test --workspace` has just built it; then nothing is rebuilt.) The node serves the
+/// browser client compiled in, so the gateway's sources count too.
 pub fn node_binary() -> String {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable");
-        // target/<profile>/deps/<test> → target/<profile>/switchboard-node
-        let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-        let bin = dir.join("switchboard-node");
-        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let sources = [
             "node/src",
             "node/Cargo.toml",
@@ -148,19 +143,44 @@ pub fn node_binary() -> String {
             "shared/Cargo.toml",
             "Cargo.lock",
         ];
-        let newest = sources.iter().filter_map(|p| newest_mtime(&root.join(p))).max();
-        if built.is_none() || newest > built {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut build = Command::new(cargo);
-            build.args(["build", "--quiet", "-p", "switchboard-node", "--bin", "switchboard-node"]);
-            if dir.file_name().is_some_and(|p| p == "release") {
-                build.arg("--release");
-            }
-            assert!(build.status().is_ok_and(|s| s.success()), "cannot build switchboard-node");
-        }
-        bin.to_string_lossy().into_owned()
+        fresh_binary("switchboard-node", &["-p", "switchboard-node"], &sources, &[])
     })
     .clone()
+}
+
+/// The reference peer's binary (`switchboard-peer` with feature `rtc`), rebuilt like
+/// [`node_binary`] when missing or older than its sources, or when it was built without `rtc`
+/// (no `join` subcommand).
+pub fn peer_binary() -> String {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let sources = ["shared/src", "shared/Cargo.toml", "Cargo.lock"];
+        fresh_binary("switchboard-peer", &["-p", "switchboard", "--features", "rtc"], &sources, &["join", "--help"])
+    })
+    .clone()
+}
+
+/// `target/<profile>/<bin>`, built with `cargo build <package> --bin <bin>` (in the running
+/// test's profile) if it is missing, older than any of `sources`, or fails `<bin> <probe>`.
+fn fresh_binary(bin: &str, package: &[&str], sources: &[&str], probe: &[&str]) -> String {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> → target/<profile>/<bin>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(bin);
+    let built = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest = sources.iter().filter_map(|p| newest_mtime(&root.join(p))).max();
+    let usable = || probe.is_empty() || Command::new(&path).args(probe).output().is_ok_and(|o| o.status.success());
+    if built.is_none() || newest > built || !usable() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet"]).args(package).args(["--bin", bin]);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        assert!(build.status().is_ok_and(|s| s.success()), "cannot build {bin}");
+    }
+    path.to_string_lossy().into_owned()
 }
 
 /// The latest modification time of a file, or of any file under a directory.

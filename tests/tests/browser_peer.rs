@@ -6,8 +6,9 @@
 mod browser_support;
 mod cluster;
 
-use browser_support::{assert_screenshots, peer_binary, run, scenarios};
+use browser_support::{assert_screenshots, run, scenarios};
 use cluster::Cluster;
+use switchboard_tests::peer_binary;
 
 #[test]
 fn the_demo_page_calls_the_reference_peer() {

@@ -18,13 +18,12 @@
 mod cluster;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_tests::{Frame, Nginx, V1Peer};
+use switchboard_tests::{Frame, Nginx, V1Peer, peer_binary};
 
 use cluster::Cluster;
 
@@ -141,37 +140,6 @@ fn metric(node: &switchboard_tests::Node, name: &str) -> f64 {
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// The reference peer's binary (`switchboard-peer` with feature `rtc`), built when missing or
-/// older than its sources (tests of this crate cannot use `CARGO_BIN_EXE_*` of another package).
-fn peer_binary() -> String {
-    fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
-        let meta = std::fs::metadata(path).ok()?;
-        if !meta.is_dir() {
-            return meta.modified().ok();
-        }
-        std::fs::read_dir(path).ok()?.filter_map(|e| e.ok()).filter_map(|e| newest_mtime(&e.path())).max()
-    }
-    let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/<test> → target/<profile>/switchboard-peer
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("switchboard-peer");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let has_join = || Command::new(&bin).args(["join", "--help"]).output().is_ok_and(|o| o.status.success());
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let newest =
-        ["shared/src", "shared/Cargo.toml", "Cargo.lock"].iter().filter_map(|p| newest_mtime(&root.join(p))).max();
-    if built.is_none() || newest > built || !has_join() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "switchboard", "--features", "rtc", "--bin", "switchboard-peer"]);
-        if dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        assert!(build.status().is_ok_and(|s| s.success()), "cannot build switchboard-peer");
-    }
-    bin.to_string_lossy().into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchboard_tests::{external_tool, run_until};
+use switchboard_tests::{external_tool, node_binary, run_until};
 
 /// How long a scenario may run, its own deadline (≤ 110 s) included.
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(180);
@@ -41,7 +41,8 @@ pub fn scenarios() -> Option<(PathBuf, MutexGuard<'static, ()>)> {
         return None;
     }
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    rebuild_node_if_client_changed();
+    // The pages are the node's compiled-in client: a stale node would serve stale pages.
+    node_binary();
     let src = workspace().join("tests/browser");
     // npm writes node_modules next to package.json: work on a copy under target/, shared by
     // every test binary so playwright-core is installed once.
@@ -89,60 +90,4 @@ pub fn assert_screenshots(report: &Value, key: &str) {
         let meta = std::fs::metadata(shot).unwrap_or_else(|e| panic!("screenshot {shot}: {e}"));
         assert!(meta.len() > 1000, "screenshot {shot} is empty");
     }
-}
-
-/// The node serves the browser client compiled in (`gateway/static` through `include_str!`),
-/// but the harness's `node_binary()` rebuilds only for node and shared sources: rebuild it here
-/// when the client (or the gateway code serving it) is newer, or the pages would be stale.
-fn rebuild_node_if_client_changed() {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let built = std::fs::metadata(dir.join("switchboard-node")).and_then(|m| m.modified()).ok();
-    let newest = ["gateway/static", "gateway/src", "gateway/Cargo.toml"]
-        .iter()
-        .filter_map(|p| newest_mtime(&workspace().join(p)))
-        .max();
-    if built.is_some() && newest <= built {
-        return;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "-p", "switchboard-node", "--bin", "switchboard-node"]);
-    if dir.file_name().is_some_and(|p| p == "release") {
-        build.arg("--release");
-    }
-    assert!(build.status().is_ok_and(|s| s.success()), "cannot build switchboard-node");
-}
-
-/// The reference peer's binary (`switchboard-peer` with feature `rtc`), built when missing or
-/// older than its sources. Tests of this crate cannot use `CARGO_BIN_EXE_*` of another package.
-pub fn peer_binary() -> String {
-    let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/<test> → target/<profile>/switchboard-peer
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("switchboard-peer");
-    let has_join = || Command::new(&bin).args(["join", "--help"]).output().is_ok_and(|o| o.status.success());
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let newest = ["shared/src", "shared/Cargo.toml", "Cargo.lock"]
-        .iter()
-        .filter_map(|p| newest_mtime(&workspace().join(p)))
-        .max();
-    if built.is_none() || newest > built || !has_join() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "switchboard", "--features", "rtc", "--bin", "switchboard-peer"]);
-        if dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        assert!(build.status().is_ok_and(|s| s.success()), "cannot build switchboard-peer");
-    }
-    bin.to_string_lossy().into_owned()
-}
-
-fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_dir() {
-        return meta.modified().ok();
-    }
-    std::fs::read_dir(path).ok()?.filter_map(|e| e.ok()).filter_map(|e| newest_mtime(&e.path())).max()
 }
