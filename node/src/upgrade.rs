@@ -100,14 +100,15 @@ pub async fn upgrade(
     if dialect == Dialect::V1 && offers_subprotocol(&req, v1::SUBPROTOCOL) {
         res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(v1::SUBPROTOCOL)));
     }
-    let resume = match resume_token(&req).filter(|_| dialect == Dialect::V1) {
-        Some(token) => Some(claim(&state, &token).await),
-        None => None,
-    };
-    let admitted = match &resume {
-        Some(Ok(parked)) => reserve(&state).map(|()| parked.grant.clone().map(|g| Box::new(Grant::from_parts(g)))),
-        Some(Err(e)) => Err((e.clone(), close::RESUME_FAILED)),
-        None => admit(&state, &req),
+    // A resume's grant is the parked session's; anyone else's is its access token's.
+    let admitted = match resume_token(&req).filter(|_| dialect == Dialect::V1) {
+        Some(token) => match claim(&state, &token).await {
+            Ok(mut parked) => {
+                reserve(&state).map(|()| (parked.grant.take().map(|g| Box::new(Grant::from_parts(g))), Some(parked)))
+            }
+            Err(e) => Err((e, close::RESUME_FAILED)),
+        },
+        None => admit(&state, &req).map(|grant| (grant, None)),
     };
     let res = res.finish().drop_body();
     if let Err(e) = framed.send(H1Message::Item((res, BodySize::None))).await {
@@ -118,8 +119,7 @@ pub async fn upgrade(
     }
     let parts = framed.into_parts();
     match admitted {
-        Ok(grant) => {
-            let resume = resume.and_then(Result::ok);
+        Ok((grant, resume)) => {
             Session::start(state, dialect, parts.io, parts.read_buf, grant, resume);
             Ok(())
         }
@@ -130,8 +130,8 @@ pub async fn upgrade(
     }
 }
 
-/// Whether the upgraded socket may become a session: the node is not draining, the access
-/// token (if one is required) verifies, and a connection slot is free. `Ok` holds the token's
+/// Whether the upgraded socket may become a session: the access token (if one is required)
+/// verifies, and a connection slot is free. `Ok` holds the token's
 /// grant and a reserved slot; `Err` the refusal and its close code.
 fn admit(state: &NodeState, req: &Request) -> Result<Option<Box<Grant>>, (ProtocolError, u16)> {
     let grant = authenticate(state, req).map_err(|e| {
