@@ -49,6 +49,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_RECORD_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..))]
     pub record_ttl_secs: u64,
 
+    /// How often each room compares its members with the cluster's records and repairs what a
+    /// missed event left wrong (its clients get `peer-joined`/`peer-left`), milliseconds: one
+    /// `HGETALL` per room per period.
+    #[arg(long, env = "SWITCHBOARD_RECONCILE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(200..))]
+    pub reconcile_ms: u64,
+
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,

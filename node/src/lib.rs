@@ -120,6 +120,7 @@ fn redis_settings(config: &Config) -> Settings {
         record_ttl: std::time::Duration::from_secs(config.record_ttl_secs),
         canary_every: (config.node_lease() / 3).min(std::time::Duration::from_secs(1)),
         timeout: std::time::Duration::from_secs(1),
+        reconcile_every: std::time::Duration::from_millis(config.reconcile_ms),
     }
 }
 

@@ -78,6 +78,27 @@ pub struct BusMetrics {
     pub parked: IntCounter,
     /// Sessions that resumed here (took over a session another node parked).
     pub resumed: IntCounter,
+    /// Messages this node sent to other nodes that are not settled yet (delivered or answered).
+    pub link_pending: IntGauge,
+    /// Gaps a link into this node saw (a message arrived before an earlier one).
+    pub gaps: IntCounter,
+    /// Messages this node sent again because a receiver reported them missing.
+    pub retransmits: IntCounter,
+    /// Messages that reached this node more than once (dropped).
+    pub duplicates: IntCounter,
+    /// Relays from this node answered `undeliverable` because their delivery failed or could
+    /// not be confirmed (lost on the way, too late, nobody subscribed, a target not there).
+    pub answered: IntCounter,
+    /// Relays from other nodes that a room here could not deliver, answered to their sender.
+    pub bounced: IntCounter,
+    /// Times this node's subscription ended or was torn down (what was in flight is recovered
+    /// by the links, or answered).
+    pub subscription_cuts: IntCounter,
+    /// Messages lost with no answer to anyone. Zero by construction: every drop on the way is
+    /// reported back to the sender; alert on any increase.
+    pub silent_loss: IntCounter,
+    /// Members a room added or removed when its view disagreed with the cluster's records.
+    pub repairs: IntCounter,
 }
 
 impl BusMetrics {
@@ -114,6 +135,24 @@ impl BusMetrics {
             nodes_lost: counter("bus_nodes_lost_total", "Other nodes declared lost (lease expired).")?,
             parked: counter("sessions_parked_total", "Sessions parked for a resume elsewhere while draining.")?,
             resumed: counter("sessions_resumed_total", "Sessions resumed here from a draining node.")?,
+            link_pending: gauge("bus_link_pending", "Messages sent to other nodes and not settled yet.")?,
+            gaps: counter("bus_link_gaps_total", "Gaps seen on links from other nodes.")?,
+            retransmits: counter("bus_link_retransmits_total", "Messages sent again to a node that missed them.")?,
+            duplicates: counter("bus_link_duplicates_total", "Messages from other nodes received twice (dropped).")?,
+            answered: counter(
+                "bus_answered_total",
+                "Relays from this node answered undeliverable: not delivered, or not known to be.",
+            )?,
+            bounced: counter("bus_bounced_total", "Relays from other nodes a room here could not deliver (answered).")?,
+            subscription_cuts: counter("bus_subscription_cuts_total", "Times the cluster subscription was lost.")?,
+            silent_loss: counter(
+                "bus_silent_loss_total",
+                "Messages lost without an answer to their sender (0 by construction: alert on any).",
+            )?,
+            repairs: counter(
+                "membership_repairs_total",
+                "Members added or removed when a room's view disagreed with the cluster's records.",
+            )?,
         })
     }
 }

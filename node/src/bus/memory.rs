@@ -38,7 +38,7 @@ impl State {
         for node in nodes {
             if let Some(inbox) = self.nodes.get(node) {
                 // Events for rooms a node no longer holds have no one to reach.
-                let _ = inbox.rooms.deliver(Inbound { room: room.clone(), event: event.clone() });
+                let _ = inbox.rooms.deliver(Inbound { room: room.clone(), event: event.clone(), via: None });
             }
         }
     }
@@ -98,7 +98,7 @@ impl Bus for MemoryBus {
         for node in to {
             if let Some(inbox) = state.nodes.get(node) {
                 // Events for rooms a node no longer holds have no one to reach.
-                let _ = inbox.rooms.deliver(Inbound { room: room.clone(), event: event.clone() });
+                let _ = inbox.rooms.deliver(Inbound { room: room.clone(), event: event.clone(), via: None });
                 delivered += 1;
             }
         }

@@ -59,6 +59,9 @@ pub enum RoomEvent {
         from: PeerId,
         to: Option<PeerId>,
         frame: Bytes,
+        /// The sender's correlation id, echoed in `undeliverable` if the target's node cannot
+        /// deliver it.
+        id: Option<Box<RawValue>>,
     },
     /// A parked member resumed on node `to`: it was on `from`. Sent by the move itself to every
     /// node holding members of the room, `from` first, and to `to` itself as a marker of where
@@ -84,6 +87,32 @@ pub enum RoomEvent {
         frames: Vec<Held>,
         handover: bool,
     },
+    /// A relay from this node's `peer` that the receiving node could not deliver (its target
+    /// is not there, or it expired on the way): `peer` is answered `undeliverable` with `id`.
+    /// `link` names the relay on its link, so an answer the link layer already gave is not
+    /// given twice.
+    Bounce {
+        peer: PeerId,
+        id: Option<Box<RawValue>>,
+        why: String,
+        link: Option<LinkSeq>,
+    },
+}
+
+/// A message's place on a sequenced node-to-node link: the sender's incarnation and the
+/// sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkSeq {
+    pub incarnation: u64,
+    pub seq: u64,
+}
+
+/// Where an event from another node came from: its node and its place on that node's link to
+/// this one (see `redis::link`), for answering what a room cannot deliver.
+#[derive(Clone, Debug)]
+pub struct Via {
+    pub node: NodeId,
+    pub link: Option<LinkSeq>,
 }
 
 /// A frame kept for a member that cannot take it yet, with its metrics label.
@@ -153,6 +182,8 @@ pub struct Joined {
 pub struct Inbound {
     pub room: RoomName,
     pub event: RoomEvent,
+    /// The node it came from (`None` on the embedded bus).
+    pub via: Option<Via>,
 }
 
 /// News about the cluster rather than one room; the registry passes it to every room.
@@ -193,12 +224,20 @@ pub enum BusError {
     Corrupt(String),
     #[error("the room is full across the cluster")]
     RoomFull,
+    /// Nobody was subscribed to the receiving node's channel: that node is gone.
+    #[error("the peer's node is not reachable")]
+    NodeGone,
+    /// The receiving node did not deliver it (or cannot be known to have): the sender is told.
+    #[error("{0}")]
+    Lost(String),
 }
 
 pub type BusResult<T> = BoxFuture<'static, Result<T, BusError>>;
 
 /// Hands an event to the room it is for; gives it back if this node holds no such room.
 pub trait RoomInbox: Send + Sync {
+    // The event comes back by move, on the rare path where its room is gone: no boxing.
+    #[allow(clippy::result_large_err)]
     fn deliver(&self, msg: Inbound) -> Result<(), Inbound>;
 }
 
@@ -256,6 +295,17 @@ pub trait Bus: Send + Sync + 'static {
 
     /// True while the bus can carry events (the embedded bus always can).
     fn healthy(&self) -> bool;
+
+    /// Tells the node a relay came `via` that it cannot be delivered here: its sender is
+    /// answered `undeliverable` with `id` (once, whatever the link said of it).
+    fn bounce(&self, _room: &RoomName, _via: &Via, _from: PeerId, _id: Option<Box<RawValue>>, _why: &str) {}
+
+    /// How often a room compares its view of the membership with the cluster's records, to
+    /// repair what a missed event left wrong (`None` on the embedded bus: there is nothing to
+    /// miss).
+    fn reconcile_every(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     /// Whether sessions parked here can resume on another node (not on the embedded bus:
     /// there is no other node).

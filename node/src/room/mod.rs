@@ -51,6 +51,11 @@ pub struct Room {
     joins_seen: u64,
     /// The bus generation under which this room's local members were last written.
     asserted: u64,
+    /// A re-assert is under way (or waiting to be tried again).
+    asserting: bool,
+    /// A membership check is under way, or one is scheduled soon.
+    reconciling: bool,
+    reconcile_queued: bool,
     /// Members that resumed on another node, for whom this node still forwards what reaches it
     /// (see [`handoff`]).
     forwarding: Vec<Forwarding>,
@@ -71,6 +76,9 @@ impl Room {
             local: 0,
             joins_seen: 0,
             asserted,
+            asserting: false,
+            reconciling: false,
+            reconcile_queued: false,
             forwarding: Vec::new(),
             span,
         }
@@ -258,6 +266,10 @@ impl Room {
 
 impl Actor for Room {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.start_reconciling(ctx);
+    }
 }
 
 /// A session asks to join.

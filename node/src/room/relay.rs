@@ -41,7 +41,7 @@ impl Handler<Relay> for Room {
             self.fan_out(&msg.frame, msg.kind, Some(msg.from), Some(msg.received_at), Origin::Local);
             let nodes = self.remote_nodes();
             if !nodes.is_empty() {
-                let event = RoomEvent::Relay { from: msg.from, to: None, frame: msg.frame };
+                let event = RoomEvent::Relay { from: msg.from, to: None, frame: msg.frame, id: None };
                 let sent = self.state.bus.publish(&self.name, &self.state.node_id, &nodes, event);
                 self.report_undelivered(sent, nodes.len(), sender, msg.id, ctx);
             }
@@ -53,7 +53,7 @@ impl Handler<Relay> for Room {
                 m.deliver_from(d, &Origin::Local, false);
             }
             Some(Member { node: Some(node), .. }) => {
-                let event = RoomEvent::Relay { from: msg.from, to: Some(to), frame: msg.frame };
+                let event = RoomEvent::Relay { from: msg.from, to: Some(to), frame: msg.frame, id: msg.id.clone() };
                 let sent = self.state.bus.publish(&self.name, &self.state.node_id, std::slice::from_ref(node), event);
                 self.report_undelivered(sent, 1, sender, msg.id, ctx);
             }
@@ -107,6 +107,7 @@ impl Handler<Inbound> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        let via = msg.via;
         match msg.event {
             RoomEvent::Joined(r, ack) => {
                 if let Some(user) = &r.seed_user {
@@ -124,16 +125,21 @@ impl Handler<Inbound> for Room {
                     self.remove(i, reason, Origin::Script, ctx);
                 }
             }
-            RoomEvent::Relay { from, to, frame } => {
+            RoomEvent::Relay { from, to, frame, id } => {
                 // Only from a member this room knows on another node: a node that was declared
                 // lost and comes back cannot slip in relays from peers that have "left".
                 let Some(origin) = self.position(from).and_then(|i| self.members[i].node.clone()) else {
-                    debug!(parent: &self.span, from = %from, "dropped a relay from a peer not in this room");
+                    debug!(parent: &self.span, from = %from, "refused a relay from a peer not in this room");
+                    if to.is_some() {
+                        self.bounce(via.as_ref(), from, id, "this node does not know the sender in the room", ctx);
+                    }
                     return;
                 };
                 match to {
                     Some(to) => {
-                        let Some(i) = self.position(to) else { return };
+                        let Some(i) = self.position(to) else {
+                            return self.bounce(via.as_ref(), from, id, "the peer is not in the room", ctx);
+                        };
                         if self.members[i].is_local() {
                             let d = Deliver { frame, kind: "signal", received_at: None };
                             self.members[i].deliver_from(d, &Origin::Node(origin), false);
@@ -151,6 +157,37 @@ impl Handler<Inbound> for Room {
             RoomEvent::Moved { peer, from, to } => self.on_moved(peer, from, to, ctx),
             RoomEvent::Fence { peer, via, direct } => self.on_fence(peer, via, direct, ctx),
             RoomEvent::Forward { peer, frames, handover } => self.on_forward(peer, frames, handover),
+            RoomEvent::Bounce { peer, id, why, .. } => {
+                let Some(session) = self.position(peer).and_then(|i| self.members[i].session.clone()) else {
+                    // The sender left meanwhile: nobody is left to tell.
+                    return;
+                };
+                let err = ProtocolError::new(ErrorCode::Undeliverable, format!("message not delivered: {why}"));
+                self.state.metrics.error(err.code);
+                session.do_send(Deliver {
+                    frame: error_frame(self.dialect, &err, id.as_deref()),
+                    kind: "error",
+                    received_at: None,
+                });
+            }
         }
+    }
+}
+
+impl Room {
+    /// A relay that came `via` another node and cannot be delivered here goes back to its
+    /// sender's node, which answers it. The room's view may be what is wrong: check it soon.
+    fn bounce(
+        &mut self,
+        via: Option<&crate::bus::Via>,
+        from: PeerId,
+        id: Option<Box<RawValue>>,
+        why: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(via) = via {
+            self.state.bus.bounce(&self.name, via, from, id, why);
+        }
+        self.reconcile_soon(ctx);
     }
 }

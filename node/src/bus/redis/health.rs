@@ -71,9 +71,14 @@ impl Health {
             && self.now() - seen <= 3 * every.as_millis() as u64
     }
 
-    /// Connected for writing, subscribed, yet no canary for a while: the subscription is dead.
-    pub(super) fn subscription_stale(&self, every: Duration) -> bool {
+    /// No canary for a while although the writer has been connected long enough to send
+    /// some: the subscription is dead. With the writer cut off from Redis for longer than a
+    /// lease, it is presumed dead too (a stalled path stalls both connections), so that once
+    /// Redis can be reached again the node subscribes afresh and reconciles.
+    pub(super) fn subscription_stale(&self, every: Duration, lease: Duration) -> bool {
         let last = self.canary_at.load(Ordering::SeqCst).max(self.subscribed_at.load(Ordering::SeqCst));
-        self.connected_for() > 4 * every && self.now().saturating_sub(last) > 4 * every.as_millis() as u64
+        let silent = Duration::from_millis(self.now().saturating_sub(last));
+        let writer_down = !self.connected.load(Ordering::SeqCst);
+        silent > 4 * every && (self.connected_for() > 4 * every || (writer_down && silent > lease))
     }
 }

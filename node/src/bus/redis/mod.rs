@@ -16,6 +16,8 @@ mod acks;
 mod backoff;
 mod health;
 mod lease;
+mod link;
+mod pipeline;
 mod replies;
 mod scripts;
 mod subscriber;
@@ -29,6 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use redis::{RedisResult, Value};
+use serde_json::value::RawValue;
 use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, RoomName};
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +39,7 @@ use tracing::{debug, warn};
 
 use acks::{AckSlot, Acks};
 use health::Health;
+use link::{Inlets, Received};
 use replies::{is_script_error, joined, records};
 use switchboard::cluster::Control;
 pub use switchboard::cluster::Keys;
@@ -43,7 +47,7 @@ use writer::Op;
 
 use super::{
     Bus, BusError, BusResult, Claim, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId,
-    ParkedSession, RoomEvent,
+    ParkedSession, RoomEvent, Via,
 };
 
 /// What a resume token holds while its session is still being parked.
@@ -59,13 +63,19 @@ pub struct Settings {
     pub record_ttl: Duration,
     /// How often the readiness canary goes round.
     pub canary_every: Duration,
-    /// Connect and response timeout of Redis commands.
+    /// Connect and response timeout of Redis commands; also how long a message between nodes
+    /// may take to be delivered (its deadline).
     pub timeout: Duration,
+    /// How often each room compares its membership with the cluster's records.
+    pub reconcile_every: Duration,
 }
 
 /// How long a join waits for the other nodes of its room to take it in. A node that does not
 /// answer in time is stuck or dying (its lease will tell); the join goes on without it.
 const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Times a bounce that could not be sent (Redis away) is tried, 200 ms apart.
+const BOUNCE_TRIES: usize = 25;
 
 /// Operations queued for the writer beyond which the bus refuses more (Redis is not keeping up).
 const MAX_QUEUED: usize = 200_000;
@@ -92,6 +102,9 @@ impl RedisBus {
         let client = redis::Client::open(info)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            incarnation: rand::random::<u64>() | 1,
+            inlets: Mutex::new(Inlets::new(node.clone(), metrics.clone())),
+            me: OnceLock::new(),
             keys: Keys::new(cluster, node),
             settings,
             health: Health::new(),
@@ -102,6 +115,7 @@ impl RedisBus {
             tx,
             generation: AtomicU64::new(0),
         });
+        let _ = shared.me.set(Arc::downgrade(&shared));
         Ok(Arc::new(Self { shared, start: Mutex::new(Some((rx, client))), arbiter: OnceLock::new() }))
     }
 }
@@ -164,11 +178,24 @@ impl Bus for RedisBus {
         if to.is_empty() {
             return async { Ok(Delivery { nodes: 0 }) }.boxed();
         }
-        let (reply, rx) = oneshot::channel();
-        let payload = Bytes::from(wire::encode_event(room, &event));
-        let generation = self.shared.generation.load(Ordering::SeqCst);
-        self.shared.enqueue(Op::Publish { nodes: to.to_vec(), payload, generation, queued_at: Instant::now(), reply });
-        answer(rx)
+        let body = Bytes::from(wire::encode_event(room, &event));
+        let settled = self.shared.publish(to.to_vec(), body);
+        async move {
+            // Each node's link settles on its own: delivered, or answered with why not.
+            let mut nodes = 0;
+            let mut failed = None;
+            for rx in settled {
+                match rx.await.unwrap_or_else(|_| Err(BusError::Unavailable("the bus has stopped".into()))) {
+                    Ok(()) => nodes += 1,
+                    Err(e) => failed = Some(e),
+                }
+            }
+            match failed {
+                Some(e) if nodes == 0 => Err(e),
+                _ => Ok(Delivery { nodes }),
+            }
+        }
+        .boxed()
     }
 
     fn members(&self, room: &RoomName) -> BusResult<Vec<MemberRecord>> {
@@ -198,6 +225,14 @@ impl Bus for RedisBus {
 
     fn resumable(&self) -> bool {
         true
+    }
+
+    fn bounce(&self, room: &RoomName, via: &Via, from: PeerId, id: Option<Box<RawValue>>, why: &str) {
+        self.shared.bounce(room, via, from, id, why);
+    }
+
+    fn reconcile_every(&self) -> Option<Duration> {
+        Some(self.shared.settings.reconcile_every)
     }
 
     fn park(&self, token: &str, parked: Option<&ParkedSession>, ttl: Duration) -> BusResult<()> {
@@ -244,6 +279,12 @@ impl Drop for RedisBus {
 
 /// What the bus's two tasks and its callers share.
 pub struct Shared {
+    /// This process's identity on its links (new at every start).
+    incarnation: u64,
+    /// The receiving side of the links into this node (the subscriber task's).
+    inlets: Mutex<Inlets>,
+    /// Itself, for tasks that outlive a call.
+    me: OnceLock<std::sync::Weak<Shared>>,
     keys: Keys,
     settings: Settings,
     health: Health,
@@ -259,6 +300,10 @@ pub struct Shared {
 impl Shared {
     /// Queues `op` for the writer, or answers it at once if the writer cannot take it.
     fn enqueue(&self, op: Op) {
+        if !op.counted() {
+            let _ = self.tx.send(op);
+            return;
+        }
         let queued = self.queued.fetch_add(1, Ordering::Relaxed);
         if queued >= MAX_QUEUED {
             return self.finish(op, Err(BusError::Overloaded(queued)));
@@ -268,12 +313,50 @@ impl Shared {
         }
     }
 
+    /// Queues `body` for each of `nodes` on its link; each receiver settles with that node's
+    /// outcome.
+    fn publish(&self, nodes: Vec<NodeId>, body: Bytes) -> Vec<oneshot::Receiver<Result<(), BusError>>> {
+        let (replies, settled): (Vec<_>, Vec<_>) = nodes.iter().map(|_| oneshot::channel()).unzip();
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.enqueue(Op::Publish { nodes, body, generation, queued_at: Instant::now(), replies });
+        settled
+    }
+
     fn send_ack(&self, ack: JoinAck) {
         // Nobody waits on the answer: a lost ack only makes the joiner wait out its bound.
-        let (reply, _) = oneshot::channel();
-        let payload = Bytes::from(wire::encode(&wire::Wire::Ack { token: ack.token }));
-        let generation = self.generation.load(Ordering::SeqCst);
-        self.enqueue(Op::Publish { nodes: vec![ack.node], payload, generation, queued_at: Instant::now(), reply });
+        let body = Bytes::from(wire::encode(&wire::Wire::Ack { token: ack.token }));
+        drop(self.publish(vec![ack.node], body));
+    }
+
+    /// Answers a relay that came through `via` and cannot be delivered here: its sender's node
+    /// answers the sender (once, whatever its link already said).
+    fn bounce(&self, room: &RoomName, via: &Via, from: PeerId, id: Option<Box<RawValue>>, why: &str) {
+        self.metrics.bounced.inc();
+        let event = RoomEvent::Bounce { peer: from, id, why: why.to_string(), link: via.link };
+        let body = Bytes::from(wire::encode_event(room, &event));
+        let Some(shared) = self.me.get().and_then(std::sync::Weak::upgrade) else { return };
+        let node = via.node.clone();
+        tokio::spawn(async move {
+            // An answer that could not even be sent (Redis away) is tried again for a while.
+            for _ in 0..BOUNCE_TRIES {
+                let settled = shared.publish(vec![node.clone()], body.clone());
+                let mut retry = false;
+                for rx in settled {
+                    match rx.await {
+                        // Delivered, or its sender's node is gone (and the sender with it).
+                        Ok(Ok(()) | Err(BusError::NodeGone)) | Err(_) => {}
+                        Ok(Err(BusError::Unavailable(_) | BusError::Fenced | BusError::Overloaded(_))) => retry = true,
+                        // The answer itself was lost: its relay is neither delivered nor answered.
+                        Ok(Err(_)) => shared.metrics.silent_loss.inc(),
+                    }
+                }
+                if !retry {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            shared.metrics.silent_loss.inc();
+        });
     }
 
     /// Tells a moved peer's old and new nodes that this node routes to the new one from now on
@@ -281,12 +364,10 @@ impl Shared {
     /// straight to the new one.
     pub(super) fn send_fences(&self, room: &RoomName, peer: PeerId, from: NodeId, to: NodeId) {
         let via = self.keys.node().clone();
-        let generation = self.generation.load(Ordering::SeqCst);
         for (node, direct) in [(from, false), (to, true)] {
-            let (reply, _) = oneshot::channel();
             let event = RoomEvent::Fence { peer, via: via.clone(), direct };
-            let payload = Bytes::from(wire::encode_event(room, &event));
-            self.enqueue(Op::Publish { nodes: vec![node], payload, generation, queued_at: Instant::now(), reply });
+            let body = Bytes::from(wire::encode_event(room, &event));
+            drop(self.publish(vec![node], body));
         }
     }
 
@@ -298,7 +379,9 @@ impl Shared {
 
     /// Answers an operation that never reached Redis.
     fn finish(&self, op: Op, err: Result<(), BusError>) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
+        if op.counted() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Err(e) = err {
             self.metrics.errors.inc();
             op.fail(e);
@@ -353,20 +436,9 @@ impl Shared {
                 };
                 let _ = reply.send(out);
             }
-            Op::Publish { reply, .. } => {
-                let nodes = results.iter().filter(|r| matches!(r, Ok(Value::Int(n)) if *n > 0)).count();
-                self.metrics.published.inc_by(results.len() as u64);
-                self.metrics.undelivered.inc_by((results.len() - nodes) as u64);
-                // Some nodes got it: report what was delivered; the room tells the sender.
-                let _ = reply.send(
-                    if nodes == 0
-                        && let Some(e) = failed
-                    {
-                        Err(e)
-                    } else {
-                        Ok(Delivery { nodes })
-                    },
-                );
+            // Settled by their links, never answered from a pipeline (see `pipeline`).
+            op @ (Op::Publish { .. } | Op::Send { .. } | Op::Status { .. } | Op::Bounce { .. }) => {
+                op.fail(failed.unwrap_or(BusError::Unavailable("not sent".into())))
             }
         }
     }
@@ -403,36 +475,97 @@ impl Shared {
             return self.control(inboxes, payload);
         }
         match wire::decode(payload) {
-            Ok(wire::Decoded::Canary) => self.health.canary_seen(),
-            Ok(wire::Decoded::Ack { token }) => self.acks.received(token),
-            Ok(wire::Decoded::Room { room, event, sent_us }) => {
-                self.metrics.received.inc();
-                if let Some(sent) = sent_us {
-                    let age = wire::now_us().saturating_sub(sent);
-                    self.metrics.transit.observe(age as f64 / 1e6);
-                    if age > self.settings.timeout.as_micros() as u64 {
-                        self.metrics.expired.inc();
-                        warn!(node = %self.keys.node(), room = %room, age_us = age, "dropped a relay that arrived too late");
-                        return;
-                    }
+            Ok(wire::Decoded::Data { src, inc, seq, base, deadline_us, body }) => {
+                let mut inlets = self.inlets.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Received::Deliver(link) = inlets.receive(src, inc, seq, base, deadline_us, body) {
+                    let sent_us = deadline_us.saturating_sub(self.settings.timeout.as_micros() as u64);
+                    self.metrics.transit.observe(wire::now_us().saturating_sub(sent_us) as f64 / 1e6);
+                    self.deliver(inboxes, body, Via { node: src.into(), link: Some(link) });
                 }
-                match inboxes.rooms.deliver(Inbound { room, event }) {
-                    // No such room here (it just closed): nothing here needs to know the joiner.
-                    Err(Inbound { event: RoomEvent::Joined(_, Some(ack)), .. }) => self.send_ack(ack),
-                    // Nothing here routes to the moved peer any more; its new node still waits
-                    // for this node's word on it.
-                    Err(Inbound { room, event: RoomEvent::Moved { peer, from, to } })
-                        if &to != self.keys.node() && &from != self.keys.node() =>
-                    {
-                        self.send_fences(&room, peer, from, to)
-                    }
-                    _ => {}
+                for (node, link, body) in inlets.ready() {
+                    self.deliver(inboxes, &body, Via { node, link: Some(link) });
                 }
             }
+            Ok(wire::Decoded::Status { from, inc, upto, lost, missing }) => {
+                self.enqueue(Op::Status { from: from.into(), inc, upto, lost, missing });
+            }
+            Ok(wire::Decoded::Probe { src, inc, last, base }) => {
+                self.inlets.lock().unwrap_or_else(PoisonError::into_inner).probe(src, inc, last, base);
+            }
+            // Unsequenced: the canary, or a node of the previous version.
+            Ok(other) => self.take(inboxes, other, None),
             Err(e) => {
                 self.metrics.errors.inc();
                 debug!(node = %self.keys.node(), error = %e, "dropped an unreadable cluster message");
             }
+        }
+    }
+
+    /// Delivers what the links released from behind gaps given up on.
+    fn deliver_released(&self) {
+        let Some(inboxes) = self.inboxes.get() else { return };
+        let ready = self.inlets.lock().unwrap_or_else(PoisonError::into_inner).ready();
+        for (node, link, body) in ready {
+            self.deliver(inboxes, &body, Via { node, link: Some(link) });
+        }
+    }
+
+    /// A message a link delivered.
+    fn deliver(&self, inboxes: &Inboxes, body: &[u8], via: Via) {
+        match wire::decode(body) {
+            Ok(decoded) => self.take(inboxes, decoded, Some(via)),
+            Err(e) => {
+                // Settled as delivered on its link, yet nobody can be told: the one silent loss.
+                self.metrics.errors.inc();
+                self.metrics.silent_loss.inc();
+                warn!(node = %self.keys.node(), from = %via.node, error = %e, "dropped an unreadable message from a link");
+            }
+        }
+    }
+
+    fn take(&self, inboxes: &Inboxes, decoded: wire::Decoded<'_>, via: Option<Via>) {
+        let (room, event) = match decoded {
+            wire::Decoded::Canary => return self.health.canary_seen(),
+            wire::Decoded::Ack { token } => return self.acks.received(token),
+            wire::Decoded::Room { room, event, sent_us } => {
+                if let Some(sent) = sent_us {
+                    // An unsequenced relay (a node of the previous version): its own deadline.
+                    let age = wire::now_us().saturating_sub(sent);
+                    self.metrics.transit.observe(age as f64 / 1e6);
+                    if age > self.settings.timeout.as_micros() as u64 {
+                        self.metrics.expired.inc();
+                        return warn!(node = %self.keys.node(), room = %room, age_us = age, "dropped a relay that arrived too late");
+                    }
+                }
+                (room, event)
+            }
+            wire::Decoded::Data { .. } | wire::Decoded::Status { .. } | wire::Decoded::Probe { .. } => {
+                self.metrics.errors.inc();
+                return debug!(node = %self.keys.node(), "dropped link upkeep nested in a link message");
+            }
+        };
+        self.metrics.received.inc();
+        if let (RoomEvent::Bounce { link, why, .. }, Some(v)) = (&event, &via) {
+            // The link's sender side decides whether the relay still needs this answer.
+            let (from, link, why) = (v.node.clone(), *link, why.clone());
+            return self.enqueue(Op::Bounce { from, link, why, inbound: Inbound { room, event, via } });
+        }
+        match inboxes.rooms.deliver(Inbound { room, event, via }) {
+            Ok(()) => {}
+            // No such room here (it just closed): nothing here needs to know the joiner.
+            Err(Inbound { event: RoomEvent::Joined(_, Some(ack)), .. }) => self.send_ack(ack),
+            // Nothing here routes to the moved peer any more; its new node still waits
+            // for this node's word on it.
+            Err(Inbound { room, event: RoomEvent::Moved { peer, from, to }, .. })
+                if &to != self.keys.node() && &from != self.keys.node() =>
+            {
+                self.send_fences(&room, peer, from, to)
+            }
+            // A signal for a peer of a room this node no longer holds.
+            Err(Inbound { room, event: RoomEvent::Relay { from, to: Some(_), id, .. }, via: Some(via) }) => {
+                self.bounce(&room, &via, from, id, "the peer is not in the room")
+            }
+            Err(_) => {}
         }
     }
 }

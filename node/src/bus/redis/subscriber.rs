@@ -1,37 +1,57 @@
 //! The subscriber: one pub/sub connection carrying this node's channel and the control channel.
 //!
-//! A pub/sub stream simply ends when its connection drops, so this task reconnects with backoff
-//! and subscribes again. It also gives up on a connection that still looks open but no longer
-//! brings back the node's own canary (a Redis that stopped answering). After any gap it asks
-//! the rooms to reconcile their membership, since events sent meanwhile were lost.
+//! A pub/sub stream simply ends when its connection drops (Redis also cuts a subscriber whose
+//! output buffer overflowed, throwing away what it held), so this task reconnects with backoff
+//! and subscribes again; the links recover or answer what was lost. It also gives up on a
+//! connection that still looks open but no longer brings back the node's own canary (a Redis
+//! that stopped answering, a network path that stalled). After any gap it asks the rooms to
+//! reconcile their membership, since membership events sent meanwhile were lost.
+//!
+//! It also runs the receiving side of the links: statuses go back as soon as the stream is
+//! idle (at most [`STATUS_EVERY`](super::link) apart under load), and gaps whose time ran out
+//! are given up.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tracing::{info, warn};
 
 use super::Shared;
 use super::backoff::Backoff;
+use super::writer::Op;
 use crate::bus::ClusterEvent;
+
+/// How often the links' receiving side gives up expired gaps and repeats owed statuses.
+const UPKEEP_EVERY: Duration = Duration::from_millis(10);
 
 pub async fn run(shared: Arc<Shared>, client: redis::Client) {
     let mut backoff = Backoff::new();
     let mut first = true;
     let mut check = tokio::time::interval(shared.settings.canary_every);
+    let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
+    upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut pubsub = match client.get_async_pubsub().await {
-            Ok(p) => p,
-            Err(e) => {
+        // A stalled network path would hang a connect without a bound.
+        let subscribed = tokio::time::timeout(shared.settings.timeout, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&[shared.keys.own_channel(), shared.keys.control()]).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        let mut pubsub = match subscribed {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
                 warn!(node = %shared.keys.node(), error = %e, "cluster subscription unreachable");
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
+            Err(_) => {
+                warn!(node = %shared.keys.node(), "cluster subscription timed out");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
         };
-        if let Err(e) = pubsub.subscribe(&[shared.keys.own_channel(), shared.keys.control()]).await {
-            warn!(node = %shared.keys.node(), error = %e, "cannot subscribe");
-            tokio::time::sleep(backoff.next_delay()).await;
-            continue;
-        }
         info!(node = %shared.keys.node(), "cluster subscription up");
         shared.health.subscribed_now();
         backoff.reset();
@@ -46,13 +66,25 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client) {
         first = false;
         let mut stream = pubsub.on_message();
         loop {
+            let idle_owed = shared.inlets.lock().unwrap_or_else(PoisonError::into_inner).owed(true);
             tokio::select! {
+                biased;
                 msg = stream.next() => match msg {
-                    Some(msg) => shared.dispatch(msg.get_channel_name(), msg.get_payload_bytes()),
+                    Some(msg) => {
+                        shared.dispatch(msg.get_channel_name(), msg.get_payload_bytes());
+                        send_statuses(&shared, false);
+                    }
                     None => break,
                 },
+                // Nothing more to read right now: acknowledge what was delivered.
+                _ = std::future::ready(()), if idle_owed => send_statuses(&shared, true),
+                _ = upkeep.tick() => {
+                    shared.inlets.lock().unwrap_or_else(PoisonError::into_inner).expire();
+                    shared.deliver_released();
+                    send_statuses(&shared, false);
+                }
                 _ = check.tick() => {
-                    if shared.health.subscription_stale(shared.settings.canary_every) {
+                    if shared.health.subscription_stale(shared.settings.canary_every, shared.settings.lease) {
                         warn!(node = %shared.keys.node(), "own canary stopped arriving; subscribing again");
                         break;
                     }
@@ -60,7 +92,16 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client) {
             }
         }
         shared.health.subscription_lost();
+        shared.metrics.subscription_cuts.inc();
         warn!(node = %shared.keys.node(), "cluster subscription lost");
         tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Sends the statuses the links owe (`eager`: everything delivered so far, at once).
+fn send_statuses(shared: &Shared, eager: bool) {
+    let statuses = shared.inlets.lock().unwrap_or_else(PoisonError::into_inner).statuses(eager);
+    for (node, payload) in statuses {
+        shared.enqueue(Op::Send { node, payload });
     }
 }

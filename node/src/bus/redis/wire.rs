@@ -28,6 +28,26 @@ pub enum Wire<'a> {
     Canary { seq: u64 },
     /// A node has taken in the join whose `Joined` carried this token.
     Ack { token: u64 },
+    /// A message on the sequenced link from node `src` (incarnation `inc`) to the receiving
+    /// node: `body` is an encoded [`Wire`] message, or empty for a *skip* (the sender has
+    /// answered that message itself; the receiver moves past it). `base` is the lowest
+    /// sequence number the sender has not settled; `deadline_us` (sender's wall clock) is when
+    /// the receiver stops delivering it (see [`super::link`]).
+    Data {
+        src: &'a str,
+        inc: u64,
+        seq: u64,
+        base: u64,
+        deadline_us: u64,
+        #[serde(with = "serde_bytes")]
+        body: &'a [u8],
+    },
+    /// The receiving node `from`'s state of its link from the addressed node's incarnation
+    /// `inc`: everything up to `upto` is settled, of which the `lost` ranges were not
+    /// delivered; the `missing` ranges never arrived (send them again, or skip them).
+    Status { from: &'a str, inc: u64, upto: u64, lost: Vec<(u64, u64)>, missing: Vec<(u64, u64)> },
+    /// The sender asks for a [`Wire::Status`]: it has sent up to `last`.
+    Probe { src: &'a str, inc: u64, last: u64, base: u64 },
 }
 
 // Variant order is the wire format: append only.
@@ -82,6 +102,21 @@ pub enum WireEvent<'a> {
         frames: Vec<WireFrame<'a>>,
         handover: bool,
     },
+    /// A relay on a sequenced link (whose header carries its deadline), with the sender's
+    /// correlation id for an answer.
+    Signal {
+        from: u64,
+        to: Option<u64>,
+        #[serde(with = "serde_bytes")]
+        frame: &'a [u8],
+        id: Option<&'a str>,
+    },
+    Bounce {
+        peer: u64,
+        id: Option<&'a str>,
+        why: &'a str,
+        link: Option<(u64, u64)>,
+    },
 }
 
 /// A forwarded frame and its kind (an index into [`KINDS`]).
@@ -128,9 +163,15 @@ pub fn encode_event(room: &RoomName, event: &RoomEvent) -> Vec<u8> {
             role: m.role,
         },
         RoomEvent::Left { peer, reason } => WireEvent::Left { peer: peer.0, reason: *reason },
-        RoomEvent::Relay { from, to, frame } => {
-            WireEvent::Relay { from: from.0, to: to.map(|p| p.0), frame, sent_us: now_us() }
+        RoomEvent::Relay { from, to, frame, id } => {
+            WireEvent::Signal { from: from.0, to: to.map(|p| p.0), frame, id: id.as_deref().map(RawValue::get) }
         }
+        RoomEvent::Bounce { peer, id, why, link } => WireEvent::Bounce {
+            peer: peer.0,
+            id: id.as_deref().map(RawValue::get),
+            why,
+            link: link.map(|l| (l.incarnation, l.seq)),
+        },
         RoomEvent::Moved { peer, from, to } => WireEvent::Moved { peer: peer.0, from, to },
         RoomEvent::Fence { peer, via, direct } => WireEvent::Fence { peer: peer.0, via, direct: *direct },
         RoomEvent::Forward { peer, frames, handover } => WireEvent::Forward {
@@ -148,8 +189,8 @@ pub fn now_us() -> u64 {
 }
 
 /// A decoded channel message.
-pub enum Decoded {
-    /// `sent_us` for relays.
+pub enum Decoded<'a> {
+    /// `sent_us` for relays of the unsequenced kind (from a node of the previous version).
     Room {
         room: RoomName,
         event: RoomEvent,
@@ -159,9 +200,30 @@ pub enum Decoded {
     Ack {
         token: u64,
     },
+    Data {
+        src: &'a str,
+        inc: u64,
+        seq: u64,
+        base: u64,
+        deadline_us: u64,
+        body: &'a [u8],
+    },
+    Status {
+        from: &'a str,
+        inc: u64,
+        upto: u64,
+        lost: Vec<(u64, u64)>,
+        missing: Vec<(u64, u64)>,
+    },
+    Probe {
+        src: &'a str,
+        inc: u64,
+        last: u64,
+        base: u64,
+    },
 }
 
-pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
+pub fn decode(payload: &[u8]) -> Result<Decoded<'_>, BusError> {
     let corrupt = |what: String| BusError::Corrupt(what);
     let (&version, body) = payload.split_first().ok_or_else(|| corrupt("empty message".into()))?;
     if version != VERSION {
@@ -171,6 +233,13 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
     let (room, event) = match wire {
         Wire::Canary { .. } => return Ok(Decoded::Canary),
         Wire::Ack { token } => return Ok(Decoded::Ack { token }),
+        Wire::Data { src, inc, seq, base, deadline_us, body } => {
+            return Ok(Decoded::Data { src, inc, seq, base, deadline_us, body });
+        }
+        Wire::Status { from, inc, upto, lost, missing } => {
+            return Ok(Decoded::Status { from, inc, upto, lost, missing });
+        }
+        Wire::Probe { src, inc, last, base } => return Ok(Decoded::Probe { src, inc, last, base }),
         Wire::Room { room, event } => (room, event),
     };
     let room = room_name(room)?;
@@ -183,8 +252,21 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, BusError> {
         WireEvent::Left { peer, reason } => RoomEvent::Left { peer: PeerId(peer), reason },
         WireEvent::Relay { from, to, frame, sent_us } => {
             sent = Some(sent_us);
-            RoomEvent::Relay { from: PeerId(from), to: to.map(PeerId), frame: bytes::Bytes::copy_from_slice(frame) }
+            let frame = bytes::Bytes::copy_from_slice(frame);
+            RoomEvent::Relay { from: PeerId(from), to: to.map(PeerId), frame, id: None }
         }
+        WireEvent::Signal { from, to, frame, id } => RoomEvent::Relay {
+            from: PeerId(from),
+            to: to.map(PeerId),
+            frame: bytes::Bytes::copy_from_slice(frame),
+            id: id.map(boxed_raw).transpose()?,
+        },
+        WireEvent::Bounce { peer, id, why, link } => RoomEvent::Bounce {
+            peer: PeerId(peer),
+            id: id.map(boxed_raw).transpose()?,
+            why: why.to_string(),
+            link: link.map(|(incarnation, seq)| crate::bus::LinkSeq { incarnation, seq }),
+        },
         WireEvent::Moved { peer, from, to } => {
             RoomEvent::Moved { peer: PeerId(peer), from: from.into(), to: to.into() }
         }
@@ -226,6 +308,10 @@ fn joined(
 /// A room name read back from Redis is validated like one from a client.
 pub fn room_name(name: &str) -> Result<RoomName, BusError> {
     RoomName::parse(name).map_err(|e| BusError::Corrupt(format!("room {name:?}: {}", e.message)))
+}
+
+fn boxed_raw(json: &str) -> Result<Box<RawValue>, BusError> {
+    RawValue::from_string(json.to_string()).map_err(|e| BusError::Corrupt(format!("relay id: {e}")))
 }
 
 fn raw(json: &str) -> Result<Arc<RawValue>, BusError> {
@@ -281,14 +367,15 @@ mod tests {
     fn events_round_trip() {
         let room = RoomName::seed("lobby 1").expect("valid");
         let frame = bytes::Bytes::from_static(br#"{"type":"signal"}"#);
-        let payload = encode_event(&room, &RoomEvent::Relay { from: PeerId(1), to: Some(PeerId(2)), frame });
-        let Ok(Decoded::Room { room: r, event: RoomEvent::Relay { from, to, frame }, sent_us: Some(sent) }) =
+        let id = Some(RawValue::from_string("7".into()).expect("json"));
+        let payload = encode_event(&room, &RoomEvent::Relay { from: PeerId(1), to: Some(PeerId(2)), frame, id });
+        let Ok(Decoded::Room { room: r, event: RoomEvent::Relay { from, to, frame, id }, sent_us: None }) =
             decode(&payload)
         else {
             panic!("not a relay");
         };
         assert_eq!((r, from, to), (room, PeerId(1), Some(PeerId(2))));
-        assert!(now_us().abs_diff(sent) < 60_000_000);
+        assert_eq!(id.as_deref().map(RawValue::get), Some("7"));
         assert_eq!(&frame[..], br#"{"type":"signal"}"#);
         let payload = encode_event(
             &RoomName::v1("r").expect("valid"),

@@ -11,22 +11,27 @@
 //! new lease and asks every room to write its members again.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisError, RedisResult, Value};
+use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 use switchboard::protocol::{PeerId, RoomName};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use super::Shared;
 use super::backoff::Backoff;
 use super::lease::{leave_cluster, publish_canary, reap_nodes, register, renew_lease};
-use super::replies::is_script_error;
+use super::link::{BounceVerdict, Outboxes};
+use super::pipeline::execute;
 use super::scripts::Scripts;
-use super::{Shared, wire};
-use crate::bus::{BusError, Claim, ClusterEvent, Delivery, MemberRecord, NodeId};
+use crate::bus::{BusError, Claim, ClusterEvent, Inbound, LinkSeq, MemberRecord, NodeId};
+
+use super::link::Reply;
+
+/// How often the links' sender side answers what waited too long and probes quiet links.
+const SWEEP_EVERY: Duration = Duration::from_millis(25);
 
 /// One queued operation and where its answer goes.
 pub enum Op {
@@ -45,14 +50,36 @@ pub enum Op {
         left: Vec<u8>,
         reply: oneshot::Sender<Result<(), BusError>>,
     },
+    /// A message for other nodes, each on its link (see [`super::link`]); each node's reply
+    /// settles when that node's link does.
     Publish {
         nodes: Vec<NodeId>,
-        payload: Bytes,
+        body: Bytes,
         /// The lease generation the caller saw: a relay from before this node re-registered
         /// would reach nodes that no longer know its sender, so it is refused instead.
         generation: u64,
         queued_at: Instant,
-        reply: oneshot::Sender<Result<Delivery, BusError>>,
+        replies: Vec<Reply>,
+    },
+    /// Link upkeep, outside the links: a status or a probe.
+    Send {
+        node: NodeId,
+        payload: Bytes,
+    },
+    /// A receiver's status of its link from this node.
+    Status {
+        from: NodeId,
+        inc: u64,
+        upto: u64,
+        lost: Vec<(u64, u64)>,
+        missing: Vec<(u64, u64)>,
+    },
+    /// A relay of this node's that a receiving room could not deliver: answered once.
+    Bounce {
+        from: NodeId,
+        link: Option<LinkSeq>,
+        why: String,
+        inbound: Inbound,
     },
     Members {
         room: RoomName,
@@ -93,7 +120,12 @@ impl Op {
             Op::Leave { reply, .. } | Op::Goodbye { reply } | Op::Park { reply, .. } => drop(reply.send(Err(err))),
             Op::Claim { reply, .. } => drop(reply.send(Err(err))),
             Op::Move { reply, .. } => drop(reply.send(Err(err))),
-            Op::Publish { reply, .. } => drop(reply.send(Err(err))),
+            Op::Publish { replies, .. } => {
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+            Op::Send { .. } | Op::Status { .. } | Op::Bounce { .. } => {}
         }
     }
 
@@ -102,6 +134,12 @@ impl Op {
             Op::Publish { nodes, .. } => nodes.len(),
             _ => 1,
         }
+    }
+
+    /// Whether the op counts against [`super::MAX_QUEUED`] (link upkeep does not: it must get
+    /// through when the queue is full, and it answers nobody).
+    pub fn counted(&self) -> bool {
+        !matches!(self, Op::Send { .. } | Op::Status { .. } | Op::Bounce { .. })
     }
 }
 
@@ -127,6 +165,9 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
     for t in [&mut renew, &mut reap, &mut canary] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    let mut links =
+        Outboxes::new(shared.keys.node().clone(), shared.incarnation, shared.settings.timeout, shared.metrics.clone());
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
     let mut link: Option<Link> = None;
     let mut fresh = true;
     let mut backoff = Backoff::new();
@@ -137,7 +178,8 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
             if !shared.health.is_subscribed() {
                 // Registering before the subscription is up would let a peer's Joined go
                 // unheard: wait for it (failing what arrives meanwhile).
-                if !fail_for(&shared, &mut rx, Duration::from_millis(20), "the cluster subscription is not up").await {
+                let why = "the cluster subscription is not up";
+                if !fail_for(&shared, &mut rx, &mut links, Duration::from_millis(20), why).await {
                     return;
                 }
                 continue;
@@ -150,9 +192,10 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 tokio::select! {
                     r = &mut connecting => break r,
                     op = rx.recv() => match op {
-                        Some(op) => shared.finish(op, Err(BusError::Unavailable("reconnecting to Redis".into()))),
+                        Some(op) => refuse(&shared, &mut links, op, "reconnecting to Redis"),
                         None => return,
                     },
+                    _ = sweep.tick() => drop(links.sweep()),
                 }
             };
             match connected {
@@ -170,7 +213,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 Err(e) => {
                     let wait = backoff.next_delay();
                     warn!(node = %shared.keys.node(), error = %e, retry_in_ms = wait.as_millis() as u64, "cluster bus unreachable");
-                    if !fail_for(&shared, &mut rx, wait, &e.to_string()).await {
+                    if !fail_for(&shared, &mut rx, &mut links, wait, &e.to_string()).await {
                         return;
                     }
                 }
@@ -184,22 +227,40 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 let mut next = Some(op);
                 let mut commands = 0;
                 while let Some(op) = next.take() {
-                    if let Op::Goodbye { reply } = op {
-                        goodbye = Some(reply);
-                        break;
+                    match op {
+                        Op::Goodbye { reply } => {
+                            goodbye = Some(reply);
+                            break;
+                        }
+                        Op::Status { from, inc, upto, lost, missing } => {
+                            for payload in links.status(&from, inc, upto, &lost, &missing) {
+                                commands += 1;
+                                batch.push(Op::Send { node: from.clone(), payload });
+                            }
+                        }
+                        Op::Bounce { from, link, why, inbound } => bounce(&shared, &mut links, from, link, &why, inbound),
+                        op => {
+                            commands += op.commands();
+                            batch.push(op);
+                        }
                     }
-                    commands += op.commands();
-                    batch.push(op);
                     if commands < MAX_BATCH {
                         next = rx.try_recv().ok();
                     }
                 }
-                let outcome = if batch.is_empty() { Ok(Next::Continue) } else { execute(&shared, l, &mut batch).await };
+                let outcome =
+                    if batch.is_empty() { Ok(Next::Continue) } else { execute(&shared, l, &mut links, &mut batch).await };
                 if let Some(reply) = goodbye {
                     let _ = reply.send(leave_cluster(&shared, l).await.map_err(|e| BusError::Unavailable(e.to_string())));
                     return;
                 }
                 outcome
+            }
+            _ = sweep.tick() => {
+                let probes = links.sweep();
+                let mut upkeep: Vec<Op> =
+                    probes.into_iter().map(|(node, payload)| Op::Send { node, payload }).collect();
+                if upkeep.is_empty() { Ok(Next::Continue) } else { execute(&shared, l, &mut links, &mut upkeep).await }
             }
             _ = renew.tick() => renew_lease(&shared, l).await,
             _ = reap.tick() => reap_nodes(&shared, l).await,
@@ -240,16 +301,48 @@ fn lost(shared: &Shared, e: RedisError) -> Option<Link> {
 
 /// Fails every operation that arrives during `wait` (a late delivery would be worse than an
 /// error); false if the bus itself is gone.
-async fn fail_for(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<Op>, wait: Duration, why: &str) -> bool {
+async fn fail_for(
+    shared: &Shared,
+    rx: &mut mpsc::UnboundedReceiver<Op>,
+    links: &mut Outboxes,
+    wait: Duration,
+    why: &str,
+) -> bool {
     let until = tokio::time::sleep(wait);
     tokio::pin!(until);
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
             _ = &mut until => return true,
             op = rx.recv() => match op {
-                Some(op) => shared.finish(op, Err(BusError::Unavailable(why.to_string()))),
+                Some(op) => refuse(shared, links, op, why),
                 None => return false,
             },
+            // Links keep settling while Redis is away: what was in flight is answered in time.
+            _ = sweep.tick() => drop(links.sweep()),
+        }
+    }
+}
+
+/// Handles `op` while Redis cannot be reached: link upkeep still updates the links (what a
+/// status asks to send again waits for the next status), anything else fails at once.
+fn refuse(shared: &Shared, links: &mut Outboxes, op: Op, why: &str) {
+    match op {
+        Op::Status { from, inc, upto, lost, missing } => drop(links.status(&from, inc, upto, &lost, &missing)),
+        Op::Bounce { from, link, why, inbound } => bounce(shared, links, from, link, &why, inbound),
+        op => shared.finish(op, Err(BusError::Unavailable(why.to_string()))),
+    }
+}
+
+/// A receiving room could not deliver a relay of this node's: answer its sender once, through
+/// the relay's own publish if still unsettled, else through the room.
+fn bounce(shared: &Shared, links: &mut Outboxes, from: NodeId, link: Option<LinkSeq>, why: &str, inbound: Inbound) {
+    let verdict = link.map_or(BounceVerdict::Deliver, |l| links.bounce(&from, l.incarnation, l.seq, why));
+    if verdict == BounceVerdict::Deliver {
+        shared.metrics.answered.inc();
+        if let Some(i) = shared.inboxes.get() {
+            // The room is gone: so is its sender, and nobody is left to tell.
+            let _ = i.rooms.deliver(inbound);
         }
     }
 }
@@ -263,143 +356,6 @@ async fn connect(shared: &Shared, client: &redis::Client, fresh: bool) -> RedisR
     let mut link = Link { con, scripts, epoch: 0, registered: Instant::now(), since: Instant::now() };
     link.epoch = register(shared, &mut link, fresh).await?;
     Ok(link)
-}
-
-/// Sends `batch` as one pipeline and answers each operation.
-async fn execute(shared: &Shared, l: &mut Link, batch: &mut Vec<Op>) -> RedisResult<Next> {
-    let generation = shared.generation.load(Ordering::SeqCst);
-    // A relay queued too long is not sent: it must reach its node well before the receiver's
-    // deadline (see `wire::WireEvent::Relay`), or it could be counted delivered and dropped.
-    let max_age = shared.settings.timeout / 2;
-    let (stale, live): (Vec<Op>, Vec<Op>) = batch.drain(..).partition(|op| match op {
-        Op::Publish { generation: g, queued_at, .. } => *g != generation || queued_at.elapsed() > max_age,
-        _ => false,
-    });
-    *batch = live;
-    for op in stale {
-        let err = match &op {
-            Op::Publish { generation: g, .. } if *g != generation => BusError::Fenced,
-            _ => BusError::Unavailable("the relay waited too long for Redis".into()),
-        };
-        shared.finish(op, Err(err));
-    }
-    if batch.is_empty() {
-        return Ok(Next::Continue);
-    }
-    let k = &shared.keys;
-    let epoch = l.epoch.to_string();
-    let ttl = ms(shared.settings.record_ttl);
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for op in batch.iter() {
-        match op {
-            Op::Join { room, member, joined, capacity, .. } => {
-                pipe.add_command(l.scripts.join.cmd(
-                    &[&k.lease(), &k.room(room), &k.node_rooms()],
-                    &[
-                        k.node().as_bytes(),
-                        epoch.as_bytes(),
-                        member.peer.to_string().as_bytes(),
-                        wire::record(member, l.epoch).as_bytes(),
-                        joined,
-                        ttl.as_bytes(),
-                        k.channel_prefix().as_bytes(),
-                        room.as_str().as_bytes(),
-                        capacity.to_string().as_bytes(),
-                    ],
-                ));
-            }
-            Op::Leave { room, peer, left, .. } => {
-                pipe.add_command(l.scripts.leave.cmd(
-                    &[&k.lease(), &k.room(room), &k.node_rooms()],
-                    &[
-                        k.node().as_bytes(),
-                        epoch.as_bytes(),
-                        peer.to_string().as_bytes(),
-                        left,
-                        k.channel_prefix().as_bytes(),
-                        room.as_str().as_bytes(),
-                    ],
-                ));
-            }
-            Op::Publish { nodes, payload, .. } => {
-                for node in nodes {
-                    pipe.add_command(publish(k.channel(node), payload));
-                }
-            }
-            Op::Members { room, .. } => {
-                pipe.cmd("HGETALL").arg(k.room(room));
-            }
-            Op::Park { key, value, ttl, .. } => {
-                pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(ms(*ttl));
-            }
-            Op::Claim { key, .. } => {
-                pipe.add_command(l.scripts.claim.cmd::<&str>(&[key], &[]));
-            }
-            Op::Move { room, member, from, moved, .. } => {
-                let from_rooms = format!("{}{from}", k.node_rooms_prefix());
-                pipe.add_command(l.scripts.moves.cmd(
-                    &[&k.lease(), &k.room(room), &k.node_rooms(), &from_rooms],
-                    &[
-                        k.node().as_bytes(),
-                        epoch.as_bytes(),
-                        member.peer.to_string().as_bytes(),
-                        wire::record(member, l.epoch).as_bytes(),
-                        moved,
-                        ttl.as_bytes(),
-                        k.channel_prefix().as_bytes(),
-                        room.as_str().as_bytes(),
-                        from.as_bytes(),
-                    ],
-                ));
-            }
-            // The run loop takes a goodbye out of the batch; one that got here is a no-op.
-            Op::Goodbye { .. } => {
-                pipe.cmd("PING");
-            }
-        }
-    }
-    // Read after the publishes: if the lease is still ours then, it was ours while they went
-    // out (only this task ever takes a lease back). If not, receivers may have dropped them.
-    let publishes = batch.iter().any(|op| matches!(op, Op::Publish { .. }));
-    if publishes {
-        pipe.cmd("GET").arg(k.lease());
-    }
-    let results: Vec<RedisResult<Value>> = match pipe.query_async(&mut l.con).await {
-        Ok(r) => r,
-        Err(e) => {
-            for op in batch.drain(..) {
-                shared.finish(op, Err(BusError::Unavailable(e.to_string())));
-            }
-            return Err(e);
-        }
-    };
-    let mut results = results.into_iter();
-    let mut next = Next::Continue;
-    let fenced = publishes
-        && !matches!(results.as_slice().last(), Some(Ok(Value::BulkString(e))) if e.as_slice() == epoch.as_bytes());
-    if fenced {
-        next = Next::Register;
-    }
-    for op in batch.drain(..) {
-        let n = op.commands();
-        let mine: Vec<RedisResult<Value>> = results.by_ref().take(n).collect();
-        if mine.iter().any(|r| r.as_ref().is_err_and(|e| is_script_error(e, "FENCED"))) {
-            next = Next::Register;
-        }
-        if fenced && matches!(op, Op::Publish { .. }) {
-            shared.finish(op, Err(BusError::Fenced));
-        } else {
-            shared.answer(op, mine);
-        }
-    }
-    Ok(next)
-}
-
-fn publish(channel: String, payload: &Bytes) -> Cmd {
-    let mut cmd = redis::cmd("PUBLISH");
-    cmd.arg(channel).arg(payload.as_ref());
-    cmd
 }
 
 pub(super) fn ms(d: Duration) -> String {

@@ -1,0 +1,239 @@
+//! The sending side of this node's links: what it published and has not yet settled.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{ANSWER_SLACK, PROBE_AFTER, in_ranges};
+use crate::bus::redis::wire::{self, Wire};
+use crate::bus::{BusError, NodeId};
+use crate::metrics::BusMetrics;
+
+/// Messages one link keeps unsettled at most, and their bytes: past either, new messages are
+/// refused (answered at once) rather than sent without a way to recover them.
+const MAX_PENDING: usize = 65_536;
+const MAX_BYTES: usize = 64 << 20;
+
+/// Answers kept for this long, so a bounce for a message already answered is not answered again.
+const REMEMBER_ANSWERS: Duration = Duration::from_secs(30);
+
+pub(in crate::bus::redis) type Reply = oneshot::Sender<Result<(), BusError>>;
+
+struct Entry {
+    payload: Bytes,
+    reply: Reply,
+    sent: Instant,
+    resent: Option<Instant>,
+}
+
+/// One link's unsettled messages: `slots[i]` is sequence number `base + i`.
+struct Outbox {
+    next: u64,
+    base: u64,
+    slots: VecDeque<Option<Entry>>,
+    bytes: usize,
+    probed: Option<Instant>,
+}
+
+impl Outbox {
+    fn entry(&mut self, seq: u64) -> Option<&mut Option<Entry>> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.slots.get_mut(i)
+    }
+
+    fn advance(&mut self) {
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        if self.slots.is_empty() {
+            self.base = self.next;
+        }
+    }
+}
+
+/// What to do with a bounce for a message of this node's.
+#[derive(Debug, PartialEq, Eq)]
+pub(in crate::bus::redis) enum BounceVerdict {
+    /// It was still unsettled: answered now through its publish.
+    Answered,
+    /// The link answered it already.
+    AlreadyAnswered,
+    /// It was settled as delivered: its sender must be answered from the bounce itself.
+    Deliver,
+}
+
+/// Every link from this node, keyed by the receiving node. Owned by the writer task.
+pub(in crate::bus::redis) struct Outboxes {
+    node: NodeId,
+    incarnation: u64,
+    deadline: Duration,
+    boxes: HashMap<NodeId, Outbox>,
+    answered: VecDeque<(NodeId, u64, Instant)>,
+    metrics: BusMetrics,
+}
+
+impl Outboxes {
+    pub(in crate::bus::redis) fn new(node: NodeId, incarnation: u64, deadline: Duration, metrics: BusMetrics) -> Self {
+        Self { node, incarnation, deadline, boxes: HashMap::new(), answered: VecDeque::new(), metrics }
+    }
+
+    /// Puts `body` on the link to `to`: its sequence number and the payload to publish, or the
+    /// reply back if the link is full.
+    pub(in crate::bus::redis) fn open(
+        &mut self,
+        to: &NodeId,
+        body: &[u8],
+        reply: Reply,
+    ) -> Result<(u64, Bytes), Reply> {
+        let b = self.boxes.entry(to.clone()).or_insert_with(|| Outbox {
+            next: 1,
+            base: 1,
+            slots: VecDeque::new(),
+            bytes: 0,
+            probed: None,
+        });
+        if b.slots.len() >= MAX_PENDING || b.bytes + body.len() > MAX_BYTES {
+            return Err(reply);
+        }
+        let seq = b.next;
+        b.next += 1;
+        let deadline_us = wire::now_us() + self.deadline.as_micros() as u64;
+        let payload = Bytes::from(wire::encode(&Wire::Data {
+            src: &self.node,
+            inc: self.incarnation,
+            seq,
+            base: b.base,
+            deadline_us,
+            body,
+        }));
+        b.bytes += payload.len();
+        b.slots.push_back(Some(Entry { payload: payload.clone(), reply, sent: Instant::now(), resent: None }));
+        self.metrics.link_pending.inc();
+        Ok((seq, payload))
+    }
+
+    /// `PUBLISH` of `seq` to `to` reached `receivers` subscribers (`None`: unknown, the
+    /// pipeline failed). None at all: it cannot arrive, answer it now.
+    pub(in crate::bus::redis) fn published(&mut self, to: &NodeId, seq: u64, receivers: Option<i64>) {
+        if receivers == Some(0) {
+            self.settle(to, seq, Some(BusError::NodeGone));
+        }
+    }
+
+    fn settle(&mut self, to: &NodeId, seq: u64, lost: Option<BusError>) {
+        let Some(b) = self.boxes.get_mut(to) else { return };
+        let Some(slot) = b.entry(seq) else { return };
+        let Some(e) = slot.take() else { return };
+        b.bytes -= e.payload.len();
+        self.metrics.link_pending.dec();
+        let _ = e.reply.send(match lost {
+            None => Ok(()),
+            Some(e) => {
+                self.metrics.answered.inc();
+                self.answered.push_back((to.clone(), seq, Instant::now()));
+                Err(e)
+            }
+        });
+        b.advance();
+    }
+
+    /// A receiver's status: settles what it covers and returns what to send it again.
+    pub(in crate::bus::redis) fn status(
+        &mut self,
+        from: &NodeId,
+        inc: u64,
+        upto: u64,
+        lost: &[(u64, u64)],
+        missing: &[(u64, u64)],
+    ) -> Vec<Bytes> {
+        if inc != self.incarnation {
+            return Vec::new();
+        }
+        let Some(b) = self.boxes.get(from) else { return Vec::new() };
+        let (base, next) = (b.base, b.next);
+        for seq in base..=upto.min(next.saturating_sub(1)) {
+            let why = in_ranges(lost, seq).then(|| lost_err("the peer's node received it too late to deliver"));
+            self.settle(from, seq, why);
+        }
+        let mut again = Vec::new();
+        let Some(b) = self.boxes.get_mut(from) else { return again };
+        let now = Instant::now();
+        for &(first, last) in missing {
+            for seq in first.max(1)..=last.min(next.saturating_sub(1)).min(first.saturating_add(4096)) {
+                match b.entry(seq) {
+                    Some(Some(e)) => {
+                        // Once per probe interval at most: a status repeats what is missing.
+                        if e.resent.is_none_or(|t| now - t >= PROBE_AFTER) {
+                            e.resent = Some(now);
+                            again.push(e.payload.clone());
+                            self.metrics.retransmits.inc();
+                        }
+                    }
+                    // Settled here already (answered): the receiver may move past it.
+                    _ => again.push(skip(&self.node, self.incarnation, seq, b.base)),
+                }
+            }
+        }
+        again
+    }
+
+    /// A receiver could not deliver `seq` after the link had: answer it once.
+    pub(in crate::bus::redis) fn bounce(&mut self, from: &NodeId, inc: u64, seq: u64, why: &str) -> BounceVerdict {
+        if inc != self.incarnation {
+            return BounceVerdict::Deliver;
+        }
+        if let Some(Some(Some(_))) = self.boxes.get_mut(from).map(|b| b.entry(seq)) {
+            self.settle(from, seq, Some(lost_err(why)));
+            return BounceVerdict::Answered;
+        }
+        if self.answered.iter().any(|(n, s, _)| n == from && *s == seq) {
+            return BounceVerdict::AlreadyAnswered;
+        }
+        BounceVerdict::Deliver
+    }
+
+    /// Answers what waited too long for a word, and returns the probes to send.
+    pub(in crate::bus::redis) fn sweep(&mut self) -> Vec<(NodeId, Bytes)> {
+        let now = Instant::now();
+        while self.answered.front().is_some_and(|(_, _, t)| now - *t > REMEMBER_ANSWERS) {
+            self.answered.pop_front();
+        }
+        let give_up = self.deadline + ANSWER_SLACK;
+        let mut expired = Vec::new();
+        let mut probes = Vec::new();
+        for (node, b) in &mut self.boxes {
+            let mut oldest = None;
+            for (i, slot) in b.slots.iter().enumerate() {
+                let Some(e) = slot else { continue };
+                if now - e.sent >= give_up {
+                    expired.push((node.clone(), b.base + i as u64));
+                } else {
+                    oldest = oldest.or(Some(e.sent));
+                    break;
+                }
+            }
+            let quiet = oldest.is_some_and(|t| now - t >= PROBE_AFTER);
+            if quiet && b.probed.is_none_or(|t| now - t >= PROBE_AFTER) {
+                b.probed = Some(now);
+                let probe = Wire::Probe { src: &self.node, inc: self.incarnation, last: b.next - 1, base: b.base };
+                probes.push((node.clone(), Bytes::from(wire::encode(&probe))));
+            }
+        }
+        for (node, seq) in expired {
+            self.settle(&node, seq, Some(lost_err("no word from the peer's node in time")));
+        }
+        probes
+    }
+}
+
+fn lost_err(why: &str) -> BusError {
+    BusError::Lost(why.to_string())
+}
+
+/// A message with no body: the receiver moves past `seq`, which the sender answered itself.
+fn skip(node: &str, inc: u64, seq: u64, base: u64) -> Bytes {
+    Bytes::from(wire::encode(&Wire::Data { src: node, inc, seq, base, deadline_us: 0, body: &[] }))
+}
