@@ -11,7 +11,7 @@ use tracing::debug;
 use super::{Member, Origin, Room};
 use crate::bus::{BusResult, Delivery, Inbound, RoomEvent};
 use crate::dialect::error_frame;
-use crate::session::{Deliver, Session};
+use crate::session::{Deliver, Provenance, Session};
 
 /// A frame from one member, to one peer or (with `to: None`) to every other member.
 #[derive(Message)]
@@ -49,7 +49,9 @@ impl Handler<Relay> for Room {
         };
         match self.position(to).map(|i| &mut self.members[i]) {
             Some(m) if m.is_local() => {
-                let d = Deliver { frame: msg.frame, kind: msg.kind, received_at: Some(msg.received_at) };
+                let provenance =
+                    Some(Box::new(Provenance { room: ctx.address(), from: msg.from, via: None, id: msg.id }));
+                let d = Deliver { frame: msg.frame, kind: msg.kind, received_at: Some(msg.received_at), provenance };
                 m.deliver_from(d, &Origin::Local, false);
             }
             Some(Member { node: Some(node), .. }) => {
@@ -64,6 +66,7 @@ impl Handler<Relay> for Room {
                     frame: error_frame(self.dialect, &err, msg.id.as_deref()),
                     kind: "error",
                     received_at: None,
+                    provenance: None,
                 });
             }
         }
@@ -98,6 +101,7 @@ impl Room {
                 frame: error_frame(dialect, &err, id.as_deref()),
                 kind: "error",
                 received_at: None,
+                provenance: None,
             });
         }));
     }
@@ -141,11 +145,13 @@ impl Handler<Inbound> for Room {
                             return self.bounce(via.as_ref(), from, id, "the peer is not in the room", ctx);
                         };
                         if self.members[i].is_local() {
-                            let d = Deliver { frame, kind: "signal", received_at: None };
+                            let provenance =
+                                Some(Box::new(Provenance { room: ctx.address(), from, via: via.clone(), id }));
+                            let d = Deliver { frame, kind: "signal", received_at: None, provenance };
                             self.members[i].deliver_from(d, &Origin::Node(origin), false);
-                        } else {
-                            // Sent here by a node that has not heard yet that `to` moved on.
-                            self.forward_relay(to, frame, "signal");
+                        } else if !self.forward_relay(to, frame, "signal") {
+                            // Neither here nor moved on from here: the sender's view is wrong.
+                            self.bounce(via.as_ref(), from, id, "the peer is not on this node", ctx);
                         }
                     }
                     None => {
@@ -168,6 +174,7 @@ impl Handler<Inbound> for Room {
                     frame: error_frame(self.dialect, &err, id.as_deref()),
                     kind: "error",
                     received_at: None,
+                    provenance: None,
                 });
             }
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{STATUS_EVERY, push_range};
+use super::{STATUS_EAGER, STATUS_EVERY, push_range};
 use crate::bus::redis::wire::{self, Wire};
 use crate::bus::{LinkSeq, NodeId};
 use crate::metrics::BusMetrics;
@@ -79,7 +79,8 @@ impl Inlet {
             last: 0,
             dirty: false,
             urgent: false,
-            reported: now,
+            // The first status may go at once.
+            reported: now.checked_sub(STATUS_EVERY).unwrap_or(now),
             seen: now,
         }
     }
@@ -228,7 +229,11 @@ impl Inlets {
 
     /// True if some link owes its sender a status now (or `eager`: whenever anything changed).
     pub(in crate::bus::redis) fn owed(&self, eager: bool) -> bool {
-        self.links.values().any(|l| l.urgent || (l.dirty && (eager || l.reported.elapsed() >= STATUS_EVERY)))
+        self.links.values().any(|l| l.urgent || (l.dirty && l.reported.elapsed() >= Self::wait(eager)))
+    }
+
+    fn wait(eager: bool) -> Duration {
+        if eager { STATUS_EAGER } else { STATUS_EVERY }
     }
 
     /// The statuses owed, as (sending node, payload). `eager`: the subscriber is idle, so
@@ -237,7 +242,7 @@ impl Inlets {
         let mut out = Vec::new();
         for (src, l) in &mut self.links {
             let repeat = !l.lost.is_empty() && l.reported.elapsed() >= REPEAT;
-            let due = l.urgent || repeat || (l.dirty && (eager || l.reported.elapsed() >= STATUS_EVERY));
+            let due = l.urgent || repeat || (l.dirty && l.reported.elapsed() >= Self::wait(eager));
             if !due {
                 continue;
             }

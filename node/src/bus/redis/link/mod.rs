@@ -30,11 +30,19 @@ mod outbox;
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use super::wire::{self, Wire};
+
 pub(super) use inlet::{Inlets, Received};
 pub(super) use outbox::{BounceVerdict, Outboxes, Reply};
 
 /// Longest a receiver waits before acknowledging what it delivered while messages keep coming.
 pub(super) const STATUS_EVERY: Duration = Duration::from_millis(20);
+
+/// Shortest gap between two statuses on one link when the receiver is idle: a lone relay is
+/// acknowledged at once, a stream in bursts at most this often.
+pub(super) const STATUS_EAGER: Duration = Duration::from_millis(2);
 
 /// How long past its deadline the sender waits for a word on a message before answering it
 /// itself: the receiver has stopped delivering it by then (clocks agree within ~0.5 s), and
@@ -59,3 +67,24 @@ pub(super) fn in_ranges(ranges: &[(u64, u64)], seq: u64) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The payload of a message on a link: its header, then `body` copied once (the body is the
+/// last field of [`Wire::Data`], so the header is encoded alone and the body appended).
+pub(super) fn data(src: &str, inc: u64, seq: u64, base: u64, deadline_us: u64, body: &[u8]) -> Bytes {
+    let mut out = wire::encode(&Wire::Data { src, inc, seq, base, deadline_us, body: &[] });
+    // The empty body was encoded as its length, a single 0 byte: replace it with the real one.
+    out.pop();
+    out.reserve(body.len() + 10);
+    let mut len = body.len() as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}

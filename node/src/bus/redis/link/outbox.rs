@@ -101,14 +101,7 @@ impl Outboxes {
         let seq = b.next;
         b.next += 1;
         let deadline_us = wire::now_us() + self.deadline.as_micros() as u64;
-        let payload = Bytes::from(wire::encode(&Wire::Data {
-            src: &self.node,
-            inc: self.incarnation,
-            seq,
-            base: b.base,
-            deadline_us,
-            body,
-        }));
+        let payload = super::data(&self.node, self.incarnation, seq, b.base, deadline_us, body);
         b.bytes += payload.len();
         b.slots.push_back(Some(Entry { payload: payload.clone(), reply, sent: Instant::now(), resent: None }));
         self.metrics.link_pending.inc();
@@ -235,5 +228,5 @@ fn lost_err(why: &str) -> BusError {
 
 /// A message with no body: the receiver moves past `seq`, which the sender answered itself.
 fn skip(node: &str, inc: u64, seq: u64, base: u64) -> Bytes {
-    Bytes::from(wire::encode(&Wire::Data { src: node, inc, seq, base, deadline_us: 0, body: &[] }))
+    super::data(node, inc, seq, base, 0, &[])
 }

@@ -53,6 +53,8 @@ impl Net {
     /// Carries the receiver's statuses back; returns what the sender sends again.
     fn report(&mut self) -> Vec<Bytes> {
         let mut again = Vec::new();
+        // Statuses on one link are at least `STATUS_EAGER` apart.
+        std::thread::sleep(super::STATUS_EAGER);
         for (node, payload) in self.rx.statuses(true) {
             assert_eq!(node.as_ref(), "a");
             let Ok(Decoded::Status { from, inc, upto, lost, missing }) = wire::decode(&payload) else {
@@ -185,4 +187,15 @@ fn a_sender_restarted_starts_a_new_link() {
     assert_eq!(net.delivered, [1, 1]);
     net.report();
     assert_eq!(outcome(&mut s1), Some(Ok(())));
+}
+
+#[test]
+fn a_payload_built_by_appending_the_body_decodes_like_an_encoded_one() {
+    for len in [0usize, 1, 127, 128, 300, 70_000] {
+        let body = vec![7u8; len];
+        let payload = super::data("a", 9, 3, 2, 123, &body);
+        let encoded =
+            wire::encode(&wire::Wire::Data { src: "a", inc: 9, seq: 3, base: 2, deadline_us: 123, body: &body });
+        assert_eq!(&payload[..], &encoded[..], "body of {len} bytes");
+    }
 }
