@@ -8,6 +8,7 @@ mod client;
 mod coturn;
 mod nginx;
 mod process;
+mod proxy;
 mod redis;
 mod resume;
 
@@ -15,6 +16,7 @@ pub use client::{Client, Frame, V1Peer};
 pub use coturn::Coturn;
 pub use nginx::Nginx;
 pub use process::{Node, external_tool, external_tool_probed, free_port, node_binary, peer_binary, run_until};
+pub use proxy::Proxy;
 pub use redis::RedisServer;
 pub use resume::{PeerLog, Received, Resume, ResumingPeer, StreamPlan, Streaming, percentile, with_query};
 

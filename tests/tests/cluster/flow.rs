@@ -24,6 +24,10 @@ pub const UNLIMITED: &[&str] =
 /// Once the streams stop, a peer keeps reading until nothing has arrived for this long.
 pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
+/// The longest a cross-node relay may wait for its answer: its deadline (1 s), the sender's wait
+/// for the receiver's word after it (1 s), and scheduling slack.
+pub const ANSWER_BOUND: Duration = Duration::from_millis(2500);
+
 /// A delivery later than this after its send was held somewhere (a healthy relay takes ~1 ms).
 pub const LATE: Duration = Duration::from_millis(500);
 
@@ -224,8 +228,17 @@ impl Flow {
         let (gap, from, to) = self.longest_gap();
         let mut errs: Vec<u64> = self.undeliverable.keys().copied().collect();
         errs.sort_unstable();
-        let mut refused: Vec<String> = self.refused.iter().map(|(id, (code, _))| format!("{id}:{code}")).collect();
-        refused.sort();
+        let mut by_code: std::collections::BTreeMap<&str, Vec<u64>> = std::collections::BTreeMap::new();
+        for (id, (code, _)) in &self.refused {
+            by_code.entry(code).or_default().push(*id);
+        }
+        let refused: Vec<String> = by_code
+            .iter_mut()
+            .map(|(code, ids)| {
+                ids.sort_unstable();
+                format!("{code} [{}]", ranges(ids))
+            })
+            .collect();
         println!(
             "{}: sent {}, delivered {}, undeliverable {} [{}] (slowest answer {} ms), other errors {refused:?}, \
              delivered and undeliverable {}, missing {}, out of order {}, late {}, longest delivery gap {} ms \

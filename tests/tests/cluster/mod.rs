@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod flow;
 pub mod members;
 
@@ -40,7 +41,16 @@ impl Cluster {
 
     /// Starts one more node with this cluster's settings and waits until it is ready.
     pub fn start_node(&self, id: &str) -> Node {
+        self.start_node_with_redis(id, &self.redis.url())
+    }
+
+    /// Like [`Cluster::start_node`], but the node reaches Redis at `redis_url` (a
+    /// [`Proxy`](switchboard_tests::Proxy) in front of this cluster's Redis, say).
+    pub fn start_node_with_redis(&self, id: &str, redis_url: &str) -> Node {
         let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        if let Some(i) = args.iter().position(|a| *a == "--redis-url") {
+            args[i + 1] = redis_url;
+        }
         args.extend(["--node-id", id]);
         let node = Node::start(&node_binary(), &args);
         node.wait_ready(true, Duration::from_secs(10));

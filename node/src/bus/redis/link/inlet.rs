@@ -146,15 +146,18 @@ impl Inlets {
         // What the sender settled may have been all a held message waited for.
         Self::drain(link, now, metrics, &mut self.ready);
         if seq < link.expected || link.held.contains_key(&seq) {
+            // A retransmit that crossed the status which made it unnecessary: nothing to say.
             metrics.duplicates.inc();
-            link.urgent = true;
             return Received::Drop;
         }
         if seq > link.expected {
+            // A new gap is reported at once; what piles up behind it goes with the next status.
+            let new_gap = link.held.last_key_value().is_none_or(|(&last, _)| seq > last + 1);
             if link.held.is_empty() {
                 metrics.gaps.inc();
             }
-            link.urgent = true;
+            link.urgent |= new_gap;
+            link.dirty = true;
             link.held_bytes += body.len();
             link.held.insert(seq, Held { deadline_us, body: Bytes::copy_from_slice(body) });
             if link.held.len() > MAX_HELD || link.held_bytes > MAX_HELD_BYTES {

@@ -26,7 +26,7 @@
 //! in the room) comes back as a [`Bounce`](crate::bus::RoomEvent::Bounce) on the reverse link.
 
 mod inlet;
-mod outbox;
+pub(super) mod outbox;
 
 use std::time::Duration;
 

@@ -16,6 +16,16 @@ use crate::metrics::BusMetrics;
 const MAX_PENDING: usize = 65_536;
 const MAX_BYTES: usize = 64 << 20;
 
+/// What one status may have sent again at most (the first message always goes): the
+/// statuses that its arrivals bring pace the rest. Resending everything at once could
+/// overflow the receiver's subscription again (the very cut being repaired).
+const RESEND_BYTES: usize = 128 << 10;
+const RESEND_MESSAGES: usize = 256;
+
+/// How long a node may reach no subscriber (Redis cut its subscription; it resubscribes in
+/// tens of milliseconds) before it counts as gone and what reached nobody is answered.
+pub(super) const UNREACHABLE_GRACE: Duration = Duration::from_millis(500);
+
 /// Answers kept for this long, so a bounce for a message already answered is not answered again.
 const REMEMBER_ANSWERS: Duration = Duration::from_secs(30);
 
@@ -26,6 +36,8 @@ struct Entry {
     reply: Reply,
     sent: Instant,
     resent: Option<Instant>,
+    /// Its only `PUBLISH` reached no subscriber: it cannot have arrived.
+    unheard: bool,
 }
 
 /// One link's unsettled messages: `slots[i]` is sequence number `base + i`.
@@ -35,6 +47,8 @@ struct Outbox {
     slots: VecDeque<Option<Entry>>,
     bytes: usize,
     probed: Option<Instant>,
+    /// Since when every `PUBLISH` to the node reached no subscriber.
+    unreachable: Option<Instant>,
 }
 
 impl Outbox {
@@ -94,6 +108,7 @@ impl Outboxes {
             slots: VecDeque::new(),
             bytes: 0,
             probed: None,
+            unreachable: None,
         });
         if b.slots.len() >= MAX_PENDING || b.bytes + body.len() > MAX_BYTES {
             return Err(reply);
@@ -103,16 +118,28 @@ impl Outboxes {
         let deadline_us = wire::now_us() + self.deadline.as_micros() as u64;
         let payload = super::data(&self.node, self.incarnation, seq, b.base, deadline_us, body);
         b.bytes += payload.len();
-        b.slots.push_back(Some(Entry { payload: payload.clone(), reply, sent: Instant::now(), resent: None }));
+        b.slots.push_back(Some(Entry { payload: payload.clone(), reply, sent: Instant::now(), resent: None, unheard: false }));
         self.metrics.link_pending.inc();
         Ok((seq, payload))
     }
 
     /// `PUBLISH` of `seq` to `to` reached `receivers` subscribers (`None`: unknown, the
-    /// pipeline failed). None at all: it cannot arrive, answer it now.
+    /// pipeline failed). None at all: it has not arrived. If the node has been unreachable for
+    /// [`UNREACHABLE_GRACE`] it is gone: answer now; else it may be resubscribing (Redis cut
+    /// it): keep the message for the node to ask for it again.
     pub(in crate::bus::redis) fn published(&mut self, to: &NodeId, seq: u64, receivers: Option<i64>) {
-        if receivers == Some(0) {
-            self.settle(to, seq, Some(BusError::NodeGone));
+        let Some(b) = self.boxes.get_mut(to) else { return };
+        match receivers {
+            Some(0) => {
+                let since = *b.unreachable.get_or_insert_with(Instant::now);
+                if since.elapsed() >= UNREACHABLE_GRACE {
+                    self.settle(to, seq, Some(BusError::NodeGone));
+                } else if let Some(Some(e)) = b.entry(seq) {
+                    e.unheard = true;
+                }
+            }
+            Some(_) => b.unreachable = None,
+            None => {}
         }
     }
 
@@ -145,7 +172,8 @@ impl Outboxes {
         if inc != self.incarnation {
             return Vec::new();
         }
-        let Some(b) = self.boxes.get(from) else { return Vec::new() };
+        let Some(b) = self.boxes.get_mut(from) else { return Vec::new() };
+        b.unreachable = None;
         let (base, next) = (b.base, b.next);
         for seq in base..=upto.min(next.saturating_sub(1)) {
             let why = in_ranges(lost, seq).then(|| lost_err("the peer's node received it too late to deliver"));
@@ -154,19 +182,29 @@ impl Outboxes {
         let mut again = Vec::new();
         let Some(b) = self.boxes.get_mut(from) else { return again };
         let now = Instant::now();
-        for &(first, last) in missing {
-            for seq in first.max(1)..=last.min(next.saturating_sub(1)).min(first.saturating_add(4096)) {
+        let mut budget = RESEND_BYTES;
+        'ranges: for &(first, last) in missing {
+            for seq in first.max(1)..=last.min(next.saturating_sub(1)) {
                 match b.entry(seq) {
                     Some(Some(e)) => {
                         // Once per probe interval at most: a status repeats what is missing.
                         if e.resent.is_none_or(|t| now - t >= PROBE_AFTER) {
+                            if budget < e.payload.len() && budget < RESEND_BYTES {
+                                break 'ranges;
+                            }
+                            budget = budget.saturating_sub(e.payload.len());
                             e.resent = Some(now);
+                            // Sent again, it may arrive now: only its receiver can settle it.
+                            e.unheard = false;
                             again.push(e.payload.clone());
                             self.metrics.retransmits.inc();
                         }
                     }
                     // Settled here already (answered): the receiver may move past it.
                     _ => again.push(skip(&self.node, self.incarnation, seq, b.base)),
+                }
+                if again.len() >= RESEND_MESSAGES {
+                    break 'ranges;
                 }
             }
         }
@@ -196,8 +234,16 @@ impl Outboxes {
         }
         let give_up = self.deadline + ANSWER_SLACK;
         let mut expired = Vec::new();
+        let mut gone = Vec::new();
         let mut probes = Vec::new();
         for (node, b) in &mut self.boxes {
+            if b.unreachable.is_some_and(|t| now - t >= UNREACHABLE_GRACE) {
+                for (i, slot) in b.slots.iter().enumerate() {
+                    if slot.as_ref().is_some_and(|e| e.unheard) {
+                        gone.push((node.clone(), b.base + i as u64));
+                    }
+                }
+            }
             let mut oldest = None;
             for (i, slot) in b.slots.iter().enumerate() {
                 let Some(e) = slot else { continue };
@@ -214,6 +260,9 @@ impl Outboxes {
                 let probe = Wire::Probe { src: &self.node, inc: self.incarnation, last: b.next - 1, base: b.base };
                 probes.push((node.clone(), Bytes::from(wire::encode(&probe))));
             }
+        }
+        for (node, seq) in gone {
+            self.settle(&node, seq, Some(BusError::NodeGone));
         }
         for (node, seq) in expired {
             self.settle(&node, seq, Some(lost_err("no word from the peer's node in time")));

@@ -110,6 +110,10 @@ fn a_message_nobody_received_is_answered_and_skipped() {
     let mut net = Net::new();
     let (_p1, mut s1) = net.send(1);
     net.tx.published(&"b".into(), 1, Some(0));
+    // Perhaps resubscribing: kept for a while, then answered.
+    assert_eq!(outcome(&mut s1), None);
+    std::thread::sleep(super::outbox::UNREACHABLE_GRACE);
+    net.tx.sweep();
     assert_eq!(outcome(&mut s1), Some(Err("the peer's node is not reachable".into())));
     // The next message's base tells the receiver not to wait for 1.
     let (p2, mut s2) = net.send(2);
@@ -127,8 +131,10 @@ fn a_missing_message_already_answered_is_skipped() {
     let (p3, mut s3) = net.send(3);
     net.arrive(&p1);
     net.arrive(&p3);
-    // The sender answered 2 (nobody received it) before hearing that it is missing.
+    // The sender answered 2 (its node unreachable for a while) before hearing it is missing.
     net.tx.published(&"b".into(), 2, Some(0));
+    std::thread::sleep(super::outbox::UNREACHABLE_GRACE);
+    net.tx.sweep();
     let again = net.report();
     assert_eq!(again.len(), 1);
     net.arrive(&again[0]);
@@ -167,6 +173,8 @@ fn a_bounce_is_answered_once() {
     // Settled as delivered: the bounce itself must reach the sender.
     let (p3, _s3) = net.send(3);
     net.tx.published(&"b".into(), 2, Some(0));
+    std::thread::sleep(super::outbox::UNREACHABLE_GRACE);
+    net.tx.sweep();
     net.arrive(&p3);
     for skip in net.report() {
         net.arrive(&skip);
@@ -198,4 +206,22 @@ fn a_payload_built_by_appending_the_body_decodes_like_an_encoded_one() {
             wire::encode(&wire::Wire::Data { src: "a", inc: 9, seq: 3, base: 2, deadline_us: 123, body: &body });
         assert_eq!(&payload[..], &encoded[..], "body of {len} bytes");
     }
+}
+
+#[test]
+fn a_message_that_reached_no_subscriber_during_a_resubscribe_is_recovered() {
+    let mut net = Net::new();
+    let (_p1, mut s1) = net.send(1);
+    net.tx.published(&"b".into(), 1, Some(0));
+    // The receiver is back: the next message shows the gap, and 1 is sent again.
+    let (p2, mut s2) = net.send(2);
+    net.tx.published(&"b".into(), 2, Some(1));
+    net.arrive(&p2);
+    let again = net.report();
+    assert_eq!(again.len(), 1);
+    net.arrive(&again[0]);
+    net.report();
+    assert_eq!(net.delivered, [1, 2]);
+    assert_eq!(outcome(&mut s1), Some(Ok(())));
+    assert_eq!(outcome(&mut s2), Some(Ok(())));
 }
