@@ -1,5 +1,5 @@
 //! Delivery soak (issue 12): each fault of `tests/cluster_delivery.rs` repeated, with the
-//! counts of every run added up. The scenarios are the test's own (`tests/cluster/faults.rs`).
+//! counts of every run added up. The scenarios are the test's own (`tests/cluster/faults/`).
 //!
 //! `cargo bench -p switchboard-tests --bench delivery_soak [-- RUNS] [-- FAULT...]`: RUNS per
 //! fault (default `SOAK_RUNS` or 10); FAULTs select faults by name prefix (`subscriber-cut`,

@@ -118,7 +118,13 @@ impl Outboxes {
         let deadline_us = wire::now_us() + self.deadline.as_micros() as u64;
         let payload = super::data(&self.node, self.incarnation, seq, b.base, deadline_us, body);
         b.bytes += payload.len();
-        b.slots.push_back(Some(Entry { payload: payload.clone(), reply, sent: Instant::now(), resent: None, unheard: false }));
+        b.slots.push_back(Some(Entry {
+            payload: payload.clone(),
+            reply,
+            sent: Instant::now(),
+            resent: None,
+            unheard: false,
+        }));
         self.metrics.link_pending.inc();
         Ok((seq, payload))
     }

@@ -1,0 +1,163 @@
+//! How a run causes each fault (and notes, as it goes, what shows the fault took effect): the
+//! fault's half of the run, between the warm-up and the verdict.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use switchboard_tests::{Node, RedisServer};
+
+use super::member::{Member, Seen};
+use super::scenario::{FLOODS, Run};
+use super::{FLOOD_EVERY, FLOOD_FOR, FLOOD_PAD, SETTLE};
+use crate::cluster::LEASE_MS;
+use crate::cluster::flow::secs;
+use crate::cluster::members::signal_process;
+
+impl Run {
+    /// `Fault::SubscriberCut`: floods n1's subscriber for [`FLOOD_FOR`]; `heal` is the flood's end.
+    pub(super) async fn subscriber_cut(&mut self) {
+        let before = pubsub_clients(&self.c.redis);
+        for f in FLOODS {
+            self.stream(f.from, f.to, FLOOD_EVERY, FLOOD_PAD);
+        }
+        self.mark(format!("flood starts: f0 (n0) → f1 (n1) and g2 (n2) → g1 (n1), {FLOOD_PAD} bytes each"));
+        // Every pub/sub connection Redis has had during the flood (sampled): each one beyond the
+        // first three is a subscriber that was cut and came back.
+        let (start, mut seen) = (Instant::now(), before.clone());
+        while start.elapsed() < FLOOD_FOR {
+            seen.extend(pubsub_clients(&self.c.redis));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for f in FLOODS {
+            self.member(f.from).listen();
+        }
+        self.heal = self.now();
+        self.mark("flood stops (heal)");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = pubsub_clients(&self.c.redis);
+        seen.extend(after.iter().cloned());
+        let new = seen.len() - before.len();
+        self.evidence.push(format!(
+            "Redis pub/sub connections (CLIENT LIST TYPE pubsub, ids): before the flood {before:?}, 0.5 s after \
+             {after:?}; at least {new} new ones during the flood (subscribers cut and back)"
+        ));
+        if new == 0 {
+            self.problems.push("the flood made Redis cut no subscriber (no new pub/sub connection)".into());
+        }
+    }
+
+    /// `Fault::NodePause`: n1 stopped for `d`.
+    pub(super) async fn node_pause(&mut self, d: Duration) {
+        signal_process(&self.c.nodes[1], libc::SIGSTOP);
+        let from = self.now();
+        self.mark(format!("n1 SIGSTOP for {} ms (lease {} ms)", d.as_millis(), LEASE_MS));
+        tokio::time::sleep(d).await;
+        signal_process(&self.c.nodes[1], libc::SIGCONT);
+        self.heal = self.now();
+        self.paused.push((1, from, self.heal));
+        self.mark("n1 SIGCONT (heal)");
+    }
+
+    /// `Fault::Partition`: n1's path to Redis stalled for `d`, m0a and m0c leaving meanwhile.
+    pub(super) async fn partition(&mut self, d: Duration) {
+        let proxy = self.proxy.as_ref().expect("a proxy in front of Redis");
+        proxy.stall();
+        let held = proxy.connections();
+        let from = self.now();
+        self.mark(format!("n1's path to Redis stalls for {} ms ({held} connections held open)", d.as_millis()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.member("m0a").close();
+        self.mark("m0a (n0) closes its socket: leaves the mesh");
+        let (m1a, deadline) = (self.member("m1a").id.clone(), Instant::now() + Duration::from_secs(5));
+        let lost = |m: &Member| m.record().seen.iter().any(|(_, s)| matches!(s, Seen::PeerLeft(p, _) if *p == m1a));
+        while !lost(self.member("m0b")) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.member("m0c").close();
+        self.mark("n0 has dropped n1's members; m0c (n0) closes its socket: leaves the mesh");
+        tokio::time::sleep_until((self.t0 + from + d - Duration::from_millis(500)).into()).await;
+        let ready = readiness(&self.c.nodes);
+        self.evidence.push(format!("/readyz 0.5 s before the heal: {ready}"));
+        tokio::time::sleep_until((self.t0 + from + d).into()).await;
+        let proxy = self.proxy.as_ref().expect("a proxy in front of Redis");
+        proxy.heal();
+        self.heal = self.now();
+        self.mark(format!("n1's path heals ({} connections)", proxy.connections()));
+    }
+
+    /// `Fault::RedisRestart`: Redis killed and restarted empty `n` times.
+    pub(super) async fn redis_restart(&mut self, n: usize) {
+        let downs = [300, 1000, 2000].map(Duration::from_millis);
+        for (i, down) in downs.iter().cycle().take(n).enumerate() {
+            self.c.redis.kill();
+            self.mark(format!("redis SIGKILL (down {} ms)", down.as_millis()));
+            tokio::time::sleep(*down).await;
+            self.c.redis.restart();
+            self.heal = self.now();
+            self.mark("redis restarted, empty (heal)");
+            match all_ready(&self.c.nodes, Duration::from_secs(15)).await {
+                Some(took) => self.mark(format!("every node ready again ({} ms)", took.as_millis())),
+                None => {
+                    self.problems.push(format!("{}: a node was not ready 15 s after Redis came back", secs(self.now())))
+                }
+            }
+            if i + 1 == n {
+                break;
+            }
+            // A member not written back now would be healed by the next restart: look first.
+            tokio::time::sleep_until((self.t0 + self.heal + SETTLE).into()).await;
+            let wrong = self.wrong_views();
+            self.mark(format!("{} wrong view(s) {} ms after the restart", wrong.len(), SETTLE.as_millis()));
+            for w in wrong {
+                self.problems.push(format!("{} ms after restart {}: view {w}", SETTLE.as_millis(), i + 1));
+            }
+        }
+        let keys = self.c.redis.keys("*");
+        let rooms: Vec<&String> = keys.iter().filter(|k| k.contains(":room:")).collect();
+        self.evidence.push(format!("keys in Redis after the last restart: {} ({rooms:?})", keys.len()));
+    }
+
+    /// `Fault::RedisFreeze`: Redis stopped for `d`.
+    pub(super) async fn redis_freeze(&mut self, d: Duration) {
+        signal_redis(&self.c.redis, libc::SIGSTOP);
+        self.mark(format!("redis SIGSTOP for {} ms", d.as_millis()));
+        tokio::time::sleep(d.saturating_sub(Duration::from_millis(300))).await;
+        let ready = readiness(&self.c.nodes);
+        self.evidence.push(format!("/readyz 0.3 s before SIGCONT: {ready}"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signal_redis(&self.c.redis, libc::SIGCONT);
+        self.heal = self.now();
+        self.mark("redis SIGCONT (heal)");
+    }
+}
+
+/// The ids of Redis's pub/sub connections.
+fn pubsub_clients(redis: &RedisServer) -> BTreeSet<String> {
+    let list = redis.command(&["CLIENT", "LIST", "TYPE", "pubsub"]).unwrap_or_default();
+    list.lines().filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")).map(String::from)).collect()
+}
+
+fn signal_redis(redis: &RedisServer, sig: i32) {
+    let pid = redis.pid().expect("redis-server runs") as i32;
+    // SAFETY: kill(2) on the redis-server child this run started.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// `/readyz` of each node as `n0 200, n1 503`.
+fn readiness(nodes: &[Node]) -> String {
+    let states: Vec<String> = nodes.iter().enumerate().map(|(i, n)| format!("n{i} {}", n.get("/readyz").0)).collect();
+    states.join(", ")
+}
+
+/// Waits (without blocking the runtime) until every node is ready; how long it took, or `None`.
+async fn all_ready(nodes: &[Node], within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if nodes.iter().all(|n| n.get("/readyz").0 == 200) {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
