@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
-use actix::{Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message};
+use actix::{Actor, ActorContext, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, MessageResult};
 use switchboard::protocol::RoomName;
 use tracing::debug;
 
@@ -198,6 +198,19 @@ impl Handler<ClusterEvent> for Registry {
                 }
             }
         }
+    }
+}
+
+/// Every open room of this node (a drain's last step asks each to give up its parked members).
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<Room>>")]
+pub struct OpenRooms;
+
+impl Handler<OpenRooms> for Registry {
+    type Result = MessageResult<OpenRooms>;
+
+    fn handle(&mut self, _: OpenRooms, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.rooms.values().map(|e| e.addr.clone()).collect())
     }
 }
 

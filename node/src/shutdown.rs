@@ -7,6 +7,10 @@
 //! client resumes on another node, and the node waits until every parked session has been taken
 //! over or its grace has run out. A lone node (and the seed dialect, which has no resume)
 //! closes sessions with "going away" (1001) instead.
+//!
+//! What is still kept for clients that did not come back when the drain ends (a session still
+//! waiting for its client's close, members still parked) cannot reach them from here any more:
+//! before the node says goodbye, the senders of those signals are answered `undeliverable`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +19,9 @@ use actix_server::ServerHandle;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::session::{Drain, Reconnect};
+use crate::registry::OpenRooms;
+use crate::room::GiveUp;
+use crate::session::{Abandon, Drain, Reconnect};
 use crate::state::NodeState;
 
 /// Time kept back from the shutdown timeout for leaving the cluster and stopping the server.
@@ -77,6 +83,38 @@ pub async fn drain(state: &NodeState) {
         took_ms = started.elapsed().as_millis() as u64,
         "drained"
     );
+    give_up(state, count > 0).await;
+}
+
+/// How long the end of a drain waits for sessions and rooms to give up what they kept.
+const GIVE_UP_WAIT: Duration = Duration::from_millis(500);
+
+/// The drain is over: sessions still waiting for their client's close stop waiting, and rooms
+/// let go of the members still parked; the senders of what was kept for them are answered
+/// (sessions first: what they hand back to a room reaches it before the room gives up).
+async fn give_up(state: &NodeState, drained: bool) {
+    if !state.bus.resumable() || !drained {
+        return;
+    }
+    let sessions = state.sessions.all();
+    let asked = futures_util::future::join_all(sessions.iter().map(|s| s.send(Abandon)));
+    let _ = tokio::time::timeout(GIVE_UP_WAIT, asked).await;
+    let rooms = match tokio::time::timeout(GIVE_UP_WAIT, state.registry.send(OpenRooms)).await {
+        Ok(Ok(rooms)) => rooms,
+        _ => return warn!("cannot list the rooms to give up their parked members"),
+    };
+    let asked = futures_util::future::join_all(rooms.iter().map(|r| r.send(GiveUp)));
+    let given_up: usize = match tokio::time::timeout(GIVE_UP_WAIT, asked).await {
+        Ok(answers) => answers.into_iter().filter_map(Result::ok).sum(),
+        Err(_) => 0,
+    };
+    // The answers (and those of members given up before, whose grace ran out) are on their
+    // way to the bus, which lets its queue go out before the goodbye; relays that were on their
+    // way here meet a room without the member, and are answered too.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if given_up > 0 {
+        info!(members = given_up, "gave up the members still parked: their clients did not come back");
+    }
 }
 
 /// The wave size and pause: as configured, but widened so that the last wave starts within

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use actix::Addr;
 use switchboard::protocol::v1::PeerInfo;
 
-use super::handoff::{self, Hold, Origin, Verdict};
-use crate::bus::{Held, MemberRecord, NodeId};
+use super::handoff::{self, Hold, Origin, Parked, Verdict};
+use crate::bus::{MemberRecord, NodeId};
 use crate::session::{Deliver, Session};
 
 pub(super) struct Member {
@@ -22,7 +22,7 @@ pub(super) struct Member {
     pub(super) backlog: Option<Vec<Deliver>>,
     /// For a member parked by this draining node: what arrived for it since, handed to the
     /// node it resumes on. A parked member has no session but is still this node's.
-    pub(super) parked: Option<Vec<Held>>,
+    pub(super) parked: Option<Box<Parked>>,
     /// For a member that just resumed here: what waits until the cluster's routes to it settle.
     pub(super) hold: Option<Box<Hold>>,
 }

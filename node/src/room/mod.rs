@@ -16,10 +16,12 @@ mod frames;
 mod handoff;
 mod member;
 mod relay;
+mod unreached;
 
 pub use admin::{Describe, Remove};
 pub use handoff::{Park, Resume};
 pub use relay::Relay;
+pub use unreached::{GiveUp, Owed};
 
 use handoff::{Forwarding, Origin};
 use member::Member;
@@ -132,7 +134,8 @@ impl Room {
     ) {
         for m in &mut self.members {
             if Some(m.info.peer_id) != except && m.is_local() {
-                m.deliver_from(Deliver { frame: frame.clone(), kind, received_at }, &origin, true);
+                let d = Deliver { frame: frame.clone(), kind, received_at, provenance: None };
+                m.deliver_from(d, &origin, true);
             }
         }
     }
@@ -161,11 +164,9 @@ impl Room {
     /// Takes a member out of the room and, for a local one, out of the cluster's records
     /// (the bus tells the other nodes); this node's other members are not told.
     fn detach(&mut self, index: usize, reason: LeaveReason, ctx: &mut Context<Self>) -> Member {
-        let m = self.members.remove(index);
+        let mut m = self.members.remove(index);
         let peer = m.info.peer_id;
-        if m.parked.is_some() {
-            self.state.handoff.unpark();
-        }
+        let parked = m.parked.is_some();
         if m.is_local() {
             self.local -= 1;
             self.state.metrics.members.dec();
@@ -181,6 +182,13 @@ impl Room {
                 }
                 .into_actor(self),
             );
+        }
+        // What it was still waiting for will not reach it: its senders are answered.
+        self.answer_unreached(&mut m);
+        if parked {
+            // Last: a drain that sees nothing parked any more finds the leave and the answers
+            // on their way to the bus already.
+            self.state.handoff.unpark();
         }
         debug!(parent: &self.span, peer = %peer, reason = reason.as_str(), "left");
         m

@@ -18,11 +18,11 @@ use switchboard::protocol::v1::{LeaveReason, ServerMessage};
 use switchboard::protocol::{ErrorCode, ProtocolError, RoomName, close};
 use tracing::{debug, warn};
 
-use super::{Deliver, JoinedRoom, Session};
+use super::{Deliver, JoinedRoom, Provenance, Session};
 use crate::bus::{ParkedRoom, ParkedSession};
 use crate::dialect::Dialect;
 use crate::registry::RouteResume;
-use crate::room::{Park, Resume};
+use crate::room::{Leave, Owed, Park, Resume, Room};
 
 /// How long a client told to reconnect has to close its socket before it is parked anyway.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -46,6 +46,10 @@ pub enum Handoff {
         /// Rooms still to answer [`Park`], and what those that did said.
         waiting: usize,
         rooms: Vec<ParkedRoom>,
+        /// Where the signals for one peer among `kept` came from; handed back to their rooms
+        /// (`None` since) once the session is stored: they go with it, and are answered if no
+        /// resume takes them.
+        owed: Option<Vec<Provenance>>,
     },
     /// Taking its rooms back; `welcome` waits until every room has answered, then `replay` (what
     /// the old node kept) and `buffered` (what its rooms delivered here meanwhile) follow.
@@ -129,6 +133,7 @@ impl Handler<Reconnect> for Session {
                 bytes: 0,
                 waiting: 0,
                 rooms: Vec::new(),
+                owed: Some(Vec::new()),
             }));
             ctx.run_later(CLOSE_WAIT, |act, ctx| act.park(ctx));
         }));
@@ -162,11 +167,15 @@ impl Session {
     /// Every room has parked the member (each answered behind what it delivered before, so
     /// all of that is kept): store the session, then close.
     fn parked_in_rooms(&mut self, ctx: &mut Context<Self>) {
-        let Some(Handoff::Parking { token, grace, waiting: 0, kept, bytes, rooms, .. }) = self.handoff.as_deref_mut()
+        let Some(Handoff::Parking { token, grace, waiting: 0, kept, bytes, rooms, owed, .. }) =
+            self.handoff.as_deref_mut()
         else {
             return;
         };
         let (token, grace, bytes) = (token.clone(), *grace, *bytes);
+        // Ahead of the store, so ahead of any resume's `Moved` in each room: there they wait
+        // with the parked member, and are answered unless it resumes (when `kept` replays them).
+        let owed = owed.take().unwrap_or_default();
         let parked = ParkedSession {
             peer: self.id,
             node: self.state.node_id.to_string(),
@@ -174,6 +183,7 @@ impl Session {
             grant: self.grant.as_ref().map(|g| g.parts()),
             frames: std::mem::take(kept),
         };
+        self.hand_back(owed, true);
         // Too much to carry: the token stays `pending` and its resume fails cleanly.
         let stored = if bytes > MAX_KEPT_BYTES {
             warn!(parent: &self.span, bytes, "too much kept for the client: it cannot resume");
@@ -226,6 +236,9 @@ impl Session {
         let failed = *failed;
         let Some(Handoff::Resuming { replay, buffered, .. }) = self.handoff.take().map(|b| *b) else { return };
         if failed {
+            // What its rooms delivered meanwhile will not reach the client either.
+            let lost = buffered.into_iter().filter_map(|d| d.provenance.map(|p| *p)).collect();
+            self.hand_back(lost, false);
             // Rooms that did take it back hear it leave (the client starts afresh).
             let err =
                 ProtocolError::new(ErrorCode::ResumeFailed, "a room of the parked session is gone; connect afresh");
@@ -254,6 +267,51 @@ impl Session {
         true
     }
 
+    /// A signal for this peer with a sender to answer has been handed to the socket: fine,
+    /// unless it was kept for a resume instead (owed until the resume takes it), or the socket
+    /// is closing and dropped it (its sender is answered now).
+    pub(super) fn written_or_owed(&mut self, p: Provenance) {
+        match self.handoff.as_deref_mut() {
+            Some(Handoff::Parking { owed: Some(owed), .. }) => owed.push(p),
+            // Kept after the parked session was stored (or given up): it goes nowhere.
+            Some(Handoff::Parking { owed: None, .. }) => self.hand_back(vec![p], false),
+            _ if self.out.is_closing() => self.hand_back(vec![p], false),
+            _ => {}
+        }
+    }
+
+    /// Gives signals this session took for its client back to the rooms that delivered them:
+    /// `kept` (stored with the parked session: answered unless a resume replays them), or lost
+    /// (answered now).
+    fn hand_back(&self, owed: Vec<Provenance>, kept: bool) {
+        for p in owed {
+            let room = p.room.clone();
+            room.do_send(Owed { peer: self.id, provenance: p, kept });
+        }
+    }
+
+    /// The session leaves `room` while it keeps frames for a resume: those `room` delivered are
+    /// lost (a resume will not find the member there).
+    pub(super) fn owed_lost_in(&mut self, room: &actix::Addr<Room>) {
+        let Some(Handoff::Parking { owed: Some(owed), .. }) = self.handoff.as_deref_mut() else { return };
+        let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(owed).into_iter().partition(|p| p.room == *room);
+        *owed = kept;
+        self.hand_back(lost, false);
+    }
+
+    /// The session ends: what it kept for a resume it will not have (it never parked, or it was
+    /// still resuming) is answered.
+    pub(super) fn give_up_kept(&mut self) {
+        let lost = match self.handoff.as_deref_mut() {
+            Some(Handoff::Parking { owed, .. }) => owed.take().unwrap_or_default(),
+            Some(Handoff::Resuming { buffered, .. }) => {
+                std::mem::take(buffered).into_iter().filter_map(|d| d.provenance.map(|p| *p)).collect()
+            }
+            None => return,
+        };
+        self.hand_back(lost, false);
+    }
+
     /// Keeps `d` if this session is still resuming; gives it back otherwise.
     pub(super) fn buffer_while_resuming(&mut self, d: Deliver) -> Option<Deliver> {
         match self.handoff.as_deref_mut() {
@@ -277,5 +335,28 @@ impl Session {
             *failed |= !ok;
         }
         self.resume_settled(ctx);
+    }
+}
+
+/// The node is leaving the cluster: a session still waiting for its client's close (it was
+/// told to `reconnect` and did not go) will not park any more. What it kept is answered, it
+/// leaves its rooms at once (what they would still send it is answered there), and closes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Abandon;
+
+impl Handler<Abandon> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Abandon, ctx: &mut Context<Self>) {
+        if !self.parking() {
+            return;
+        }
+        self.give_up_kept();
+        self.handoff = None;
+        for room in self.rooms.drain(..) {
+            room.addr.do_send(Leave { peer: self.id, reason: LeaveReason::Shutdown });
+        }
+        self.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
     }
 }

@@ -5,10 +5,12 @@ use std::time::Instant;
 
 use actix::{Addr, Context, Handler, Message};
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use switchboard::protocol::v1::LeaveReason;
-use switchboard::protocol::{ErrorCode, RoomName, close};
+use switchboard::protocol::{ErrorCode, PeerId, RoomName, close};
 
 use super::{JoinedRoom, Session};
+use crate::bus::Via;
 use crate::room::Room;
 
 /// A frame for the client: a relay, an event, or a reply.
@@ -19,14 +21,40 @@ pub struct Deliver {
     pub kind: &'static str,
     /// When the relayed message reached this node, for the relay latency histogram.
     pub received_at: Option<Instant>,
+    /// For a signal sent to this one peer: whom to answer `undeliverable` if it never reaches
+    /// the client (`None` for everything else, so the common path carries one null pointer).
+    pub provenance: Option<Box<Provenance>>,
+}
+
+impl Deliver {
+    /// A frame nobody needs an answer for (an event, a broadcast, a reply).
+    pub fn new(frame: Bytes, kind: &'static str) -> Self {
+        Deliver { frame, kind, received_at: None, provenance: None }
+    }
+}
+
+/// Where a signal for one peer came from: its sender is answered `undeliverable` with its `id`
+/// if it is kept for the peer (a drain, a resume) and never reaches the client.
+pub struct Provenance {
+    /// The room that delivered it: it knows where the sender is by the time it is answered.
+    pub room: Addr<Room>,
+    pub from: PeerId,
+    /// The node (and its place on that node's link) it came from; `None` from this node.
+    pub via: Option<Via>,
+    pub id: Option<Box<RawValue>>,
 }
 
 impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        let Some(msg) = self.buffer_while_resuming(msg) else { return };
+        let Some(mut msg) = self.buffer_while_resuming(msg) else { return };
+        let provenance = msg.provenance.take();
         self.send(&msg.frame, msg.kind, ctx);
+        if let Some(p) = provenance {
+            // Kept for a resume, or dropped by a closing socket: its sender may be owed an answer.
+            self.written_or_owed(*p);
+        }
         if let Some(t) = msg.received_at {
             self.state.metrics.relay_latency.observe(t.elapsed().as_secs_f64());
         }
@@ -119,7 +147,10 @@ impl Handler<Evicted> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Evicted, ctx: &mut Context<Self>) {
-        self.rooms.retain(|r| r.name != msg.room);
+        if let Some(i) = self.rooms.iter().position(|r| r.name == msg.room) {
+            let room = self.rooms.swap_remove(i);
+            self.owed_lost_in(&room.addr);
+        }
         // Removed while its join was still settling: the room will not confirm it.
         self.pending.retain(|r| *r != msg.room);
         if let Some(frame) = msg.frame {

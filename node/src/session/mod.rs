@@ -12,8 +12,10 @@ mod seed;
 mod v1;
 
 pub use grant::Grant;
-pub use handoff::{Reconnect, RoomParked};
-pub use inbox::{Deliver, Drain, Evicted, Heartbeat, JoinAccepted, JoinRefused, ResumeAccepted, ResumeRefused};
+pub use handoff::{Abandon, Reconnect, RoomParked};
+pub use inbox::{
+    Deliver, Drain, Evicted, Heartbeat, JoinAccepted, JoinRefused, Provenance, ResumeAccepted, ResumeRefused,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,7 +190,9 @@ impl Session {
     fn leave_room(&mut self, name: &RoomName) -> bool {
         let leave = Leave { peer: self.id, reason: LeaveReason::Left };
         if let Some(i) = self.rooms.iter().position(|r| r.name == *name) {
-            self.rooms.swap_remove(i).addr.do_send(leave);
+            let room = self.rooms.swap_remove(i);
+            self.owed_lost_in(&room.addr);
+            room.addr.do_send(leave);
             true
         } else if let Some(i) = self.pending.iter().position(|r| r == name) {
             let room = self.pending.swap_remove(i);
@@ -264,6 +268,8 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        // Ahead of the leaves: the rooms answer what was kept for a resume that will not be.
+        self.give_up_kept();
         for room in self.rooms.drain(..) {
             room.addr.do_send(Leave { peer: self.id, reason: self.leave_reason });
         }
