@@ -102,7 +102,9 @@ impl RedisBus {
         let client = redis::Client::open(info)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            incarnation: rand::random::<u64>() | 1,
+            // Ordered by start time: a message from an earlier process of the same node id that
+            // arrives late is told apart from the current one's.
+            incarnation: wire::now_us(),
             inlets: Mutex::new(Inlets::new(node.clone(), metrics.clone())),
             me: OnceLock::new(),
             keys: Keys::new(cluster, node),
@@ -279,7 +281,7 @@ impl Drop for RedisBus {
 
 /// What the bus's two tasks and its callers share.
 pub struct Shared {
-    /// This process's identity on its links (new at every start).
+    /// This process's identity on its links (its start time, µs).
     incarnation: u64,
     /// The receiving side of the links into this node (the subscriber task's).
     inlets: Mutex<Inlets>,

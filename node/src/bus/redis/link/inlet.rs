@@ -135,9 +135,17 @@ impl Inlets {
         body: &[u8],
     ) -> Received {
         let metrics = &self.metrics;
-        if self.links.get(src).is_none_or(|l| l.inc != inc) {
+        match self.links.get(src) {
+            // From an earlier process of that node, arriving late: that link is gone.
+            Some(l) if inc < l.inc => {
+                metrics.duplicates.inc();
+                return Received::Drop;
+            }
+            Some(l) if inc == l.inc => {}
             // A new incarnation of the sender: its earlier link is gone with it.
-            self.links.insert(NodeId::from(src), Inlet::new(src, inc, base));
+            _ => {
+                self.links.insert(NodeId::from(src), Inlet::new(src, inc, base));
+            }
         }
         let Some(link) = self.links.get_mut(src) else { return Received::Drop };
         link.seen = Instant::now();
@@ -206,8 +214,12 @@ impl Inlets {
 
     /// The sender of `src`'s link says it sent up to `last`: report what is missing.
     pub(in crate::bus::redis) fn probe(&mut self, src: &str, inc: u64, last: u64, base: u64) {
-        if self.links.get(src).is_none_or(|l| l.inc != inc) {
-            self.links.insert(NodeId::from(src), Inlet::new(src, inc, base));
+        match self.links.get(src) {
+            Some(l) if inc < l.inc => return,
+            Some(l) if inc == l.inc => {}
+            _ => {
+                self.links.insert(NodeId::from(src), Inlet::new(src, inc, base));
+            }
         }
         let Some(link) = self.links.get_mut(src) else { return };
         link.seen = Instant::now();

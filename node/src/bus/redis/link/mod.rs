@@ -2,7 +2,8 @@
 //! is not an acknowledgement, so every message one node publishes to another travels on a
 //! link that makes its fate known.
 //!
-//! A link is (sender node, the sender's *incarnation* — random per process —, receiver node).
+//! A link is (sender node, the sender's *incarnation* — its process's start time —, receiver
+//! node).
 //! Every message on it ([`Wire::Data`](super::wire::Wire::Data)) carries a sequence number
 //! (1, 2, 3…), the sender's *base* (the lowest number it has not settled) and a *deadline*
 //! (the sender's clock + [`Settings::timeout`](super::Settings)), after which the receiver no
