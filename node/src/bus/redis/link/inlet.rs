@@ -181,6 +181,10 @@ impl Inlets {
         } else if deadline_us < now {
             link.lose(seq, metrics);
             Received::Drop
+        } else if !self.ready.is_empty() {
+            // Messages released just before this one go first.
+            self.ready.push((link.src.clone(), LinkSeq { incarnation: inc, seq }, Bytes::copy_from_slice(body)));
+            Received::Drop
         } else {
             Received::Deliver(LinkSeq { incarnation: inc, seq })
         };

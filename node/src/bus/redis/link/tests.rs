@@ -225,3 +225,21 @@ fn a_message_that_reached_no_subscriber_during_a_resubscribe_is_recovered() {
     assert_eq!(outcome(&mut s1), Some(Ok(())));
     assert_eq!(outcome(&mut s2), Some(Ok(())));
 }
+
+#[test]
+fn messages_released_by_the_senders_base_are_delivered_before_the_next_one() {
+    let mut net = Net::new();
+    let (_p1, _s1) = net.send(1);
+    let (p2, _s2) = net.send(2);
+    let (p3, _s3) = net.send(3);
+    net.arrive(&p2);
+    net.arrive(&p3);
+    assert!(net.delivered.is_empty(), "2 and 3 wait for 1");
+    // The sender gives up on 1 (its node seemed gone); its next message says so in its base.
+    net.tx.published(&"b".into(), 1, Some(0));
+    std::thread::sleep(super::outbox::UNREACHABLE_GRACE);
+    net.tx.sweep();
+    let (p4, _s4) = net.send(4);
+    net.arrive(&p4);
+    assert_eq!(net.delivered, [2, 3, 4]);
+}
