@@ -125,10 +125,13 @@ async fn raw_joined(node: &Node, room: &str) -> RawWs {
 async fn malformed_messages_get_typed_errors_and_the_connection_survives() {
     let node = start(&[]);
     let mut ws = raw_joined(&node, "r").await;
-    let cases: [(&[u8], &str); 8] = [
+    let cases: [(&[u8], &str); 10] = [
         (b"{nope", "bad-json"),
         (b"", "bad-json"),
         (b"   ", "bad-json"),
+        // Not JSON, although its first wrong token is also the wrong shape.
+        (b"[[[", "bad-json"),
+        (b"[1,", "bad-json"),
         (b"[1,2]", "bad-message"),
         (b"null", "bad-message"),
         (b"{\"room\":\"r\"}", "bad-message"),

@@ -192,6 +192,10 @@ async fn seed_malformed_messages_get_errors_and_the_connection_lives_on() {
     alice.send_text("{not json").await;
     let err = alice.expect_error("bad-json").await;
     assert!(err["body"]["message"].is_string(), "{err}");
+    for not_json in ["[[[", "[1,"] {
+        alice.send_text(not_json).await;
+        alice.expect_error("bad-json").await;
+    }
     assert_eq!(err["body"].as_object().map(|o| o.len()), Some(2), "seed errors are {{code, message}}: {err}");
 
     // Messages the seed server crashed on or silently dropped.

@@ -25,8 +25,8 @@ pub const UNLIMITED: &[&str] =
 pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
 /// The longest a cross-node relay may wait for its answer: its deadline (1 s), the sender's wait
-/// for the receiver's word after it (1 s), and scheduling slack.
-pub const ANSWER_BOUND: Duration = Duration::from_millis(2500);
+/// for the receiver's word after it (1 s, then a last probe's 300 ms), and scheduling slack.
+pub const ANSWER_BOUND: Duration = Duration::from_millis(3000);
 
 /// A delivery later than this after its send was held somewhere (a healthy relay takes ~1 ms).
 pub const LATE: Duration = Duration::from_millis(500);

@@ -26,6 +26,9 @@ const RESEND_MESSAGES: usize = 256;
 /// tens of milliseconds) before it counts as gone and what reached nobody is answered.
 pub(super) const UNREACHABLE_GRACE: Duration = Duration::from_millis(500);
 
+/// How long the last probe before answering overdue messages waits for a status.
+const LAST_WORD: Duration = Duration::from_millis(300);
+
 /// Answers kept for this long, so a bounce for a message already answered is not answered again.
 const REMEMBER_ANSWERS: Duration = Duration::from_secs(30);
 
@@ -49,6 +52,8 @@ struct Outbox {
     probed: Option<Instant>,
     /// Since when every `PUBLISH` to the node reached no subscriber.
     unreachable: Option<Instant>,
+    /// When the last word was asked for before answering what waited too long (see `sweep`).
+    asked: Option<Instant>,
 }
 
 impl Outbox {
@@ -109,6 +114,7 @@ impl Outboxes {
             bytes: 0,
             probed: None,
             unreachable: None,
+            asked: None,
         });
         if b.slots.len() >= MAX_PENDING || b.bytes + body.len() > MAX_BYTES {
             return Err(reply);
@@ -180,6 +186,7 @@ impl Outboxes {
         }
         let Some(b) = self.boxes.get_mut(from) else { return Vec::new() };
         b.unreachable = None;
+        b.asked = None;
         let (base, next) = (b.base, b.next);
         for seq in base..=upto.min(next.saturating_sub(1)) {
             let why = in_ranges(lost, seq).then(|| lost_err("the peer's node received it too late to deliver"));
@@ -251,17 +258,34 @@ impl Outboxes {
                 }
             }
             let mut oldest = None;
+            let mut overdue = Vec::new();
             for (i, slot) in b.slots.iter().enumerate() {
                 let Some(e) = slot else { continue };
                 if now - e.sent >= give_up {
-                    expired.push((node.clone(), b.base + i as u64));
+                    overdue.push((node.clone(), b.base + i as u64));
                 } else {
                     oldest = oldest.or(Some(e.sent));
                     break;
                 }
             }
+            // Before answering, ask once more and give the answer time to come: this node may
+            // itself have been paused with the receiver's status waiting in its socket.
+            let mut ask = false;
+            if !overdue.is_empty() {
+                match b.asked {
+                    Some(t) if now - t >= LAST_WORD => {
+                        expired.extend(overdue);
+                        b.asked = None;
+                    }
+                    Some(_) => {}
+                    None => {
+                        b.asked = Some(now);
+                        ask = true;
+                    }
+                }
+            }
             let quiet = oldest.is_some_and(|t| now - t >= PROBE_AFTER);
-            if quiet && b.probed.is_none_or(|t| now - t >= PROBE_AFTER) {
+            if ask || (quiet && b.probed.is_none_or(|t| now - t >= PROBE_AFTER)) {
                 b.probed = Some(now);
                 let probe = Wire::Probe { src: &self.node, inc: self.incarnation, last: b.next - 1, base: b.base };
                 probes.push((node.clone(), Bytes::from(wire::encode(&probe))));
