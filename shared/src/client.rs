@@ -95,6 +95,8 @@ pub struct Client {
     subprotocol: Option<String>,
     /// Our close frame went out (see [`Client::send_close`]): pings are no longer answered.
     closing: bool,
+    /// Text frames [`Client::recv_event`] and [`Client::recv_json`] could not read and skipped.
+    unreadable: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -241,7 +243,7 @@ impl Client {
         let mut parts = FramedParts::new::<Message>(io, Codec::new().client_mode().max_size(MAX_FRAME_BYTES));
         // Frames the server sent right after its response (v1's `welcome`).
         parts.read_buf = buf;
-        Ok(Client { ws: Framed::from_parts(parts), subprotocol: agreed, closing: false })
+        Ok(Client { ws: Framed::from_parts(parts), subprotocol: agreed, closing: false, unreadable: 0 })
     }
 
     /// The subprotocol the server agreed to, if one was asked for.
@@ -295,16 +297,32 @@ impl Client {
         }
     }
 
-    /// Receives the next frame as a v1 server event.
+    /// Receives the next frame as a v1 server event. A frame that cannot be read as one (any
+    /// room member can relay odd JSON, e.g. nested deeper than the parser goes) is skipped and
+    /// counted in [`Client::unreadable`]: it never ends the session.
     pub async fn recv_event(&mut self, timeout: Duration) -> Result<Event, ClientError> {
-        let text = self.recv_text(timeout).await?;
-        parse_json(&text)
+        self.recv_parsed(Instant::now() + timeout).await
     }
 
-    /// Receives the next frame as untyped JSON (the seed protocol's `{type, body}`).
+    /// Receives the next frame as untyped JSON (the seed protocol's `{type, body}`), skipping
+    /// and counting what is not JSON, like [`Client::recv_event`].
     pub async fn recv_json(&mut self, timeout: Duration) -> Result<serde_json::Value, ClientError> {
-        let text = self.recv_text(timeout).await?;
-        parse_json(&text)
+        self.recv_parsed(Instant::now() + timeout).await
+    }
+
+    /// Text frames received and skipped because they could not be read.
+    pub fn unreadable(&self) -> u64 {
+        self.unreadable
+    }
+
+    async fn recv_parsed<T: serde::de::DeserializeOwned>(&mut self, deadline: Instant) -> Result<T, ClientError> {
+        loop {
+            let text = self.recv_text_until(deadline).await?;
+            match parse_json(&text) {
+                Ok(v) => return Ok(v),
+                Err(_) => self.unreadable += 1,
+            }
+        }
     }
 
     /// Reads and discards frames until the server closes the connection, answering pings, which
@@ -390,5 +408,78 @@ mod tests {
         let url = with_resume("ws://n:8090/v1/ws?access_token=h.p.s", "a b");
         let t = parse_url(&url).unwrap();
         assert_eq!((t.authority, t.path), ("n:8090", "/v1/ws?access_token=h.p.s&resume=a%20b"));
+    }
+}
+
+#[cfg(test)]
+mod unreadable {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::Client;
+    use crate::protocol::v1::Event;
+
+    /// A server frame (unmasked, text) holding `payload`.
+    fn text_frame(payload: &str) -> Vec<u8> {
+        let mut f = vec![0x81];
+        match payload.len() {
+            n if n < 126 => f.push(n as u8),
+            n if n < 65_536 => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload.as_bytes());
+        f
+    }
+
+    /// Any room member can relay JSON nested deeper than serde_json's 128 levels: the client
+    /// skips that frame, counts it, and reads on.
+    #[tokio::test]
+    async fn a_frame_the_client_cannot_read_is_skipped_and_counted() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.expect("read");
+                assert!(n > 0, "client closed during the handshake");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let key = head
+                .split("\r\n")
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-key")))
+                .map(|(_, v)| v.trim().to_owned())
+                .expect("a key");
+            let accept = actix_http::ws::hash_key(key.as_bytes());
+            let accept = std::str::from_utf8(&accept).expect("ascii");
+            let reply = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            sock.write_all(reply.as_bytes()).await.expect("write");
+            let deep = format!(
+                r#"{{"type":"broadcast","room":"r","from":"0000000000001","data":{}{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            );
+            for frame in [deep.as_str(), "not json", r#"{"type":"pong","id":1}"#] {
+                sock.write_all(&text_frame(frame)).await.expect("write");
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        });
+        let mut client = Client::connect(&format!("ws://{addr}/v1/ws")).await.expect("connect");
+        let event = client.recv_event(Duration::from_secs(5)).await.expect("the session survives");
+        assert!(matches!(event, Event::Pong { .. }), "{event:?}");
+        assert_eq!(client.unreadable(), 2);
+        server.abort();
     }
 }

@@ -23,6 +23,15 @@ pub use error::{ErrorCode, ProtocolError};
 pub use ids::{PeerId, RoomName};
 pub use role::Role;
 
+/// `e`, from parsing `text` as a message, if it is about the message's shape (valid JSON of
+/// the wrong form: `bad-message`); `None` if `text` is not valid JSON at all (`bad-json`).
+/// serde reports the first problem it meets while streaming, so `[[[` fails as "expected a
+/// string" before its end shows it is no JSON: the text is checked once more, on this error
+/// path only.
+fn shape_error<'e>(text: &str, e: &'e serde_json::Error) -> Option<&'e serde_json::Error> {
+    (e.is_data() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()).then_some(e)
+}
+
 /// Serializes a server message into a buffer sized for its relayed payload up front: a 3 KB
 /// SDP would otherwise be copied through six doublings of a 128-byte string.
 fn to_json_sized<T: serde::Serialize>(msg: &T, payload: usize) -> String {

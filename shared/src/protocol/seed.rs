@@ -106,12 +106,9 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, s
 impl<'a> SeedMessage<'a> {
     /// Parses one seed text frame.
     pub fn parse(text: &'a str) -> Result<Self, ProtocolError> {
-        let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| {
-            if e.is_data() {
-                ProtocolError::new(ErrorCode::BadMessage, format!("not a seed message: {e}"))
-            } else {
-                ProtocolError::new(ErrorCode::BadJson, format!("invalid JSON: {e}"))
-            }
+        let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| match super::shape_error(text, &e) {
+            Some(e) => ProtocolError::new(ErrorCode::BadMessage, format!("not a seed message: {e}")),
+            None => ProtocolError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")),
         })?;
         let kind = env.kind;
         let known = matches!(&*kind, "join" | "quit" | "send_offer" | "send_answer" | "send_ice_candidate");
@@ -209,6 +206,8 @@ mod tests {
         let code = |s: &str| SeedMessage::parse(s).unwrap_err().code;
         assert_eq!(code("not json"), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadMessage);
+        assert_eq!(code("[[["), ErrorCode::BadJson);
+        assert_eq!(code("[1,"), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"join","body":{"channelName":"c"}}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"type":"send_offer","body":{"channelName":"c"}}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"type":"nope","body":{}}"#), ErrorCode::UnknownType);

@@ -84,10 +84,9 @@ impl<'a> ClientFrame<'a> {
     /// Parses one text frame. Unknown fields are ignored so that newer clients can add them.
     pub fn parse(text: &'a str) -> Result<Self, Rejected<'a>> {
         let env: Envelope<'a> = serde_json::from_str(text).map_err(|e| Rejected {
-            error: if e.is_data() {
-                ProtocolError::new(ErrorCode::BadMessage, format!("not a v1 message: {e}"))
-            } else {
-                ProtocolError::new(ErrorCode::BadJson, format!("invalid JSON: {e}"))
+            error: match super::shape_error(text, &e) {
+                Some(e) => ProtocolError::new(ErrorCode::BadMessage, format!("not a v1 message: {e}")),
+                None => ProtocolError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")),
             },
             id: None,
         })?;
@@ -310,6 +309,9 @@ mod tests {
     fn rejects_with_typed_codes_and_echoes_id() {
         let code = |s: &str| parse(s).unwrap_err().error.code;
         assert_eq!(code("{nope"), ErrorCode::BadJson);
+        // Invalid JSON whose first wrong token is also the wrong shape is still invalid JSON.
+        assert_eq!(code("[[["), ErrorCode::BadJson);
+        assert_eq!(code("[1,"), ErrorCode::BadJson);
         assert_eq!(code("[1,2]"), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"room":"r"}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
