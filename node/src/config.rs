@@ -263,6 +263,7 @@ impl Config {
             descriptions_per_min: self.descriptions_per_min,
             max_candidates_per_negotiation: self.max_candidates_per_negotiation,
             max_meta_bytes: self.max_meta_bytes,
+            max_json_depth: switchboard::protocol::MAX_JSON_DEPTH,
         }
     }
 }

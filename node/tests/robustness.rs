@@ -125,7 +125,11 @@ async fn raw_joined(node: &Node, room: &str) -> RawWs {
 async fn malformed_messages_get_typed_errors_and_the_connection_survives() {
     let node = start(&[]);
     let mut ws = raw_joined(&node, "r").await;
-    let cases: [(&[u8], &str); 10] = [
+    // Any member could relay this, and serde_json-based clients (switchboard-peer) stop at 128
+    // levels: the node refuses it.
+    let deep = format!(r#"{{"type":"broadcast","room":"r","data":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+    let cases: [(&[u8], &str); 11] = [
+        (deep.as_bytes(), "too-deep"),
         (b"{nope", "bad-json"),
         (b"", "bad-json"),
         (b"   ", "bad-json"),

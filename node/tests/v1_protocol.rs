@@ -69,6 +69,7 @@ async fn welcome_is_the_first_frame_and_announces_limits() {
     assert_eq!(limits["max_message_bytes"], 131072);
     assert_eq!(limits["max_peers_per_room"], 7);
     assert_eq!(limits["max_meta_bytes"], 333);
+    assert_eq!(limits["max_json_depth"], 32);
     for key in [
         "max_rooms",
         "messages_per_sec",

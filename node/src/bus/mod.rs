@@ -113,6 +113,10 @@ pub struct LinkSeq {
 pub struct Via {
     pub node: NodeId,
     pub link: Option<LinkSeq>,
+    /// When the link stops promising delivery (its deadline, on this node's clock): a signal
+    /// still not written to its client by then is answered instead (its sender may have been
+    /// answered already, if this node stalled meanwhile).
+    pub expires: Option<std::time::Instant>,
 }
 
 /// A frame kept for a member that cannot take it yet, with its metrics label.

@@ -87,7 +87,7 @@ impl Room {
             (Some(node), Some(via)) if *node == via.node => self.state.bus.bounce(&self.name, &via, from, id, why),
             // The sender moved (or came from this node and moved on since).
             (Some(node), _) => {
-                let via = Via { node: node.clone(), link: None };
+                let via = Via { node: node.clone(), link: None, expires: None };
                 self.state.bus.bounce(&self.name, &via, from, id, why);
             }
         }

@@ -280,6 +280,11 @@ impl Session {
         }
     }
 
+    /// A signal that reached this session past its link's deadline: answered, never written.
+    pub(super) fn expired(&self, p: Option<Provenance>) {
+        self.hand_back(p.into_iter().collect(), false);
+    }
+
     /// Gives signals this session took for its client back to the rooms that delivered them:
     /// `kept` (stored with the parked session: answered unless a resume replays them), or lost
     /// (answered now).

@@ -50,6 +50,15 @@ impl Handler<Deliver> for Session {
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         let Some(mut msg) = self.buffer_while_resuming(msg) else { return };
         let provenance = msg.provenance.take();
+        if let Some(p) = provenance.as_deref()
+            && p.via.as_ref().and_then(|v| v.expires).is_some_and(|t| t <= Instant::now())
+        {
+            // Past its link's deadline (this node stalled since it arrived): its sender may
+            // have been answered already, so it must not reach the client now. It is answered
+            // (once) instead.
+            self.state.metrics.bus.expired.inc();
+            return self.expired(provenance.map(|p| *p));
+        }
         self.send(&msg.frame, msg.kind, ctx);
         if let Some(p) = provenance {
             // Kept for a resume, or dropped by a closing socket: its sender may be owed an answer.

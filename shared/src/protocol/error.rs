@@ -45,6 +45,8 @@ pub enum ErrorCode {
     CandidateLimit,
     /// `meta` is too large or not an object.
     BadMeta,
+    /// `data` or `meta` nests arrays and objects deeper than [`MAX_JSON_DEPTH`](super::MAX_JSON_DEPTH).
+    TooDeep,
     /// The node is at its connection limit.
     TooManyConnections,
     /// The WebSocket upgrade came from an Origin that is not allowed.
@@ -97,6 +99,7 @@ impl ErrorCode {
             Self::BadCandidate => "bad-candidate",
             Self::CandidateLimit => "candidate-limit",
             Self::BadMeta => "bad-meta",
+            Self::TooDeep => "too-deep",
             Self::TooManyConnections => "too-many-connections",
             Self::OriginRefused => "origin-refused",
             Self::ShuttingDown => "shutting-down",
@@ -114,7 +117,7 @@ impl ErrorCode {
     }
 
     /// Every code, for metrics that want a series per code from the start.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -133,6 +136,7 @@ impl ErrorCode {
         Self::BadCandidate,
         Self::CandidateLimit,
         Self::BadMeta,
+        Self::TooDeep,
         Self::TooManyConnections,
         Self::OriginRefused,
         Self::ShuttingDown,

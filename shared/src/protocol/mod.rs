@@ -23,6 +23,41 @@ pub use error::{ErrorCode, ProtocolError};
 pub use ids::{PeerId, RoomName};
 pub use role::Role;
 
+/// How deep `data` and `meta` (and a seed message's `sdp` and `candidate`) may nest arrays and
+/// objects. Far beyond any WebRTC payload, and below what common JSON parsers accept (serde_json
+/// stops at 128), so that no member can relay a frame its peers' clients cannot read.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Refuses `raw` (the `what` of a message) if it nests deeper than [`MAX_JSON_DEPTH`]. One pass
+/// over the bytes: brackets inside strings do not count.
+pub fn check_depth(raw: &serde_json::value::RawValue, what: &str) -> Result<(), ProtocolError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in raw.get().as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    let message = format!("`{what}` nests deeper than {MAX_JSON_DEPTH} levels");
+                    return Err(ProtocolError::new(ErrorCode::TooDeep, message));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// `e`, from parsing `text` as a message, if it is about the message's shape (valid JSON of
 /// the wrong form: `bad-message`); `None` if `text` is not valid JSON at all (`bad-json`).
 /// serde reports the first problem it meets while streaming, so `[[[` fails as "expected a

@@ -123,6 +123,11 @@ impl<'a> SeedMessage<'a> {
             .channel_name
             .ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, format!("`{kind}` needs `body.channelName`")))?;
         let missing = |field: &str| ProtocolError::new(ErrorCode::BadMessage, format!("`{kind}` needs `body.{field}`"));
+        for (raw, what) in [(body.sdp, "sdp"), (body.candidate, "candidate")] {
+            if let Some(raw) = raw {
+                super::check_depth(raw, what)?;
+            }
+        }
         Ok(match &*kind {
             "join" => {
                 let user = body.user_id.ok_or_else(|| missing("userId"))?;

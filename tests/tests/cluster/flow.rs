@@ -204,6 +204,20 @@ impl Flow {
         self.undeliverable.iter().map(|(&id, &at)| at.saturating_sub(self.sent[id as usize])).max().unwrap_or_default()
     }
 
+    /// The slowest `undeliverable`, counted from the send — or, for a message sent during `cut`
+    /// (Redis away: its sender cannot hear what the receiver did with it), from the cut's end.
+    pub fn slowest_error_after(&self, cut: (Duration, Duration)) -> Duration {
+        self.undeliverable
+            .iter()
+            .map(|(&id, &at)| {
+                let sent = self.sent[id as usize];
+                let from = if (cut.0..cut.1).contains(&sent) { cut.1 } else { sent };
+                at.saturating_sub(from)
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
     /// When the first `undeliverable` came back.
     pub fn first_error(&self) -> Option<Duration> {
         self.undeliverable.values().min().copied()

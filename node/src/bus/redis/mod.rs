@@ -46,9 +46,15 @@ pub use switchboard::cluster::Keys;
 use writer::Op;
 
 use super::{
-    Bus, BusError, BusResult, Claim, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId,
-    ParkedSession, RoomEvent, Via,
+    Bus, BusError, BusResult, Claim, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, Joined, LinkSeq, MemberRecord,
+    NodeId, ParkedSession, RoomEvent, Via,
 };
+
+/// Where a message a link delivered came from, with its deadline on this node's clock.
+fn via(node: NodeId, link: LinkSeq, deadline_us: u64) -> Via {
+    let left = Duration::from_micros(deadline_us.saturating_sub(wire::now_us()));
+    Via { node, link: Some(link), expires: Some(Instant::now() + left) }
+}
 
 /// What a resume token holds while its session is still being parked.
 const PENDING: &str = "pending";
@@ -482,10 +488,10 @@ impl Shared {
                 if let Received::Deliver(link) = inlets.receive(src, inc, seq, base, deadline_us, body) {
                     let sent_us = deadline_us.saturating_sub(self.settings.timeout.as_micros() as u64);
                     self.metrics.transit.observe(wire::now_us().saturating_sub(sent_us) as f64 / 1e6);
-                    self.deliver(inboxes, body, Via { node: src.into(), link: Some(link) });
+                    self.deliver(inboxes, body, via(src.into(), link, deadline_us));
                 }
-                for (node, link, body) in inlets.ready() {
-                    self.deliver(inboxes, &body, Via { node, link: Some(link) });
+                for r in inlets.ready() {
+                    self.deliver(inboxes, &r.body, via(r.src, r.link, r.deadline_us));
                 }
             }
             Ok(wire::Decoded::Status { from, inc, upto, lost, missing }) => {
@@ -507,8 +513,8 @@ impl Shared {
     fn deliver_released(&self) {
         let Some(inboxes) = self.inboxes.get() else { return };
         let ready = self.inlets.lock().unwrap_or_else(PoisonError::into_inner).ready();
-        for (node, link, body) in ready {
-            self.deliver(inboxes, &body, Via { node, link: Some(link) });
+        for r in ready {
+            self.deliver(inboxes, &r.body, via(r.src, r.link, r.deadline_us));
         }
     }
 

@@ -175,6 +175,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
     let mut canary_seq = 0u64;
     loop {
         let Some(l) = link.as_mut() else {
+            links.reachable(false);
             if !shared.health.is_subscribed() {
                 // Registering before the subscription is up would let a peer's Joined go
                 // unheard: wait for it (failing what arrives meanwhile).
@@ -202,6 +203,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 Ok(l) => {
                     info!(node = %shared.keys.node(), epoch = l.epoch, "cluster bus connected");
                     shared.health.connected_now();
+                    links.reachable(true);
                     shared.metrics.up.set(1);
                     // Members admitted while there was no lease (even before the first one)
                     // are written now; rooms already up to date skip it.

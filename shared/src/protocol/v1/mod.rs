@@ -108,6 +108,11 @@ impl<'a> ClientFrame<'a> {
         let need_room = |room: Option<Cow<'a, str>>| {
             room.ok_or_else(|| reject(ErrorCode::BadMessage, format!("`{}` needs a `room`", env.kind)))
         };
+        for (raw, what) in [(env.data, "data"), (env.meta, "meta")] {
+            if let Some(raw) = raw {
+                super::check_depth(raw, what).map_err(|error| Rejected { error, id })?;
+            }
+        }
         let msg = match &*env.kind {
             "join" => ClientMessage::Join { room: need_room(env.room)?, meta: env.meta },
             "leave" => ClientMessage::Leave { room: need_room(env.room)? },
@@ -198,6 +203,10 @@ pub struct Limits {
     pub descriptions_per_min: u32,
     pub max_candidates_per_negotiation: u32,
     pub max_meta_bytes: usize,
+    /// How deep `data` and `meta` may nest arrays and objects ([`super::MAX_JSON_DEPTH`]);
+    /// absent (0) from nodes older than this field.
+    #[serde(default)]
+    pub max_json_depth: usize,
 }
 
 /// What the server sends. Serialized once per event and fanned out as the same bytes.
@@ -312,6 +321,17 @@ mod tests {
         // Invalid JSON whose first wrong token is also the wrong shape is still invalid JSON.
         assert_eq!(code("[[["), ErrorCode::BadJson);
         assert_eq!(code("[1,"), ErrorCode::BadJson);
+        let deep =
+            |n: usize| format!(r#"{{"type":"broadcast","room":"r","data":{}{},"id":3}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(parse(&deep(32)).is_ok());
+        let too_deep = deep(33);
+        let r = parse(&too_deep).unwrap_err();
+        assert_eq!((r.error.code, r.id.map(|i| i.get().to_string())), (ErrorCode::TooDeep, Some("3".into())));
+        assert!(parse(r#"{"type":"broadcast","room":"r","data":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}"#).is_ok());
+        assert_eq!(
+            code(&format!(r#"{{"type":"join","room":"r","meta":{{"a":{}1{}}}}}"#, "[".repeat(40), "]".repeat(40))),
+            ErrorCode::TooDeep
+        );
         assert_eq!(code("[1,2]"), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"room":"r"}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);

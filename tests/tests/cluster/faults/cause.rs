@@ -82,6 +82,9 @@ impl Run {
         let proxy = self.proxy.as_ref().expect("a proxy in front of Redis");
         proxy.heal();
         self.heal = self.now();
+        // Cut off, n1 cannot hear what was delivered of its last relays: it answers them
+        // once it hears again.
+        self.paused.push((1, from.saturating_sub(IN_FLIGHT), self.heal));
         self.mark(format!("n1's path heals ({} connections)", proxy.connections()));
     }
 
@@ -90,13 +93,20 @@ impl Run {
         let downs = [300, 1000, 2000].map(Duration::from_millis);
         for (i, down) in downs.iter().cycle().take(n).enumerate() {
             self.c.redis.kill();
+            let from = self.now();
             self.mark(format!("redis SIGKILL (down {} ms)", down.as_millis()));
             tokio::time::sleep(*down).await;
             self.c.redis.restart();
             self.heal = self.now();
             self.mark("redis restarted, empty (heal)");
             match all_ready(&self.c.nodes, Duration::from_secs(15)).await {
-                Some(took) => self.mark(format!("every node ready again ({} ms)", took.as_millis())),
+                Some(took) => {
+                    self.mark(format!("every node ready again ({} ms)", took.as_millis()));
+                    // Relays in flight when Redis died are settled once the nodes hear again.
+                    let back = self.now();
+                    let from = from.saturating_sub(IN_FLIGHT);
+                    self.paused.extend([(0, from, back), (1, from, back)]);
+                }
                 None => {
                     self.problems.push(format!("{}: a node was not ready 15 s after Redis came back", secs(self.now())))
                 }
@@ -120,6 +130,7 @@ impl Run {
     /// `Fault::RedisFreeze`: Redis stopped for `d`.
     pub(super) async fn redis_freeze(&mut self, d: Duration) {
         signal_redis(&self.c.redis, libc::SIGSTOP);
+        let from = self.now();
         self.mark(format!("redis SIGSTOP for {} ms", d.as_millis()));
         tokio::time::sleep(d.saturating_sub(Duration::from_millis(300))).await;
         let ready = readiness(&self.c.nodes);
@@ -127,9 +138,14 @@ impl Run {
         tokio::time::sleep(Duration::from_millis(300)).await;
         signal_redis(&self.c.redis, libc::SIGCONT);
         self.heal = self.now();
+        let from = from.saturating_sub(IN_FLIGHT);
+        self.paused.extend([(0, from, self.heal), (1, from, self.heal)]);
         self.mark("redis SIGCONT (heal)");
     }
 }
+
+/// Relays sent this long before a node lost Redis may still have been on their way.
+const IN_FLIGHT: Duration = Duration::from_millis(200);
 
 /// The ids of Redis's pub/sub connections.
 fn pubsub_clients(redis: &RedisServer) -> BTreeSet<String> {

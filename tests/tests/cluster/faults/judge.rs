@@ -150,7 +150,8 @@ impl Run {
         }
     }
 
-    /// Every answer within [`ANSWER_WITHIN`] of its send, or of its sender's node resuming.
+    /// Every answer within [`ANSWER_WITHIN`] of its send, or of its sender's node resuming (or
+    /// reaching Redis again).
     fn check_answer_times(&self, f: &Flow, sender_node: usize, problems: &mut Vec<String>) {
         let answers =
             f.undeliverable.iter().map(|(&id, &at)| (id, at)).chain(f.refused.iter().map(|(&id, (_, at))| (id, *at)));

@@ -42,7 +42,8 @@ pub(super) struct Run {
     pub(super) flows: Vec<&'static FlowSpec>,
     /// `(when, what)`.
     pub(super) marks: Vec<(Duration, String)>,
-    /// `(node, from, to)`: when a node was stopped.
+    /// `(node, from, to)`: when a node was stopped, or cut off from Redis (it answers what it
+    /// sent before then only once it can hear the receivers again).
     pub(super) paused: Vec<(usize, Duration, Duration)>,
     pub(super) heal: Duration,
     /// What shows the fault happened, for the report.

@@ -50,6 +50,14 @@ struct Inlet {
     seen: Instant,
 }
 
+/// A message released from behind a gap, to deliver.
+pub(in crate::bus::redis) struct Released {
+    pub src: NodeId,
+    pub link: LinkSeq,
+    pub deadline_us: u64,
+    pub body: Bytes,
+}
+
 /// What [`Inlets::receive`] makes of a message.
 pub(in crate::bus::redis) enum Received {
     /// Deliver its body now, then whatever [`Inlets::ready`] gives.
@@ -62,7 +70,7 @@ pub(in crate::bus::redis) enum Received {
 pub(in crate::bus::redis) struct Inlets {
     node: NodeId,
     links: HashMap<NodeId, Inlet>,
-    ready: Vec<(NodeId, LinkSeq, Bytes)>,
+    ready: Vec<Released>,
     metrics: BusMetrics,
 }
 
@@ -183,7 +191,9 @@ impl Inlets {
             Received::Drop
         } else if !self.ready.is_empty() {
             // Messages released just before this one go first.
-            self.ready.push((link.src.clone(), LinkSeq { incarnation: inc, seq }, Bytes::copy_from_slice(body)));
+            let src = link.src.clone();
+            let body = Bytes::copy_from_slice(body);
+            self.ready.push(Released { src, link: LinkSeq { incarnation: inc, seq }, deadline_us, body });
             Received::Drop
         } else {
             Received::Deliver(LinkSeq { incarnation: inc, seq })
@@ -193,7 +203,7 @@ impl Inlets {
     }
 
     /// Moves what the gap no longer holds back to `ready`, in order.
-    fn drain(link: &mut Inlet, now: u64, metrics: &BusMetrics, ready: &mut Vec<(NodeId, LinkSeq, Bytes)>) {
+    fn drain(link: &mut Inlet, now: u64, metrics: &BusMetrics, ready: &mut Vec<Released>) {
         while let Some(e) = link.held.first_entry().filter(|e| *e.key() == link.expected) {
             let seq = *e.key();
             let held = e.remove();
@@ -206,13 +216,19 @@ impl Inlets {
             if held.deadline_us < now {
                 link.lose(seq, metrics);
             } else {
-                ready.push((link.src.clone(), LinkSeq { incarnation: link.inc, seq }, held.body));
+                let (src, deadline_us) = (link.src.clone(), held.deadline_us);
+                ready.push(Released {
+                    src,
+                    link: LinkSeq { incarnation: link.inc, seq },
+                    deadline_us,
+                    body: held.body,
+                });
             }
         }
     }
 
     /// Messages released from behind a gap, to deliver in this order, with their sender.
-    pub(in crate::bus::redis) fn ready(&mut self) -> Vec<(NodeId, LinkSeq, Bytes)> {
+    pub(in crate::bus::redis) fn ready(&mut self) -> Vec<Released> {
         std::mem::take(&mut self.ready)
     }
 

@@ -26,6 +26,12 @@ const RESEND_MESSAGES: usize = 256;
 /// tens of milliseconds) before it counts as gone and what reached nobody is answered.
 pub(super) const UNREACHABLE_GRACE: Duration = Duration::from_millis(500);
 
+/// How long a node cut off from Redis keeps what it sent before the cut unanswered, hoping to
+/// learn from the receivers what they delivered; past it, it answers them (a receiver that did
+/// deliver one would then have it both delivered and answered: Redis away this long is an
+/// outage, not a fault the links ride through).
+const GIVE_UP_CUT_OFF: Duration = Duration::from_secs(30);
+
 /// How long the last probe before answering overdue messages waits for a status.
 const LAST_WORD: Duration = Duration::from_millis(300);
 
@@ -86,6 +92,10 @@ pub(in crate::bus::redis) enum BounceVerdict {
 
 /// Every link from this node, keyed by the receiving node. Owned by the writer task.
 pub(in crate::bus::redis) struct Outboxes {
+    /// Since when this node's writer has been connected to Redis (`None`: cut off, since
+    /// `cut_off`).
+    connected: Option<Instant>,
+    cut_off: Instant,
     node: NodeId,
     incarnation: u64,
     deadline: Duration,
@@ -96,7 +106,33 @@ pub(in crate::bus::redis) struct Outboxes {
 
 impl Outboxes {
     pub(in crate::bus::redis) fn new(node: NodeId, incarnation: u64, deadline: Duration, metrics: BusMetrics) -> Self {
-        Self { node, incarnation, deadline, boxes: HashMap::new(), answered: VecDeque::new(), metrics }
+        let now = Instant::now();
+        Self {
+            connected: Some(now),
+            cut_off: now,
+            node,
+            incarnation,
+            deadline,
+            boxes: HashMap::new(),
+            answered: VecDeque::new(),
+            metrics,
+        }
+    }
+
+    /// The writer reached Redis (`true`) or lost it.
+    pub(in crate::bus::redis) fn reachable(&mut self, up: bool) {
+        match (up, self.connected) {
+            (true, None) => self.connected = Some(Instant::now()),
+            (false, Some(_)) => {
+                self.connected = None;
+                self.cut_off = Instant::now();
+            }
+            _ => {}
+        }
+    }
+
+    fn cut_off_for(&self, now: Instant) -> Duration {
+        if self.connected.is_some() { Duration::ZERO } else { now - self.cut_off }
     }
 
     /// Puts `body` on the link to `to`: its sequence number and the payload to publish, or the
@@ -249,6 +285,8 @@ impl Outboxes {
         let mut expired = Vec::new();
         let mut gone = Vec::new();
         let mut probes = Vec::new();
+        let cut_off = self.connected.is_none();
+        let cut_off_for = self.cut_off_for(now);
         for (node, b) in &mut self.boxes {
             if b.unreachable.is_some_and(|t| now - t >= UNREACHABLE_GRACE) {
                 for (i, slot) in b.slots.iter().enumerate() {
@@ -271,7 +309,15 @@ impl Outboxes {
             // Before answering, ask once more and give the answer time to come: this node may
             // itself have been paused with the receiver's status waiting in its socket.
             let mut ask = false;
-            if !overdue.is_empty() {
+            // Cut off from Redis, this node cannot hear the receiver: what it delivered meanwhile
+            // is only known once Redis is back. Past `GIVE_UP_CUT_OFF` without Redis, answer.
+            let hopeless = !overdue.is_empty() && cut_off && cut_off_for >= GIVE_UP_CUT_OFF;
+            if cut_off {
+                b.asked = None;
+            }
+            if hopeless {
+                expired.extend(overdue);
+            } else if !overdue.is_empty() && !cut_off {
                 match b.asked {
                     Some(t) if now - t >= LAST_WORD => {
                         expired.extend(overdue);

@@ -45,8 +45,8 @@ impl Net {
         if let Received::Deliver(_) = self.rx.receive(src, inc, seq, base, deadline_us, body) {
             self.delivered.push(u64::from_be_bytes(body.try_into().expect("8 bytes")));
         }
-        for (_, _, body) in self.rx.ready() {
-            self.delivered.push(u64::from_be_bytes(body[..].try_into().expect("8 bytes")));
+        for r in self.rx.ready() {
+            self.delivered.push(u64::from_be_bytes(r.body[..].try_into().expect("8 bytes")));
         }
     }
 
@@ -242,4 +242,23 @@ fn messages_released_by_the_senders_base_are_delivered_before_the_next_one() {
     let (p4, _s4) = net.send(4);
     net.arrive(&p4);
     assert_eq!(net.delivered, [2, 3, 4]);
+}
+
+#[test]
+fn a_node_cut_off_from_redis_answers_nothing_it_sent_until_it_can_hear_again() {
+    let mut net = Net::new();
+    let (p1, mut s1) = net.send(1);
+    // Delivered just before Redis went away; its status never came back.
+    net.arrive(&p1);
+    net.tx.reachable(false);
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    net.tx.sweep();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    net.tx.sweep();
+    assert_eq!(outcome(&mut s1), None, "not answered while nothing can be heard");
+    // Redis is back: the probe brings the receiver's status, which settles it as delivered.
+    net.tx.reachable(true);
+    net.tx.sweep();
+    net.report();
+    assert_eq!(outcome(&mut s1), Some(Ok(())));
 }
