@@ -556,7 +556,7 @@ impl Shared {
         if let (RoomEvent::Bounce { link, why, .. }, Some(v)) = (&event, &via) {
             // The link's sender side decides whether the relay still needs this answer.
             let (from, link, why) = (v.node.clone(), *link, why.clone());
-            return self.enqueue(Op::Bounce { from, link, why, inbound: Inbound { room, event, via } });
+            return self.enqueue(Op::Bounce { from, link, why, inbound: Box::new(Inbound { room, event, via }) });
         }
         match inboxes.rooms.deliver(Inbound { room, event, via }) {
             Ok(()) => {}

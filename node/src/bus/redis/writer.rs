@@ -79,7 +79,7 @@ pub enum Op {
         from: NodeId,
         link: Option<LinkSeq>,
         why: String,
-        inbound: Inbound,
+        inbound: Box<Inbound>,
     },
     Members {
         room: RoomName,
@@ -338,13 +338,20 @@ fn refuse(shared: &Shared, links: &mut Outboxes, op: Op, why: &str) {
 
 /// A receiving room could not deliver a relay of this node's: answer its sender once, through
 /// the relay's own publish if still unsettled, else through the room.
-fn bounce(shared: &Shared, links: &mut Outboxes, from: NodeId, link: Option<LinkSeq>, why: &str, inbound: Inbound) {
+fn bounce(
+    shared: &Shared,
+    links: &mut Outboxes,
+    from: NodeId,
+    link: Option<LinkSeq>,
+    why: &str,
+    inbound: Box<Inbound>,
+) {
     let verdict = link.map_or(BounceVerdict::Deliver, |l| links.bounce(&from, l.incarnation, l.seq, why));
     if verdict == BounceVerdict::Deliver {
         shared.metrics.answered.inc();
         if let Some(i) = shared.inboxes.get() {
             // The room is gone: so is its sender, and nobody is left to tell.
-            let _ = i.rooms.deliver(inbound);
+            let _ = i.rooms.deliver(*inbound);
         }
     }
 }
