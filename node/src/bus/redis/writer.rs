@@ -240,7 +240,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                                 batch.push(Op::Send { node: from.clone(), payload });
                             }
                         }
-                        Op::Bounce { from, link, why, inbound } => bounce(&shared, &mut links, from, link, &why, inbound),
+                        Op::Bounce { from, link, why, inbound } => bounce(&shared, &mut links, from, link, &why, *inbound),
                         op => {
                             commands += op.commands();
                             batch.push(op);
@@ -331,27 +331,20 @@ async fn fail_for(
 fn refuse(shared: &Shared, links: &mut Outboxes, op: Op, why: &str) {
     match op {
         Op::Status { from, inc, upto, lost, missing } => drop(links.status(&from, inc, upto, &lost, &missing)),
-        Op::Bounce { from, link, why, inbound } => bounce(shared, links, from, link, &why, inbound),
+        Op::Bounce { from, link, why, inbound } => bounce(shared, links, from, link, &why, *inbound),
         op => shared.finish(op, Err(BusError::Unavailable(why.to_string()))),
     }
 }
 
 /// A receiving room could not deliver a relay of this node's: answer its sender once, through
 /// the relay's own publish if still unsettled, else through the room.
-fn bounce(
-    shared: &Shared,
-    links: &mut Outboxes,
-    from: NodeId,
-    link: Option<LinkSeq>,
-    why: &str,
-    inbound: Box<Inbound>,
-) {
+fn bounce(shared: &Shared, links: &mut Outboxes, from: NodeId, link: Option<LinkSeq>, why: &str, inbound: Inbound) {
     let verdict = link.map_or(BounceVerdict::Deliver, |l| links.bounce(&from, l.incarnation, l.seq, why));
     if verdict == BounceVerdict::Deliver {
         shared.metrics.answered.inc();
         if let Some(i) = shared.inboxes.get() {
             // The room is gone: so is its sender, and nobody is left to tell.
-            let _ = i.rooms.deliver(*inbound);
+            let _ = i.rooms.deliver(inbound);
         }
     }
 }
