@@ -113,6 +113,7 @@ impl RedisBus {
             incarnation: wire::now_us(),
             inlets: Mutex::new(Inlets::new(node.clone(), metrics.clone())),
             me: OnceLock::new(),
+            upkeep: Mutex::new(None),
             keys: Keys::new(cluster, node),
             settings,
             health: Health::new(),
@@ -291,6 +292,8 @@ pub struct Shared {
     incarnation: u64,
     /// The receiving side of the links into this node (the subscriber task's).
     inlets: Mutex<Inlets>,
+    /// The writer's connection while it has one, shared for link statuses (see `subscriber`).
+    upkeep: Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// Itself, for tasks that outlive a call.
     me: OnceLock<std::sync::Weak<Shared>>,
     keys: Keys,
@@ -306,6 +309,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    fn set_upkeep(&self, con: Option<redis::aio::MultiplexedConnection>) {
+        *self.upkeep.lock().unwrap_or_else(PoisonError::into_inner) = con;
+    }
+
+    fn upkeep(&self) -> Option<redis::aio::MultiplexedConnection> {
+        self.upkeep.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Queues `op` for the writer, or answers it at once if the writer cannot take it.
     fn enqueue(&self, op: Op) {
         if !op.counted() {

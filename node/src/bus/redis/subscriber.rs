@@ -19,7 +19,6 @@ use tracing::{info, warn};
 
 use super::Shared;
 use super::backoff::Backoff;
-use super::writer::Op;
 use crate::bus::ClusterEvent;
 
 /// How often the links' receiving side gives up expired gaps and repeats owed statuses.
@@ -99,9 +98,22 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client) {
 }
 
 /// Sends the statuses the links owe (`eager`: everything delivered so far, at once).
+///
+/// They go out on a clone of the writer's multiplexed connection, from a task of their own:
+/// queued behind the writer's pipeline, an acknowledgement would hold back the relay the
+/// client answers with (ping-pong traffic waits a round trip). Without a connection they are
+/// dropped: a status is repeated, and the sender probes.
 fn send_statuses(shared: &Shared, eager: bool) {
     let statuses = shared.inlets.lock().unwrap_or_else(PoisonError::into_inner).statuses(eager);
-    for (node, payload) in statuses {
-        shared.enqueue(Op::Send { node, payload });
+    if statuses.is_empty() {
+        return;
     }
+    let Some(mut con) = shared.upkeep() else { return };
+    let mut pipe = redis::pipe();
+    for (node, payload) in statuses {
+        pipe.cmd("PUBLISH").arg(shared.keys.channel(&node)).arg(payload.as_ref()).ignore();
+    }
+    tokio::spawn(async move {
+        let _: redis::RedisResult<()> = pipe.query_async(&mut con).await;
+    });
 }

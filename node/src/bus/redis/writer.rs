@@ -210,6 +210,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                     shared.send_cluster(ClusterEvent::Reassert);
                     fresh = false;
                     backoff.reset();
+                    shared.set_upkeep(Some(l.con.clone()));
                     link = Some(l);
                 }
                 Err(e) => {
@@ -294,6 +295,7 @@ pub(super) enum Next {
 }
 
 fn lost(shared: &Shared, e: RedisError) -> Option<Link> {
+    shared.set_upkeep(None);
     warn!(node = %shared.keys.node(), error = %e, "cluster bus connection lost");
     shared.health.disconnected();
     shared.metrics.up.set(0);
