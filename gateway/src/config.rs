@@ -75,12 +75,12 @@ pub struct EdgeArgs {
 
     /// Admit peers without a token even though token secrets are configured (a migration aid;
     /// refused with --production).
-    #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub allow_anonymous: bool,
 
     /// Refuse to start with development settings: requires token secrets and an API key, and
     /// no anonymous peers.
-    #[arg(long, env = "SWITCHBOARD_PRODUCTION", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SWITCHBOARD_PRODUCTION", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub production: bool,
 
     /// API keys for `POST /v1/tokens` and the admin API (comma-separated, at least 16 bytes

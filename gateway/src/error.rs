@@ -98,7 +98,10 @@ impl From<TokenError> for ApiFailure {
 pub enum EdgeError {
     #[error("--token-secrets: {0}")]
     TokenSecrets(#[from] KeyError),
-    #[error("--api-keys: key {index} is {len} bytes; at least {min} are required", min = crate::edge::MIN_API_KEY_BYTES)]
+    #[error(
+        "--api-keys: key {index} is {len} bytes; at least {min} are required (make one with `openssl rand -hex 24`)",
+        min = crate::edge::MIN_API_KEY_BYTES
+    )]
     ApiKeyTooShort { index: usize, len: usize },
     #[error("--turn-urls are set but --turn-secret is not: TURN servers need credentials")]
     TurnWithoutSecret,

@@ -20,9 +20,14 @@ use switchboard_gateway::config::EdgeArgs;
 #[derive(Clone, Debug, Parser)]
 #[command(name = "switchboard-node", version, about, long_about = None)]
 pub struct Config {
-    /// Address to listen on (HTTP and WebSocket).
-    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:8090")]
+    /// Address to listen on (HTTP and WebSocket), e.g. `0.0.0.0:8090` or `127.0.0.1:9000`.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:8090", value_parser = parse_listen)]
     pub listen: SocketAddr,
+
+    /// Not a flag of this node (the port is part of --listen): named here so that `--port`
+    /// is answered with what to use instead of a guess at a similar flag.
+    #[arg(long, hide = true, value_parser = no_port_flag)]
+    pub port: Option<String>,
 
     /// This node's id in the cluster (in logs, metrics and membership): 1-64 characters of
     /// `A-Z a-z 0-9 _ - .` (a pod name fits). Default: a random id.
@@ -31,7 +36,7 @@ pub struct Config {
 
     /// Redis URL for clustering (`redis://[:password@]host:port[/db]`). Absent: the node runs
     /// alone on the embedded in-memory bus.
-    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: Option<String>,
 
     /// Cluster name: the namespace of this cluster's keys and channels, so several clusters can
@@ -149,7 +154,7 @@ pub struct Config {
 
     /// Serve the browser client (demo page and SDK) at `/` (turn off in production if the
     /// gateway serves the client).
-    #[arg(long, env = "SWITCHBOARD_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SWITCHBOARD_DEMO", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub demo: bool,
 
     /// Where clients reach this node (e.g. `wss://n1.signal.example.com`), published in its
@@ -188,6 +193,32 @@ impl ConfigError {
 }
 
 /// Node ids and cluster names appear inside Redis keys and membership records.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    Err(match s.parse::<u16>() {
+        Ok(port) => format!(
+            "that is a port alone; give an address too, e.g. 0.0.0.0:{port} (every interface) or 127.0.0.1:{port}"
+        ),
+        Err(_) => "expected IP:PORT, e.g. 0.0.0.0:8090 or 127.0.0.1:9000 ([::]:8090 for IPv6)".into(),
+    })
+}
+
+fn no_port_flag(s: &str) -> Result<String, String> {
+    Err(format!("there is no --port: the port is part of --listen, e.g. --listen 0.0.0.0:{s}"))
+}
+
+fn parse_redis_url(s: &str) -> Result<String, String> {
+    use redis::IntoConnectionInfo;
+    let expected =
+        "expected redis://[:PASSWORD@]HOST:PORT[/DB], e.g. redis://127.0.0.1:6379 (rediss:// is not supported yet)";
+    if !s.starts_with("redis://") && !s.starts_with("redis+unix://") && !s.starts_with("unix://") {
+        return Err(expected.into());
+    }
+    s.into_connection_info().map(|_| s.to_string()).map_err(|e| format!("{e}; {expected}"))
+}
+
 fn parse_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
     if ok { Ok(s.to_string()) } else { Err("must be 1-64 characters of A-Z a-z 0-9 _ - .".into()) }

@@ -98,6 +98,15 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     // Scripts and tests read this line to learn the port (with --listen …:0).
     println!("listening on {local}");
     info!(node = %node_id, addr = %local, bus = if state.config.redis_url.is_some() { "redis" } else { "embedded" }, "node up");
+    if state.config.demo {
+        // 0.0.0.0 is not an address a browser opens.
+        let host = match local.ip() {
+            ip if ip.is_unspecified() => "localhost".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        info!("demo page: http://{host}:{}/?room=demo (open it in two tabs and press Call)", local.port());
+    }
     actix_rt::spawn(heartbeat::run(Arc::clone(&state)));
     actix_rt::spawn(shutdown::on_signal(Arc::clone(&state), server.handle()));
     server.await?;

@@ -60,7 +60,9 @@ impl From<Claims> for Grant {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("token secret {index} is {len} bytes; at least {MIN_SECRET_BYTES} are required")]
+    #[error(
+        "token secret {index} is {len} bytes; at least {MIN_SECRET_BYTES} are required (make one with `openssl rand -hex 32`)"
+    )]
     TooShort { index: usize, len: usize },
     #[error("no token secret configured")]
     None,

@@ -22,6 +22,28 @@ pub fn start(args: &[&str]) -> Node {
     Node::start(env!("CARGO_BIN_EXE_switchboard-node"), args)
 }
 
+/// The node binary with `args`, in an environment without `SWITCHBOARD_*` variables.
+pub fn node_command(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard-node"));
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SWITCHBOARD_")) {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// Runs the node binary with `args` and expects it to exit non-zero before listening, saying
+/// `says` on stderr.
+pub fn refuses_to_start(args: &[&str], says: &str) {
+    let mut all = vec!["--listen", "127.0.0.1:0", "--log", "warn"];
+    all.extend_from_slice(args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (ok, stdout, stderr) = switchboard_tests::run_until(node_command(&all), deadline);
+    assert!(!ok, "{args:?} started:\n{stdout}\n{stderr}");
+    assert!(!stdout.contains("listening on"), "{args:?} listened before refusing: {stdout}");
+    assert!(stderr.contains(says), "{args:?}: stderr does not say {says:?}:\n{stderr}");
+}
+
 /// The v1 endpoint of `node`.
 pub fn v1_url(node: &Node) -> String {
     node.ws_url("/v1/ws")

@@ -105,6 +105,8 @@ impl RedisBus {
         // Nagle would hold back a lone PUBLISH behind the previous one's ACK.
         let info =
             url.into_connection_info()?.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        // host:port only: the password stays out of the logs.
+        let addr = info.addr().to_string();
         let client = redis::Client::open(info)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -114,6 +116,7 @@ impl RedisBus {
             inlets: Mutex::new(Inlets::new(node.clone(), metrics.clone())),
             me: OnceLock::new(),
             upkeep: Mutex::new(None),
+            addr,
             keys: Keys::new(cluster, node),
             settings,
             health: Health::new(),
@@ -294,6 +297,8 @@ pub struct Shared {
     inlets: Mutex<Inlets>,
     /// The writer's connection while it has one, shared for link statuses (see `subscriber`).
     upkeep: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// Where Redis is (host:port), for logs.
+    addr: String,
     /// Itself, for tasks that outlive a call.
     me: OnceLock<std::sync::Weak<Shared>>,
     keys: Keys,

@@ -41,12 +41,17 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client) {
         let mut pubsub = match subscribed {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
-                warn!(node = %shared.keys.node(), error = %e, "cluster subscription unreachable");
+                warn!(
+                    node = %shared.keys.node(),
+                    redis = %shared.addr,
+                    error = %e,
+                    "cannot reach Redis: this node is not ready (/readyz 503) and relays nothing to other nodes until it can"
+                );
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
             Err(_) => {
-                warn!(node = %shared.keys.node(), "cluster subscription timed out");
+                warn!(node = %shared.keys.node(), redis = %shared.addr, "cannot reach Redis: subscribing timed out");
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }

@@ -201,7 +201,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
             };
             match connected {
                 Ok(l) => {
-                    info!(node = %shared.keys.node(), epoch = l.epoch, "cluster bus connected");
+                    info!(node = %shared.keys.node(), redis = %shared.addr, epoch = l.epoch, "cluster bus connected");
                     shared.health.connected_now();
                     links.reachable(true);
                     shared.metrics.up.set(1);
@@ -215,7 +215,13 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();
-                    warn!(node = %shared.keys.node(), error = %e, retry_in_ms = wait.as_millis() as u64, "cluster bus unreachable");
+                    warn!(
+                        node = %shared.keys.node(),
+                        redis = %shared.addr,
+                        error = %e,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "cannot reach Redis: this node is not ready (/readyz 503) and relays nothing to other nodes until it can"
+                    );
                     if !fail_for(&shared, &mut rx, &mut links, wait, &e.to_string()).await {
                         return;
                     }

@@ -1,0 +1,110 @@
+//! The command line as a newcomer meets it: mistakes are answered with what to type instead,
+//! switches are plain switches, logs are readable wherever they go, and a node that cannot
+//! reach its Redis says so, naming it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use switchboard_tests::free_port;
+
+#[test]
+fn mistakes_are_answered_with_what_to_type_instead() {
+    refuses_to_start(
+        &["--port", "9793"],
+        "there is no --port: the port is part of --listen, e.g. --listen 0.0.0.0:9793",
+    );
+    for (listen, says) in [("9793", "give an address too, e.g. 0.0.0.0:9793"), ("localhost", "expected IP:PORT")] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (ok, _, stderr) = switchboard_tests::run_until(node_command(&["--listen", listen]), deadline);
+        assert!(!ok && stderr.contains(says), "--listen {listen}: stderr does not say {says:?}:\n{stderr}");
+    }
+    refuses_to_start(
+        &["--redis-url", "nonsense"],
+        "expected redis://[:PASSWORD@]HOST:PORT[/DB], e.g. redis://127.0.0.1:6379",
+    );
+    refuses_to_start(&["--redis-url", "rediss://cache:6380"], "rediss:// is not supported yet");
+}
+
+#[test]
+fn on_off_flags_are_plain_switches_that_also_take_a_value() {
+    // `--production` alone means true: the node then insists on secrets.
+    refuses_to_start(&["--production"], "--production requires --token-secrets");
+    refuses_to_start(&["--production=true"], "--production requires --token-secrets");
+    for args in
+        [&["--demo"][..], &["--demo=false"], &["--demo", "false"], &["--allow-anonymous"], &["--production=false"]]
+    {
+        let mut child = start_logged(args);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Starts the node with `args`, its output piped, and waits for its `listening on` line.
+fn start_logged(args: &[&str]) -> std::process::Child {
+    start_with_env(args, &[])
+}
+
+fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut cmd = node_command(&all);
+    cmd.env_remove("RUST_LOG").stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("node binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = BufReader::new(stdout).lines().next().and_then(Result::ok).unwrap_or_default();
+    assert!(line.starts_with("listening on"), "{args:?} did not start: {line:?}");
+    child
+}
+
+/// Reads `child`'s stderr until `want` shows up (or `within` passes), then stops the child.
+fn stderr_until(mut child: std::process::Child, want: &str, within: Duration) -> String {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + within;
+    let mut seen = String::new();
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(want) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
+#[test]
+fn logs_are_readable_in_a_file_and_an_empty_rust_log_does_not_silence_them() {
+    let child = start_with_env(&[], &[("RUST_LOG", "")]);
+    let log = stderr_until(child, "demo page", Duration::from_secs(10));
+    assert!(log.contains("node up"), "an empty RUST_LOG silenced the logs:\n{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log that is not a terminal:\n{log:?}");
+    assert!(log.contains("demo page: http://127.0.0.1:"), "the demo's address is not said:\n{log}");
+}
+
+#[test]
+fn a_node_that_cannot_reach_its_redis_says_so_naming_it() {
+    let port = free_port();
+    let url = format!("redis://:secret@127.0.0.1:{port}");
+    let child = start_logged(&["--redis-url", &url]);
+    let log = stderr_until(child, "cannot reach Redis", Duration::from_secs(10));
+    assert!(log.contains("cannot reach Redis"), "no word of Redis being unreachable:\n{log}");
+    assert!(log.contains(&format!("127.0.0.1:{port}")), "the address is not named:\n{log}");
+    assert!(!log.contains("secret"), "the password is in the log:\n{log}");
+}
