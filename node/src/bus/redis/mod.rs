@@ -499,7 +499,7 @@ impl Shared {
             return self.control(inboxes, payload);
         }
         match wire::decode(payload) {
-            Ok(wire::Decoded::Data { src, inc, seq, base, deadline_us, body }) => {
+            Ok(wire::Decoded::Link(wire::LinkMsg::Data { src, inc, seq, base, deadline_us, body })) => {
                 let mut inlets = self.inlets.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Received::Deliver(link) = inlets.receive(src, inc, seq, base, deadline_us, body) {
                     let sent_us = deadline_us.saturating_sub(self.settings.timeout.as_micros() as u64);
@@ -510,10 +510,10 @@ impl Shared {
                     self.deliver(inboxes, &r.body, via(r.src, r.link, r.deadline_us));
                 }
             }
-            Ok(wire::Decoded::Status { from, inc, upto, lost, missing }) => {
+            Ok(wire::Decoded::Link(wire::LinkMsg::Status { from, inc, upto, lost, missing })) => {
                 self.enqueue(Op::Status { from: from.into(), inc, upto, lost, missing });
             }
-            Ok(wire::Decoded::Probe { src, inc, last, base }) => {
+            Ok(wire::Decoded::Link(wire::LinkMsg::Probe { src, inc, last, base })) => {
                 self.inlets.lock().unwrap_or_else(PoisonError::into_inner).probe(src, inc, last, base);
             }
             // Unsequenced: the canary, or a node of the previous version.
@@ -563,7 +563,7 @@ impl Shared {
                 }
                 (room, event)
             }
-            wire::Decoded::Data { .. } | wire::Decoded::Status { .. } | wire::Decoded::Probe { .. } => {
+            wire::Decoded::Link(_) => {
                 self.metrics.errors.inc();
                 return debug!(node = %self.keys.node(), "dropped link upkeep nested in a link message");
             }

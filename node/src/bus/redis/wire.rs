@@ -28,6 +28,13 @@ pub enum Wire<'a> {
     Canary { seq: u64 },
     /// A node has taken in the join whose `Joined` carried this token.
     Ack { token: u64 },
+    /// A node-to-node link's traffic (see [`super::link`]).
+    Link(#[serde(borrow)] LinkMsg<'a>),
+}
+
+/// What travels on a link.
+#[derive(Serialize, Deserialize)]
+pub enum LinkMsg<'a> {
     /// A message on the sequenced link from node `src` (incarnation `inc`) to the receiving
     /// node: `body` is an encoded [`Wire`] message, or empty for a *skip* (the sender has
     /// answered that message itself; the receiver moves past it). `base` is the lowest
@@ -46,7 +53,7 @@ pub enum Wire<'a> {
     /// `inc`: everything up to `upto` is settled, of which the `lost` ranges were not
     /// delivered; the `missing` ranges never arrived (send them again, or skip them).
     Status { from: &'a str, inc: u64, upto: u64, lost: Vec<(u64, u64)>, missing: Vec<(u64, u64)> },
-    /// The sender asks for a [`Wire::Status`]: it has sent up to `last`.
+    /// The sender asks for a [`LinkMsg::Status`]: it has sent up to `last`.
     Probe { src: &'a str, inc: u64, last: u64, base: u64 },
 }
 
@@ -200,27 +207,8 @@ pub enum Decoded<'a> {
     Ack {
         token: u64,
     },
-    Data {
-        src: &'a str,
-        inc: u64,
-        seq: u64,
-        base: u64,
-        deadline_us: u64,
-        body: &'a [u8],
-    },
-    Status {
-        from: &'a str,
-        inc: u64,
-        upto: u64,
-        lost: Vec<(u64, u64)>,
-        missing: Vec<(u64, u64)>,
-    },
-    Probe {
-        src: &'a str,
-        inc: u64,
-        last: u64,
-        base: u64,
-    },
+    /// Link traffic: a message, a status or a probe.
+    Link(LinkMsg<'a>),
 }
 
 pub fn decode(payload: &[u8]) -> Result<Decoded<'_>, BusError> {
@@ -233,13 +221,7 @@ pub fn decode(payload: &[u8]) -> Result<Decoded<'_>, BusError> {
     let (room, event) = match wire {
         Wire::Canary { .. } => return Ok(Decoded::Canary),
         Wire::Ack { token } => return Ok(Decoded::Ack { token }),
-        Wire::Data { src, inc, seq, base, deadline_us, body } => {
-            return Ok(Decoded::Data { src, inc, seq, base, deadline_us, body });
-        }
-        Wire::Status { from, inc, upto, lost, missing } => {
-            return Ok(Decoded::Status { from, inc, upto, lost, missing });
-        }
-        Wire::Probe { src, inc, last, base } => return Ok(Decoded::Probe { src, inc, last, base }),
+        Wire::Link(msg) => return Ok(Decoded::Link(msg)),
         Wire::Room { room, event } => (room, event),
     };
     let room = room_name(room)?;

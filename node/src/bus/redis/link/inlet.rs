@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{STATUS_EAGER, STATUS_EVERY, push_range};
-use crate::bus::redis::wire::{self, Wire};
+use crate::bus::redis::wire::{self, LinkMsg, Wire};
 use crate::bus::{LinkSeq, NodeId};
 use crate::metrics::BusMetrics;
 
@@ -303,7 +303,7 @@ impl Inlets {
             if l.last >= from && missing.len() < 64 {
                 missing.push((from, l.last));
             }
-            let status = Wire::Status { from: &self.node, inc: l.inc, upto, lost, missing };
+            let status = Wire::Link(LinkMsg::Status { from: &self.node, inc: l.inc, upto, lost, missing });
             out.push((src.clone(), Bytes::from(wire::encode(&status))));
             l.urgent = false;
             l.dirty = false;

@@ -4,13 +4,13 @@
 //!
 //! A link is (sender node, the sender's *incarnation* — its process's start time —, receiver
 //! node).
-//! Every message on it ([`Wire::Data`](super::wire::Wire::Data)) carries a sequence number
+//! Every message on it ([`LinkMsg::Data`](super::wire::LinkMsg::Data)) carries a sequence number
 //! (1, 2, 3…), the sender's *base* (the lowest number it has not settled) and a *deadline*
 //! (the sender's clock + [`Settings::timeout`](super::Settings)), after which the receiver no
 //! longer delivers it.
 //!
 //! - **Receiver** ([`Inlets`]): delivers in sequence order; a number ahead of the next expected
-//!   one is held (bounded) and the gap reported at once in a [`Wire::Status`]
+//!   one is held (bounded) and the gap reported at once in a [`LinkMsg::Status`](super::wire::LinkMsg::Status)
 //!   (`missing`); duplicates are dropped. A message that arrives (or whose gap is given up)
 //!   past its deadline is not delivered and is reported `lost`. Statuses go back on the
 //!   sender's node channel as soon as the receiver is idle, at most [`STATUS_EVERY`] apart
@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::wire::{self, Wire};
+use super::wire::{self, LinkMsg, Wire};
 
 pub(super) use inlet::{Inlets, Received};
 pub(super) use outbox::{BounceVerdict, Outboxes, Reply};
@@ -70,9 +70,9 @@ pub(super) fn in_ranges(ranges: &[(u64, u64)], seq: u64) -> bool {
 mod tests;
 
 /// The payload of a message on a link: its header, then `body` copied once (the body is the
-/// last field of [`Wire::Data`], so the header is encoded alone and the body appended).
+/// last field of [`LinkMsg::Data`], so the header is encoded alone and the body appended).
 pub(super) fn data(src: &str, inc: u64, seq: u64, base: u64, deadline_us: u64, body: &[u8]) -> Bytes {
-    let mut out = wire::encode(&Wire::Data { src, inc, seq, base, deadline_us, body: &[] });
+    let mut out = wire::encode(&Wire::Link(LinkMsg::Data { src, inc, seq, base, deadline_us, body: &[] }));
     // The empty body was encoded as its length, a single 0 byte: replace it with the real one.
     out.pop();
     out.reserve(body.len() + 10);

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::{ANSWER_SLACK, PROBE_AFTER, in_ranges};
-use crate::bus::redis::wire::{self, Wire};
+use crate::bus::redis::wire::{self, LinkMsg, Wire};
 use crate::bus::{BusError, NodeId};
 use crate::metrics::BusMetrics;
 
@@ -333,7 +333,12 @@ impl Outboxes {
             let quiet = oldest.is_some_and(|t| now - t >= PROBE_AFTER);
             if ask || (quiet && b.probed.is_none_or(|t| now - t >= PROBE_AFTER)) {
                 b.probed = Some(now);
-                let probe = Wire::Probe { src: &self.node, inc: self.incarnation, last: b.next - 1, base: b.base };
+                let probe = Wire::Link(LinkMsg::Probe {
+                    src: &self.node,
+                    inc: self.incarnation,
+                    last: b.next - 1,
+                    base: b.base,
+                });
                 probes.push((node.clone(), Bytes::from(wire::encode(&probe))));
             }
         }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::{Inlets, Outboxes, Received};
-use crate::bus::redis::wire::{self, Decoded};
+use crate::bus::redis::wire::{self, Decoded, LinkMsg};
 use crate::bus::{BusError, NodeId};
 use crate::metrics::{BusMetrics, Metrics};
 
@@ -39,7 +39,7 @@ impl Net {
     }
 
     fn arrive(&mut self, payload: &[u8]) {
-        let Ok(Decoded::Data { src, inc, seq, base, deadline_us, body }) = wire::decode(payload) else {
+        let Ok(Decoded::Link(LinkMsg::Data { src, inc, seq, base, deadline_us, body })) = wire::decode(payload) else {
             panic!("not data")
         };
         if let Received::Deliver(_) = self.rx.receive(src, inc, seq, base, deadline_us, body) {
@@ -57,7 +57,7 @@ impl Net {
         std::thread::sleep(super::STATUS_EAGER);
         for (node, payload) in self.rx.statuses(true) {
             assert_eq!(node.as_ref(), "a");
-            let Ok(Decoded::Status { from, inc, upto, lost, missing }) = wire::decode(&payload) else {
+            let Ok(Decoded::Link(LinkMsg::Status { from, inc, upto, lost, missing })) = wire::decode(&payload) else {
                 panic!("not a status")
             };
             again.extend(self.tx.status(&from.into(), inc, upto, &lost, &missing));
@@ -148,7 +148,7 @@ fn a_missing_message_already_answered_is_skipped() {
 fn a_message_past_its_deadline_is_not_delivered_but_answered() {
     let mut net = Net::new();
     let (p1, mut s1) = net.send(1);
-    let Ok(Decoded::Data { src, inc, seq, base, body, .. }) = wire::decode(&p1) else { panic!() };
+    let Ok(Decoded::Link(LinkMsg::Data { src, inc, seq, base, body, .. })) = wire::decode(&p1) else { panic!() };
     // Arrives after its deadline.
     assert!(matches!(net.rx.receive(src, inc, seq, base, 1, body), Received::Drop));
     let (p2, mut s2) = net.send(2);
@@ -202,8 +202,14 @@ fn a_payload_built_by_appending_the_body_decodes_like_an_encoded_one() {
     for len in [0usize, 1, 127, 128, 300, 70_000] {
         let body = vec![7u8; len];
         let payload = super::data("a", 9, 3, 2, 123, &body);
-        let encoded =
-            wire::encode(&wire::Wire::Data { src: "a", inc: 9, seq: 3, base: 2, deadline_us: 123, body: &body });
+        let encoded = wire::encode(&wire::Wire::Link(wire::LinkMsg::Data {
+            src: "a",
+            inc: 9,
+            seq: 3,
+            base: 2,
+            deadline_us: 123,
+            body: &body,
+        }));
         assert_eq!(&payload[..], &encoded[..], "body of {len} bytes");
     }
 }
