@@ -21,7 +21,7 @@ mod unreached;
 pub use admin::{Describe, Remove};
 pub use handoff::{Park, Resume};
 pub use relay::Relay;
-pub use unreached::{GiveUp, Owed};
+pub use unreached::{Fate, GiveUp, Owed};
 
 use handoff::{Forwarding, Origin};
 use member::Member;

@@ -84,7 +84,6 @@ impl Room {
         id: Option<Box<RawValue>>,
         ctx: &mut Context<Self>,
     ) {
-        let dialect = self.dialect;
         ctx.spawn(sent.into_actor(self).map(move |res, act, _| {
             let why = match res {
                 Ok(d) if d.nodes >= expected => return,
@@ -95,14 +94,7 @@ impl Room {
                 Ok(d) => format!("reached {} of the {expected} nodes holding members", d.nodes),
                 Err(e) => e.to_string(),
             };
-            let err = ProtocolError::new(ErrorCode::Undeliverable, format!("message not delivered: {why}"));
-            act.state.metrics.error(err.code);
-            sender.do_send(Deliver {
-                frame: error_frame(dialect, &err, id.as_deref()),
-                kind: "error",
-                received_at: None,
-                provenance: None,
-            });
+            sender.do_send(Deliver::new(act.undeliverable_frame(id.as_deref(), &why), "error"));
         }));
     }
 }
@@ -164,18 +156,10 @@ impl Handler<Inbound> for Room {
             RoomEvent::Fence { peer, via, direct } => self.on_fence(peer, via, direct, ctx),
             RoomEvent::Forward { peer, frames, handover } => self.on_forward(peer, frames, handover),
             RoomEvent::Bounce { peer, id, why, .. } => {
-                let Some(session) = self.position(peer).and_then(|i| self.members[i].session.clone()) else {
-                    // The sender left meanwhile: nobody is left to tell.
-                    return;
-                };
-                let err = ProtocolError::new(ErrorCode::Undeliverable, format!("message not delivered: {why}"));
-                self.state.metrics.error(err.code);
-                session.do_send(Deliver {
-                    frame: error_frame(self.dialect, &err, id.as_deref()),
-                    kind: "error",
-                    received_at: None,
-                    provenance: None,
-                });
+                // The sender left meanwhile (or is not this node's): nobody here to tell.
+                if let Some(i) = self.position(peer).filter(|&i| self.members[i].is_local()) {
+                    self.answer_member(i, id.as_deref(), &why);
+                }
             }
         }
     }

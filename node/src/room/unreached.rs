@@ -3,6 +3,7 @@
 //! wherever the sender is now: nothing a room accepted for a member vanishes in silence.
 
 use actix::{Context, Handler, Message};
+use serde_json::value::RawValue;
 use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError};
 use tracing::debug;
@@ -17,28 +18,42 @@ use crate::session::{Deliver, Provenance};
 const NOT_RESUMED: &str = "the peer was told to reconnect and did not come back in time";
 pub(super) const OVERFLOW: &str = "the peer was away and too much was waiting for it";
 const SESSION_ENDED: &str = "the peer's connection ended before the message reached it";
+const LATE: &str = "the peer's node stalled and could not deliver it in time";
 
-/// A signal `peer`'s session took for its client after `reconnect` instead of writing it: `kept`
-/// with the parked session (it reaches the client if a resume takes it; else its sender is
-/// answered when the member is given up), or lost (answered now).
+/// A signal `peer`'s session did not write to its client, and what became of it.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Owed {
     pub peer: PeerId,
     pub provenance: Provenance,
-    pub kept: bool,
+    pub fate: Fate,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Kept with the parked session: it reaches the client if a resume takes it; else its
+    /// sender is answered when the member is given up.
+    Kept,
+    /// The session ended (or its socket was closing) before it could be written: answered now.
+    Lost,
+    /// It reached the session past its link's deadline: answered now, never written.
+    Late,
 }
 
 impl Handler<Owed> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Owed, _: &mut Context<Self>) {
-        if msg.kept
+        if msg.fate == Fate::Kept
             && let Some(parked) = self.position(msg.peer).and_then(|i| self.members[i].parked.as_mut())
         {
             return parked.owed.push(msg.provenance);
         }
-        let why = if msg.kept { NOT_RESUMED } else { SESSION_ENDED };
+        let why = match msg.fate {
+            Fate::Kept => NOT_RESUMED,
+            Fate::Lost => SESSION_ENDED,
+            Fate::Late => LATE,
+        };
         self.answer_lost(msg.provenance, why);
     }
 }
@@ -76,12 +91,7 @@ impl Room {
         // The sender left the room meanwhile: nobody is left to tell.
         let Some(i) = self.position(from) else { return };
         match (&self.members[i].node, via) {
-            (None, _) => {
-                let err = ProtocolError::new(ErrorCode::Undeliverable, format!("message not delivered: {why}"));
-                self.state.metrics.error(err.code);
-                let frame = error_frame(self.dialect, &err, id.as_deref());
-                self.members[i].deliver(Deliver::new(frame, "error"));
-            }
+            (None, _) => self.answer_member(i, id.as_deref(), why),
             // Where it came from, with its place on the link: answered once, whatever the link
             // said of it.
             (Some(node), Some(via)) if *node == via.node => self.state.bus.bounce(&self.name, &via, from, id, why),
@@ -91,6 +101,21 @@ impl Room {
                 self.state.bus.bounce(&self.name, &via, from, id, why);
             }
         }
+    }
+
+    /// Answers this node's member `i` `undeliverable` for its message `id`: through its
+    /// session, or what stands in for it (kept while it is parked, held while its join
+    /// settles).
+    pub(super) fn answer_member(&mut self, i: usize, id: Option<&RawValue>, why: &str) {
+        let frame = self.undeliverable_frame(id, why);
+        self.members[i].deliver(Deliver::new(frame, "error"));
+    }
+
+    /// The `undeliverable` error for message `id`, counted.
+    pub(super) fn undeliverable_frame(&self, id: Option<&RawValue>, why: &str) -> bytes::Bytes {
+        let err = ProtocolError::new(ErrorCode::Undeliverable, format!("message not delivered: {why}"));
+        self.state.metrics.error(err.code);
+        error_frame(self.dialect, &err, id)
     }
 
     /// Answers the senders of what a departing local member was still waiting for: kept while

@@ -22,7 +22,7 @@ use super::{Deliver, JoinedRoom, Provenance, Session};
 use crate::bus::{ParkedRoom, ParkedSession};
 use crate::dialect::Dialect;
 use crate::registry::RouteResume;
-use crate::room::{Leave, Owed, Park, Resume, Room};
+use crate::room::{Fate, Leave, Owed, Park, Resume, Room};
 
 /// How long a client told to reconnect has to close its socket before it is parked anyway.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -183,7 +183,7 @@ impl Session {
             grant: self.grant.as_ref().map(|g| g.parts()),
             frames: std::mem::take(kept),
         };
-        self.hand_back(owed, true);
+        self.hand_back(owed, Fate::Kept);
         // Too much to carry: the token stays `pending` and its resume fails cleanly.
         let stored = if bytes > MAX_KEPT_BYTES {
             warn!(parent: &self.span, bytes, "too much kept for the client: it cannot resume");
@@ -234,11 +234,12 @@ impl Session {
     pub(super) fn resume_settled(&mut self, ctx: &mut Context<Self>) {
         let Some(Handoff::Resuming { waiting: 0, failed, .. }) = self.handoff.as_deref() else { return };
         let failed = *failed;
-        let Some(Handoff::Resuming { replay, buffered, .. }) = self.handoff.take().map(|b| *b) else { return };
         if failed {
             // What its rooms delivered meanwhile will not reach the client either.
-            let lost = buffered.into_iter().filter_map(|d| d.provenance.map(|p| *p)).collect();
-            self.hand_back(lost, false);
+            self.give_up_kept();
+        }
+        let Some(Handoff::Resuming { replay, buffered, .. }) = self.handoff.take().map(|b| *b) else { return };
+        if failed {
             // Rooms that did take it back hear it leave (the client starts afresh).
             let err =
                 ProtocolError::new(ErrorCode::ResumeFailed, "a room of the parked session is gone; connect afresh");
@@ -274,24 +275,23 @@ impl Session {
         match self.handoff.as_deref_mut() {
             Some(Handoff::Parking { owed: Some(owed), .. }) => owed.push(p),
             // Kept after the parked session was stored (or given up): it goes nowhere.
-            Some(Handoff::Parking { owed: None, .. }) => self.hand_back(vec![p], false),
-            _ if self.out.is_closing() => self.hand_back(vec![p], false),
+            Some(Handoff::Parking { owed: None, .. }) => self.hand_back(vec![p], Fate::Lost),
+            _ if self.out.is_closing() => self.hand_back(vec![p], Fate::Lost),
             _ => {}
         }
     }
 
     /// A signal that reached this session past its link's deadline: answered, never written.
     pub(super) fn expired(&self, p: Option<Provenance>) {
-        self.hand_back(p.into_iter().collect(), false);
+        self.hand_back(p.into_iter().collect(), Fate::Late);
     }
 
-    /// Gives signals this session took for its client back to the rooms that delivered them:
-    /// `kept` (stored with the parked session: answered unless a resume replays them), or lost
-    /// (answered now).
-    fn hand_back(&self, owed: Vec<Provenance>, kept: bool) {
+    /// Gives signals this session did not write to its client back to the rooms that delivered
+    /// them, with their `fate`.
+    fn hand_back(&self, owed: Vec<Provenance>, fate: Fate) {
         for p in owed {
             let room = p.room.clone();
-            room.do_send(Owed { peer: self.id, provenance: p, kept });
+            room.do_send(Owed { peer: self.id, provenance: p, fate });
         }
     }
 
@@ -301,7 +301,7 @@ impl Session {
         let Some(Handoff::Parking { owed: Some(owed), .. }) = self.handoff.as_deref_mut() else { return };
         let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(owed).into_iter().partition(|p| p.room == *room);
         *owed = kept;
-        self.hand_back(lost, false);
+        self.hand_back(lost, Fate::Lost);
     }
 
     /// The session ends: what it kept for a resume it will not have (it never parked, or it was
@@ -314,7 +314,7 @@ impl Session {
             }
             None => return,
         };
-        self.hand_back(lost, false);
+        self.hand_back(lost, Fate::Lost);
     }
 
     /// Keeps `d` if this session is still resuming; gives it back otherwise.

@@ -114,7 +114,6 @@ impl RedisBus {
             // arrives late is told apart from the current one's.
             incarnation: wire::now_us(),
             inlets: Mutex::new(Inlets::new(node.clone(), metrics.clone())),
-            me: OnceLock::new(),
             upkeep: Mutex::new(None),
             addr,
             keys: Keys::new(cluster, node),
@@ -127,7 +126,6 @@ impl RedisBus {
             tx,
             generation: AtomicU64::new(0),
         });
-        let _ = shared.me.set(Arc::downgrade(&shared));
         Ok(Arc::new(Self { shared, start: Mutex::new(Some((rx, client))), arbiter: OnceLock::new() }))
     }
 }
@@ -299,8 +297,6 @@ pub struct Shared {
     upkeep: Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// Where Redis is (host:port), for logs.
     addr: String,
-    /// Itself, for tasks that outlive a call.
-    me: OnceLock<std::sync::Weak<Shared>>,
     keys: Keys,
     settings: Settings,
     health: Health,
@@ -354,11 +350,11 @@ impl Shared {
 
     /// Answers a relay that came through `via` and cannot be delivered here: its sender's node
     /// answers the sender (once, whatever its link already said).
-    fn bounce(&self, room: &RoomName, via: &Via, from: PeerId, id: Option<Box<RawValue>>, why: &str) {
+    fn bounce(self: &Arc<Self>, room: &RoomName, via: &Via, from: PeerId, id: Option<Box<RawValue>>, why: &str) {
         self.metrics.bounced.inc();
         let event = RoomEvent::Bounce { peer: from, id, why: why.to_string(), link: via.link };
         let body = Bytes::from(wire::encode_event(room, &event));
-        let Some(shared) = self.me.get().and_then(std::sync::Weak::upgrade) else { return };
+        let shared = Arc::clone(self);
         let node = via.node.clone();
         tokio::spawn(async move {
             // An answer that could not even be sent (Redis away) is tried again for a while.
@@ -493,7 +489,7 @@ impl Shared {
     }
 
     /// Hands one received channel message to the node.
-    fn dispatch(&self, channel: &str, payload: &[u8]) {
+    fn dispatch(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         let Some(inboxes) = self.inboxes.get() else { return };
         if channel == self.keys.control() {
             return self.control(inboxes, payload);
@@ -501,14 +497,15 @@ impl Shared {
         match wire::decode(payload) {
             Ok(wire::Decoded::Link(wire::LinkMsg::Data { src, inc, seq, base, deadline_us, body })) => {
                 let mut inlets = self.inlets.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Received::Deliver(link) = inlets.receive(src, inc, seq, base, deadline_us, body) {
+                let received = inlets.receive(src, inc, seq, base, deadline_us, body);
+                drop(inlets);
+                if let Received::Deliver(link) = received {
                     let sent_us = deadline_us.saturating_sub(self.settings.timeout.as_micros() as u64);
                     self.metrics.transit.observe(wire::now_us().saturating_sub(sent_us) as f64 / 1e6);
                     self.deliver(inboxes, body, via(src.into(), link, deadline_us));
                 }
-                for r in inlets.ready() {
-                    self.deliver(inboxes, &r.body, via(r.src, r.link, r.deadline_us));
-                }
+                // What this message released from behind a gap, after it.
+                self.deliver_released();
             }
             Ok(wire::Decoded::Link(wire::LinkMsg::Status { from, inc, upto, lost, missing })) => {
                 self.enqueue(Op::Status { from: from.into(), inc, upto, lost, missing });
@@ -526,7 +523,7 @@ impl Shared {
     }
 
     /// Delivers what the links released from behind gaps given up on.
-    fn deliver_released(&self) {
+    fn deliver_released(self: &Arc<Self>) {
         let Some(inboxes) = self.inboxes.get() else { return };
         let ready = self.inlets.lock().unwrap_or_else(PoisonError::into_inner).ready();
         for r in ready {
@@ -535,7 +532,7 @@ impl Shared {
     }
 
     /// A message a link delivered.
-    fn deliver(&self, inboxes: &Inboxes, body: &[u8], via: Via) {
+    fn deliver(self: &Arc<Self>, inboxes: &Inboxes, body: &[u8], via: Via) {
         match wire::decode(body) {
             Ok(decoded) => self.take(inboxes, decoded, Some(via)),
             Err(e) => {
@@ -547,7 +544,7 @@ impl Shared {
         }
     }
 
-    fn take(&self, inboxes: &Inboxes, decoded: wire::Decoded<'_>, via: Option<Via>) {
+    fn take(self: &Arc<Self>, inboxes: &Inboxes, decoded: wire::Decoded<'_>, via: Option<Via>) {
         let (room, event) = match decoded {
             wire::Decoded::Canary => return self.health.canary_seen(),
             wire::Decoded::Ack { token } => return self.acks.received(token),

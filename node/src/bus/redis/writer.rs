@@ -61,7 +61,7 @@ pub enum Op {
         queued_at: Instant,
         replies: Vec<Reply>,
     },
-    /// Link upkeep, outside the links: a status or a probe.
+    /// Link upkeep, outside the links' order: a retransmit, a skip or a probe.
     Send {
         node: NodeId,
         payload: Bytes,
