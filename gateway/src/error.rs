@@ -87,7 +87,9 @@ impl From<TokenError> for ApiFailure {
         match e {
             TokenError::Missing => Self::unauthorized(message),
             TokenError::Expired => Self::new(StatusCode::UNAUTHORIZED, ApiErrorCode::TokenExpired, message),
-            TokenError::WrongRoom { .. } | TokenError::NotAllowed { .. } => Self::forbidden(message),
+            TokenError::WrongRoom { .. } | TokenError::WrongUser { .. } | TokenError::NotAllowed { .. } => {
+                Self::forbidden(message)
+            }
             _ => Self::new(StatusCode::UNAUTHORIZED, ApiErrorCode::TokenInvalid, message),
         }
     }

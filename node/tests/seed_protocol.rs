@@ -365,11 +365,11 @@ async fn seed_channel_names_may_hold_spaces_and_korean() {
     quit(&mut b, room, "서준").await;
     assert_eq!(a.recv().await, json!({"type": "quit", "body": {"channelName": room, "userId": "서준"}}));
 
-    // Names that are not printable text are refused, not stored.
+    // Names that are not printable text, or too long, are refused, not stored.
     let mut c = connect(&node).await;
     c.send_json(json!({"type": "join", "body": {"channelName": "a\nb", "userId": "x"}})).await;
     c.expect_error("bad-room").await;
-    c.send_json(json!({"type": "join", "body": {"channelName": "", "userId": "x"}})).await;
+    c.send_json(json!({"type": "join", "body": {"channelName": "x".repeat(129), "userId": "x"}})).await;
     c.expect_error("bad-room").await;
 }
 

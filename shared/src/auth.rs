@@ -91,6 +91,8 @@ pub enum TokenError {
     BadClaims(String),
     #[error("the access token is for room {granted:?}, not {asked:?}")]
     WrongRoom { granted: String, asked: String },
+    #[error("the access token is for user {granted:?}, not {asked:?}")]
+    WrongUser { granted: String, asked: String },
     #[error("a {role} may not {action}")]
     NotAllowed { role: &'static str, action: &'static str },
 }
@@ -101,7 +103,7 @@ impl TokenError {
         match self {
             Self::Missing => ErrorCode::Unauthorized,
             Self::Expired => ErrorCode::TokenExpired,
-            Self::WrongRoom { .. } | Self::NotAllowed { .. } => ErrorCode::Forbidden,
+            Self::WrongRoom { .. } | Self::WrongUser { .. } | Self::NotAllowed { .. } => ErrorCode::Forbidden,
             _ => ErrorCode::TokenInvalid,
         }
     }

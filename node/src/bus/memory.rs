@@ -13,8 +13,8 @@ use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, RoomName};
 
 use super::{
-    Bus, BusError, BusResult, Claim, Delivery, Inbound, Inboxes, JoinAck, Joined, MemberRecord, NodeId, ParkedSession,
-    RoomEvent,
+    Bus, BusError, BusResult, Claim, Delivery, Inbound, Inboxes, JoinAck, JoinRules, Joined, MemberRecord, NodeId,
+    ParkedSession, RoomEvent, seat_yields,
 };
 
 #[derive(Default)]
@@ -60,11 +60,18 @@ impl Bus for MemoryBus {
         self.state().nodes.insert(node, inboxes);
     }
 
-    fn join(&self, room: &RoomName, member: MemberRecord, capacity: Option<usize>) -> BusResult<Joined> {
+    fn join(&self, room: &RoomName, member: MemberRecord, rules: JoinRules) -> BusResult<Joined> {
         let mut state = self.state();
-        let held = state.rooms.get(room).map_or(0, |ms| ms.iter().filter(|m| m.peer != member.peer).count());
-        if capacity.is_some_and(|cap| held >= cap) {
+        let others = || state.rooms.get(room).into_iter().flatten().filter(|m| m.peer != member.peer);
+        if rules.capacity.is_some_and(|cap| others().count() >= cap) {
             return async { Err(BusError::RoomFull) }.boxed();
+        }
+        let seat = member.seed_user.as_deref().filter(|u| rules.seat && !u.is_empty());
+        let taken = |m: &MemberRecord| {
+            m.seed_user.as_deref() == seat && !seat_yields(m.user.as_deref(), member.user.as_deref())
+        };
+        if seat.is_some() && others().any(taken) {
+            return async { Err(BusError::SeatTaken) }.boxed();
         }
         // In one process the other nodes' rooms get the event through their mailboxes; no
         // acknowledgement is awaited (the embedded bus serves one node in production).

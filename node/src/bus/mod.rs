@@ -43,6 +43,25 @@ pub struct MemberRecord {
     pub role: Option<Role>,
 }
 
+/// Whether a seed seat (a member holding a seed user id) may be taken over by a joiner with
+/// the same id: an anonymous holder's may be taken by anyone, a token holder's only by a
+/// connection whose token names the same user. (Empty seed ids are anonymous members, never a
+/// seat: callers do not ask for them.)
+pub fn seat_yields(holder_user: Option<&str>, joiner_user: Option<&str>) -> bool {
+    holder_user.is_none_or(|h| joiner_user == Some(h))
+}
+
+/// What a new join must pass across the cluster, checked atomically with its write. A member
+/// written again (a re-assert, a repair) passes `JoinRules::default()`: nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JoinRules {
+    /// Refuse ([`BusError::RoomFull`]) if the room already holds this many members.
+    pub capacity: Option<usize>,
+    /// Refuse ([`BusError::SeatTaken`]) if another member holds the joiner's seed user id and
+    /// does not yield it ([`seat_yields`]).
+    pub seat: bool,
+}
+
 /// What travels between nodes about one room.
 #[derive(Clone, Debug)]
 pub enum RoomEvent {
@@ -228,6 +247,8 @@ pub enum BusError {
     Corrupt(String),
     #[error("the room is full across the cluster")]
     RoomFull,
+    #[error("the seed user id is held by a connection with an access token for that user")]
+    SeatTaken,
     /// Nobody was subscribed to the receiving node's channel: that node is gone.
     #[error("the peer's node is not reachable")]
     NodeGone,
@@ -270,10 +291,11 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Records `member` in `room`, tells the other nodes holding members (`Joined`), and
     /// returns the room's members on *other* nodes — atomically: two peers joining at once on
-    /// two nodes always see each other. With a `capacity`, refuses ([`BusError::RoomFull`])
-    /// if the room already holds that many members on all nodes together, so racing joins on
-    /// several nodes cannot overfill it.
-    fn join(&self, room: &RoomName, member: MemberRecord, capacity: Option<usize>) -> BusResult<Joined>;
+    /// two nodes always see each other. `rules` are checked in the same step (nothing is
+    /// written if they refuse): a capacity on all nodes together, so racing joins on several
+    /// nodes cannot overfill the room, and seed seats, so racing joins cannot take a token
+    /// holder's user id.
+    fn join(&self, room: &RoomName, member: MemberRecord, rules: JoinRules) -> BusResult<Joined>;
 
     /// Tells a joiner's node that this node has taken its join in.
     fn ack(&self, ack: JoinAck);

@@ -11,7 +11,7 @@ use switchboard::protocol::v1::LeaveReason;
 use tracing::{info, warn};
 
 use super::{Origin, Room};
-use crate::bus::{ClusterEvent, MemberRecord};
+use crate::bus::{ClusterEvent, JoinRules, MemberRecord};
 
 /// A difference must still be there this much later to be repaired: a join or leave on its way
 /// shows as one for a moment (the record changed, its event has not arrived yet).
@@ -194,7 +194,8 @@ impl Room {
         }
         self.asserting = true;
         let records: Vec<_> = self.members.iter().filter(|m| m.is_local()).map(|m| self.record(m)).collect();
-        let joins: Vec<_> = records.into_iter().map(|r| self.state.bus.join(&self.name, r, None)).collect();
+        let joins: Vec<_> =
+            records.into_iter().map(|r| self.state.bus.join(&self.name, r, JoinRules::default())).collect();
         let all = futures_util::future::join_all(joins);
         ctx.spawn(all.into_actor(self).map(move |results, act, ctx| {
             let mut failed = 0;
@@ -225,7 +226,7 @@ impl Room {
     /// Writes one local member's record again (the records lost it).
     fn write_member(&mut self, record: MemberRecord, ctx: &mut Context<Self>) {
         let peer = record.peer;
-        let joined = self.state.bus.join(&self.name, record, None);
+        let joined = self.state.bus.join(&self.name, record, JoinRules::default());
         ctx.spawn(joined.into_actor(self).map(move |res, act, _| match res {
             Ok(joined) => act.merge_remote(joined.others, Origin::Control),
             Err(e) => warn!(parent: &act.span, peer = %peer, error = %e, "rewriting a member failed"),

@@ -16,6 +16,7 @@ mod frames;
 mod handoff;
 mod member;
 mod relay;
+mod seed;
 mod unreached;
 
 pub use admin::{Describe, Remove};
@@ -36,10 +37,10 @@ use switchboard::protocol::v1::{LeaveReason, PeerInfo};
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, Role, RoomName};
 use tracing::{Span, debug, info_span, warn};
 
-use crate::bus::{BusError, Joined, MemberRecord, NodeId};
+use crate::bus::{BusError, JoinRules, Joined, MemberRecord, NodeId};
 use crate::dialect::{Dialect, error_frame};
 use crate::registry::{Registry, RoomIdle};
-use crate::session::{Deliver, Evicted, JoinAccepted, JoinRefused, Session};
+use crate::session::{Deliver, JoinAccepted, JoinRefused, Session};
 use crate::state::NodeState;
 
 pub struct Room {
@@ -194,18 +195,6 @@ impl Room {
         m
     }
 
-    /// Removes every member holding seed user id `user`, evicting local ones.
-    fn replace_seed_user(&mut self, user: &Arc<str>, ctx: &mut Context<Self>) {
-        while let Some(i) = self.members.iter().position(|m| m.seed_user.as_ref() == Some(user)) {
-            let old = self.remove(i, LeaveReason::Replaced, Origin::Control, ctx);
-            if let Some(s) = old.session {
-                let err = ProtocolError::new(ErrorCode::Replaced, "a newer connection joined with your userId");
-                let frame = Some(error_frame(self.dialect, &err, None));
-                s.do_send(Evicted { room: self.name.clone(), frame, kind: "error" });
-            }
-        }
-    }
-
     fn room_full(&self) -> ProtocolError {
         let max = self.state.config.max_peers_per_room;
         ProtocolError::new(ErrorCode::RoomFull, format!("the room holds at most {max} peers"))
@@ -234,7 +223,7 @@ impl Room {
         if let Some(user) = &join.seed_user {
             // The user id's earlier connection, here or on another node, is replaced; its own
             // node evicts a remote one when this join's `Joined` reaches it.
-            self.replace_seed_user(user, ctx);
+            self.replace_seed_user(user, join.user.as_deref(), ctx);
         }
         let info = PeerInfo { peer_id: join.peer, meta: join.meta, user: join.user, role: join.role };
         if let Some(frame) = self.peer_joined_frame(&info) {
@@ -292,6 +281,9 @@ pub struct Join {
     pub user: Option<Arc<str>>,
     pub role: Option<Role>,
     pub id: Option<Box<RawValue>>,
+    /// A seed client's join of a channel its session is in already (or on its way into): the
+    /// room answers it with `joined` or renames the member (see [`seed`]), never adds one.
+    pub repeat: bool,
 }
 
 impl Handler<Join> for Room {
@@ -299,14 +291,28 @@ impl Handler<Join> for Room {
 
     fn handle(&mut self, join: Join, ctx: &mut Context<Self>) {
         self.joins_seen += 1;
+        if join.repeat {
+            return self.seed_rejoin(join, ctx);
+        }
         if self.position(join.peer).is_some() {
             let err = ProtocolError::new(ErrorCode::AlreadyJoined, "already a member of this room");
             return self.refuse(&join.session, err, join.id.as_deref());
         }
-        let replaces =
-            join.seed_user.as_ref().is_some_and(|u| self.members.iter().any(|m| m.seed_user.as_ref() == Some(u)));
+        self.admit(join, ctx);
+    }
+}
+
+impl Room {
+    /// Admits a new member (or a renamed seed member) against the room's capacity and seats,
+    /// across the cluster.
+    fn admit(&mut self, join: Join, ctx: &mut Context<Self>) {
+        if let Err(err) = self.check_seat(&join) {
+            self.refuse_join(&join, err);
+            return self.check_idle();
+        }
+        let replaces = self.replaces_seat(&join);
         if self.members.len() >= self.state.config.max_peers_per_room && !replaces {
-            self.refuse(&join.session, self.room_full(), join.id.as_deref());
+            self.refuse_join(&join, self.room_full());
             return self.check_idle();
         }
         let record = MemberRecord {
@@ -323,8 +329,8 @@ impl Handler<Join> for Room {
         }
         // Wait (holding the mailbox) so that joins and relays keep their order.
         // The cap holds across the cluster: the bus checks it against every node's members.
-        let capacity = (!replaces).then_some(self.state.config.max_peers_per_room);
-        let fut = self.state.bus.join(&self.name, record, capacity);
+        let rules = JoinRules { capacity: (!replaces).then_some(self.state.config.max_peers_per_room), seat: true };
+        let fut = self.state.bus.join(&self.name, record, rules);
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(others) => act.finish_join(join, others, ctx),
             // Redis is away: calls on this node keep working, and the member is written to the
@@ -334,12 +340,17 @@ impl Handler<Join> for Room {
                 act.finish_join(join, Joined { others: Vec::new(), settled: None }, ctx);
             }
             Err(BusError::RoomFull) => {
-                act.refuse(&join.session, act.room_full(), join.id.as_deref());
+                act.refuse_join(&join, act.room_full());
+                act.check_idle();
+            }
+            Err(BusError::SeatTaken) => {
+                let user = join.seed_user.as_deref().unwrap_or_default();
+                act.refuse_join(&join, seed::seat_taken(user));
                 act.check_idle();
             }
             Err(e) => {
                 let err = ProtocolError::new(ErrorCode::Undeliverable, format!("cannot join: {e}"));
-                act.refuse(&join.session, err, join.id.as_deref());
+                act.refuse_join(&join, err);
                 act.check_idle();
             }
         }));

@@ -108,7 +108,7 @@ impl Handler<Inbound> for Room {
             RoomEvent::Joined(r, ack) => {
                 if let Some(user) = &r.seed_user {
                     // The seed user id moved to another node's connection: this one is replaced.
-                    self.replace_seed_user(user, ctx);
+                    self.replace_seed_user(user, r.user.as_deref(), ctx);
                 }
                 self.merge_remote(vec![r], Origin::Script);
                 // Now this room routes to the joiner: its node may tell it that it joined.

@@ -42,6 +42,20 @@ impl Grant {
         Err(refusal(TokenError::WrongRoom { granted: self.room.to_string(), asked }))
     }
 
+    /// The seed `userId` a session with this grant joins as. A token that names a user is
+    /// that user's seat: any other id is refused, so a token for one user cannot take over
+    /// (and evict) another's. An empty id claims no identity and becomes the token's user.
+    pub fn seed_user(&self, asked: &str) -> Result<Arc<str>, ProtocolError> {
+        if self.user.is_empty() {
+            return Ok(Arc::from(asked));
+        }
+        if asked.is_empty() || *self.user == *asked {
+            return Ok(Arc::clone(&self.user));
+        }
+        let asked: String = asked.chars().take(64).collect();
+        Err(refusal(TokenError::WrongUser { granted: self.user.to_string(), asked }))
+    }
+
     /// Viewers receive (they answer offers to get media) but do not speak to the whole room.
     pub fn check_broadcast(&self) -> Result<(), ProtocolError> {
         match self.role {
@@ -73,5 +87,15 @@ mod tests {
         assert!(err.message.contains("\"a\"") && err.message.contains("\"b\""), "{}", err.message);
         assert!(grant(Role::Participant).check_broadcast().is_ok());
         assert_eq!(grant(Role::Viewer).check_broadcast().unwrap_err().code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn a_seed_user_id_is_the_tokens_user() {
+        let g = grant(Role::Participant);
+        assert_eq!(&*g.seed_user("ann").unwrap(), "ann");
+        assert_eq!(&*g.seed_user("").unwrap(), "ann");
+        let err = g.seed_user("alice").unwrap_err();
+        assert_eq!(err.code, ErrorCode::Forbidden);
+        assert!(err.message.contains("\"ann\"") && err.message.contains("\"alice\""), "{}", err.message);
     }
 }

@@ -83,12 +83,14 @@ impl Handler<JoinAccepted> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: JoinAccepted, ctx: &mut Context<Self>) {
-        let Some(i) = self.pending.iter().position(|r| *r == msg.room) else {
+        if let Some(i) = self.pending.iter().position(|r| *r == msg.room) {
+            self.pending.swap_remove(i);
+            self.rooms.push(JoinedRoom { name: msg.room, addr: msg.addr });
+        } else if !self.rooms.iter().any(|r| r.name == msg.room) {
             // The client left before the join completed; the room has the leave queued.
             return;
-        };
-        self.pending.swap_remove(i);
-        self.rooms.push(JoinedRoom { name: msg.room, addr: msg.addr });
+        }
+        // (Already in the room: a seed member renamed by a repeated join.)
         self.send(&msg.frame, "joined", ctx);
     }
 }

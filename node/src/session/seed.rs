@@ -30,7 +30,7 @@ impl Session {
         let result = match msg {
             SeedMessage::Join { channel, user } => self.seed_join(&channel, &user, ctx),
             SeedMessage::Quit { channel } => {
-                if RoomName::seed(&channel).is_ok_and(|name| self.leave_room(&name)) {
+                if RoomName::seed_channel(&channel).is_ok_and(|name| self.leave_room(&name)) {
                     Ok(())
                 } else {
                     Err(not_joined(&channel))
@@ -47,18 +47,41 @@ impl Session {
         }
     }
 
+    /// Joins `channel` as `user` (empty: an anonymous member).
+    ///
+    /// A join of a channel the session is in already (or on its way into) is the seed client's
+    /// way of asking who is there: the room answers it (see `Room::seed_rejoin`). A join of a
+    /// named channel takes the session out of the unnamed one, which the seed's client joins on
+    /// connecting: its relays name the channel its user typed, so nothing it sends reaches the
+    /// unnamed channel any more, while offers from there would still replace its call.
     fn seed_join(&mut self, channel: &str, user: &str, ctx: &mut Context<Self>) -> Result<(), ProtocolError> {
-        let name = RoomName::seed(channel)?;
-        self.admit_join(&name)?;
-        self.pending.push(name.clone());
+        let name = RoomName::seed_channel(channel)?;
+        let repeat = self.is_member_or_pending(&name);
+        if !repeat {
+            self.admit_join(&name)?;
+        } else if let Some(grant) = &self.grant {
+            grant.check_join(channel)?;
+        }
+        let user = match &self.grant {
+            Some(grant) => grant.seed_user(user)?,
+            None => Arc::from(user),
+        };
+        if !channel.is_empty() {
+            let unnamed = RoomName::seed_channel("")?;
+            self.leave_room(&unnamed);
+        }
+        if !repeat {
+            self.pending.push(name.clone());
+        }
         let join = Join {
             peer: self.id,
             session: ctx.address(),
             meta: None,
-            seed_user: Some(Arc::from(user)),
+            seed_user: Some(user),
             user: self.grant.as_ref().map(|g| Arc::clone(&g.user)),
             role: self.grant.as_ref().map(|g| g.role),
             id: None,
+            repeat,
         };
         self.state.registry.do_send(Route { room: name, join, arbiter: Arbiter::current() });
         Ok(())

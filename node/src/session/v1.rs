@@ -91,6 +91,7 @@ impl Session {
             user: self.grant.as_ref().map(|g| Arc::clone(&g.user)),
             role: self.grant.as_ref().map(|g| g.role),
             id: id.map(RawValue::to_owned),
+            repeat: false,
         };
         self.state.registry.do_send(Route { room: name, join, arbiter: Arbiter::current() });
         Ok(())

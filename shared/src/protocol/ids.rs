@@ -87,8 +87,9 @@ impl<'de> Deserialize<'de> for PeerId {
 /// A room's name as clients give it, validated.
 ///
 /// v1 names are 1–128 characters of `A-Z a-z 0-9 _ - . : @`; seed channel names are any
-/// 1–128 printable characters (the seed's UI is free text) and live in their own namespace
-/// (`seed/…`), which no v1 name can reach because `/` is not a v1 character.
+/// 0–128 printable characters (the seed's UI is free text, and its client joins with the empty
+/// name before its user has typed one) and live in their own namespace (`seed/…`), which no v1
+/// name can reach because `/` is not a v1 character.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomName(Arc<str>);
 
@@ -108,20 +109,31 @@ impl RoomName {
         }
     }
 
-    /// Validates a seed channel name and maps it into the seed namespace.
+    /// Validates a seed channel name that someone chose (an access token's room, the admin
+    /// API's) and maps it into the seed namespace: 1–128 printable characters.
     pub fn seed(channel: &str) -> Result<Self, ProtocolError> {
-        let chars = channel.chars().count();
-        if chars == 0 || chars > Self::MAX_LEN || channel.chars().any(char::is_control) {
+        if channel.is_empty() {
             return Err(ProtocolError::new(ErrorCode::BadRoom, "channelName must be 1-128 printable characters"));
+        }
+        Self::seed_channel(channel)
+    }
+
+    /// Validates a seed client's `channelName` and maps it into the seed namespace: 0–128
+    /// printable characters. The empty name is a channel too, because the seed's client joins
+    /// it on connecting, before its user has typed a channel, and the seed server admitted it.
+    pub fn seed_channel(channel: &str) -> Result<Self, ProtocolError> {
+        if channel.chars().count() > Self::MAX_LEN || channel.chars().any(char::is_control) {
+            return Err(ProtocolError::new(ErrorCode::BadRoom, "channelName must be 0-128 printable characters"));
         }
         Ok(RoomName(format!("{}{channel}", Self::SEED_PREFIX).into()))
     }
 
     /// Validates a name as the cluster stores it (Redis keys, control messages, the admin
-    /// API): `seed/<channel>` for a seed channel, any other name for a v1 room.
+    /// API): `seed/<channel>` for a seed channel (the empty one included), any other name for
+    /// a v1 room.
     pub fn parse(name: &str) -> Result<Self, ProtocolError> {
         match name.strip_prefix(Self::SEED_PREFIX) {
-            Some(channel) => Self::seed(channel),
+            Some(channel) => Self::seed_channel(channel),
             None => Self::v1(name),
         }
     }
@@ -184,6 +196,12 @@ mod tests {
         assert!(seed.is_seed());
         assert_eq!(seed.client_name(), "채널 1");
         assert!(RoomName::seed("a\nb").is_err());
+        // A client's empty channelName is a channel; nobody mints a token for it.
+        assert!(RoomName::seed("").is_err());
+        let lobby = RoomName::seed_channel("").unwrap();
+        assert_eq!((lobby.as_str(), lobby.client_name()), ("seed/", ""));
+        assert_eq!(RoomName::parse("seed/").unwrap(), lobby);
+        assert!(RoomName::seed_channel(&"x".repeat(129)).is_err());
         assert_eq!(RoomName::parse("seed/채널 1").unwrap(), seed);
         assert_eq!(RoomName::parse("lobby").unwrap(), RoomName::v1("lobby").unwrap());
         assert!(RoomName::parse("no spaces").is_err());

@@ -11,6 +11,10 @@
 //! socket leaves every channel at once (the seed left stale members), and the sender's identity
 //! comes from its own `join`, never from `body.userId` of a relay.
 //!
+//! What the seed's client sends before its user has typed anything is admitted as the seed
+//! server admitted it: the empty `channelName` is a channel, and the empty `userId` an anonymous
+//! member (never taking over, nor taken over by, anyone else).
+//!
 //! Two additions, both ignored by the seed's client (its `switch` falls through to `default`):
 //! `{type:"error", body:{code, message}}` and `{type:"quit", body:{channelName, userId}}` when a
 //! member leaves.
@@ -27,11 +31,27 @@ use super::{ErrorCode, ProtocolError};
 /// What a seed client can send.
 #[derive(Debug)]
 pub enum SeedMessage<'a> {
-    Join { channel: Cow<'a, str>, user: Cow<'a, str> },
-    Quit { channel: Cow<'a, str> },
-    Offer { channel: Cow<'a, str>, sdp: &'a RawValue },
-    Answer { channel: Cow<'a, str>, sdp: &'a RawValue },
-    Candidate { channel: Cow<'a, str>, candidate: &'a RawValue },
+    /// `user` is empty for an anonymous member (the seed's client joins on connecting, before
+    /// its user has typed an id).
+    Join {
+        channel: Cow<'a, str>,
+        user: Cow<'a, str>,
+    },
+    Quit {
+        channel: Cow<'a, str>,
+    },
+    Offer {
+        channel: Cow<'a, str>,
+        sdp: &'a RawValue,
+    },
+    Answer {
+        channel: Cow<'a, str>,
+        sdp: &'a RawValue,
+    },
+    Candidate {
+        channel: Cow<'a, str>,
+        candidate: &'a RawValue,
+    },
 }
 
 impl SeedMessage<'_> {
@@ -131,9 +151,8 @@ impl<'a> SeedMessage<'a> {
         Ok(match &*kind {
             "join" => {
                 let user = body.user_id.ok_or_else(|| missing("userId"))?;
-                let n = user.chars().count();
-                if n == 0 || n > MAX_USER_ID_CHARS || user.chars().any(char::is_control) {
-                    return Err(ProtocolError::new(ErrorCode::BadMessage, "userId must be 1-128 printable characters"));
+                if user.chars().count() > MAX_USER_ID_CHARS || user.chars().any(char::is_control) {
+                    return Err(ProtocolError::new(ErrorCode::BadMessage, "userId must be 0-128 printable characters"));
                 }
                 SeedMessage::Join { channel, user }
             }
@@ -204,6 +223,18 @@ mod tests {
             SeedMessage::parse(r#"{"type":"quit","body":{"channelName":"c","userId":"u"}}"#).unwrap(),
             SeedMessage::Quit { .. }
         ));
+    }
+
+    #[test]
+    fn admits_what_the_seed_client_sends_before_anything_is_typed() {
+        let j = SeedMessage::parse(r#"{"type":"join","body":{"channelName":"","userId":""}}"#).unwrap();
+        assert!(matches!(j, SeedMessage::Join { ref channel, ref user } if channel.is_empty() && user.is_empty()));
+        let code = |s: &str| SeedMessage::parse(s).unwrap_err().code;
+        assert_eq!(code(r#"{"type":"join","body":{"channelName":"c","userId":"a\u0007"}}"#), ErrorCode::BadMessage);
+        let long = format!(r#"{{"type":"join","body":{{"channelName":"c","userId":"{}"}}}}"#, "x".repeat(129));
+        assert_eq!(code(&long), ErrorCode::BadMessage);
+        // An id that is absent (or null) is still a malformed join, not an anonymous one.
+        assert_eq!(code(r#"{"type":"join","body":{"channelName":"c","userId":null}}"#), ErrorCode::BadMessage);
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn scenarios() -> Option<(PathBuf, MutexGuard<'static, ()>)> {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     for entry in std::fs::read_dir(&src).expect("tests/browser") {
         let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "mjs" || e == "json") {
+        if path.extension().is_some_and(|e| e == "mjs" || e == "json" || e == "html") {
             std::fs::copy(&path, dir.join(path.file_name().expect("file name"))).expect("copy a scenario");
         }
     }

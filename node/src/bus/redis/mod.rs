@@ -46,8 +46,8 @@ pub use switchboard::cluster::Keys;
 use writer::Op;
 
 use super::{
-    Bus, BusError, BusResult, Claim, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, Joined, LinkSeq, MemberRecord,
-    NodeId, ParkedSession, RoomEvent, Via,
+    Bus, BusError, BusResult, Claim, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, JoinRules, Joined, LinkSeq,
+    MemberRecord, NodeId, ParkedSession, RoomEvent, Via,
 };
 
 /// Where a message a link delivered came from, with its deadline on this node's clock.
@@ -145,14 +145,15 @@ impl Bus for RedisBus {
         let _ = self.arbiter.set(arbiter);
     }
 
-    fn join(&self, room: &RoomName, member: MemberRecord, capacity: Option<usize>) -> BusResult<Joined> {
+    fn join(&self, room: &RoomName, member: MemberRecord, rules: JoinRules) -> BusResult<Joined> {
         let (reply, rx) = oneshot::channel();
         // The acknowledgement slot exists before the script runs: an ack can overtake the
         // script's own reply (it comes back on the other connection).
         let (token, acked) = self.shared.acks.open();
         let ack = JoinAck { node: self.shared.keys.node().clone(), token };
         let joined = wire::encode_event(room, &RoomEvent::Joined(member.clone(), Some(ack)));
-        self.shared.enqueue(Op::Join { room: room.clone(), member, joined, capacity: capacity.unwrap_or(0), reply });
+        let capacity = rules.capacity.unwrap_or(0);
+        self.shared.enqueue(Op::Join { room: room.clone(), member, joined, capacity, seat: rules.seat, reply });
         // The slot is freed however this ends, even if the caller drops the future unpolled.
         let slot = AckSlot { shared: Arc::clone(&self.shared), token };
         async move {
@@ -417,6 +418,8 @@ impl Shared {
                 BusError::Fenced
             } else if is_script_error(e, "FULL") {
                 BusError::RoomFull
+            } else if is_script_error(e, "SEAT") {
+                BusError::SeatTaken
             } else {
                 BusError::Unavailable(e.to_string())
             }

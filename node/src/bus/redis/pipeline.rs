@@ -11,7 +11,7 @@ use super::link::Outboxes;
 use super::replies::is_script_error;
 use super::wire;
 use super::writer::{Link, Next, Op, ms};
-use crate::bus::{BusError, NodeId};
+use crate::bus::{BusError, MemberRecord, NodeId};
 
 /// What each command of the pipeline was for.
 enum Sent {
@@ -126,10 +126,21 @@ pub(super) async fn execute(
     Ok(next)
 }
 
+/// The join script's seat arguments: the seed user id as its record writes it (JSON), empty
+/// for no check (no seat asked for, or an anonymous member, which holds no seat); and the
+/// joiner's token user after a `=`, empty for an anonymous joiner.
+fn seat_args(member: &MemberRecord, check: bool) -> (String, String) {
+    let seat = member.seed_user.as_deref().filter(|u| check && !u.is_empty());
+    let seat = seat.and_then(|u| serde_json::to_string(u).ok()).unwrap_or_default();
+    let user = member.user.as_deref().map(|u| format!("={u}")).unwrap_or_default();
+    (seat, user)
+}
+
 fn add_command(pipe: &mut redis::Pipeline, shared: &Shared, l: &Link, op: &Op, epoch: &str, ttl: &str) {
     let k = &shared.keys;
     match op {
-        Op::Join { room, member, joined, capacity, .. } => {
+        Op::Join { room, member, joined, capacity, seat, .. } => {
+            let (seat, user) = seat_args(member, *seat);
             pipe.add_command(l.scripts.join.cmd(
                 &[&k.lease(), &k.room(room), &k.node_rooms()],
                 &[
@@ -142,6 +153,8 @@ fn add_command(pipe: &mut redis::Pipeline, shared: &Shared, l: &Link, op: &Op, e
                     k.channel_prefix().as_bytes(),
                     room.as_str().as_bytes(),
                     capacity.to_string().as_bytes(),
+                    seat.as_bytes(),
+                    user.as_bytes(),
                 ],
             ));
         }

@@ -41,6 +41,8 @@ pub enum Op {
         joined: Vec<u8>,
         /// Members the room may hold on all nodes together (0: no cap).
         capacity: usize,
+        /// Refuse if a member that does not yield it holds the joiner's seed user id.
+        seat: bool,
         /// How many nodes were told, and the other nodes' members.
         reply: oneshot::Sender<Result<(usize, Vec<MemberRecord>), BusError>>,
     },

@@ -1,10 +1,13 @@
 -- Records a member and tells the room's other nodes, reading them in the same step.
 -- KEYS: this node's lease, the room, this node's room index
 -- ARGV: node, epoch, peer, record, Joined message, record TTL ms, channel prefix, room name,
---       capacity (0: none)
+--       capacity (0: none), seat (the joiner's seed user id as JSON; '': no check),
+--       the joiner's token user after '=' ('': anonymous)
 -- Returns [n, peer, record, peer, record, ...]: n nodes received the Joined message, then the
 -- other nodes' records; FENCED if the lease is not this node's any more; FULL if the room
--- already holds `capacity` members on all nodes together (nothing is written then).
+-- already holds `capacity` members on all nodes together; SEAT if another member holds the
+-- seed user id with an access token for another user, or for it while the joiner has none
+-- (nothing is written after FULL or SEAT).
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then
   return redis.error_reply('FENCED')
 end
@@ -27,6 +30,21 @@ end
 local capacity = tonumber(ARGV[9])
 if capacity > 0 and count >= capacity then
   return redis.error_reply('FULL')
+end
+local seat = ARGV[10] or ''
+if seat ~= '' then
+  -- Records are `node|epoch|json`; only those naming the id as written are decoded.
+  local needle, wanted = '"u":' .. seat, cjson.decode(seat)
+  for i = 1, #entries, 2 do
+    local record = entries[i + 1]
+    if entries[i] ~= peer and string.find(record, needle, 1, true) then
+      local ok, body = pcall(cjson.decode, string.match(record, '^[^|]*|[^|]*|(.*)$') or '')
+      if ok and type(body) == 'table' and body.u == wanted
+          and type(body.n) == 'string' and ('=' .. body.n) ~= ARGV[11] then
+        return redis.error_reply('SEAT')
+      end
+    end
+  end
 end
 redis.call('HSET', KEYS[2], peer, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
