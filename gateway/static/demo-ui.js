@@ -8,7 +8,9 @@ export const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} 
  * What tests (and the curious, in the console) read.
  * - `state`: `idle`, `starting`, `connecting`, `waiting` (alone in the room), `in-call`, `failed`
  * - `connection`: the SDK's connection state; `peerId`, `nodeId`, `room`
- * - `peers[id]`: `{name, state, channelOpen, framesDecoded, stats}` (stats refreshed each second)
+ * - `peers[id]`: `{name, state, channelOpen, framesDecoded, stats, muted: {audio, video}}`
+ *   (stats refreshed each second; `muted` as the peer announced it)
+ * - `cluster`: `{connected, redis}` as the node said (null on a lone node)
  * - `messages`: chat received, `{from, text}`; `sent`: chat sent
  * - `errors`: `{code, message}` the SDK reported; `notices`: the current notices by kind
  * - `localMedia`: `camera`, `denied`, `unavailable`, `receive-only` or `none`; `sharing`;
@@ -20,6 +22,7 @@ export const demo = {
   /** @type {string|null} */ peerId: null,
   /** @type {string|null} */ nodeId: null,
   /** @type {string|null} */ room: null,
+  /** @type {{connected: boolean, redis: string|null}|null} */ cluster: null,
   /** @type {Record<string, any>} */ peers: {},
   /** @type {{from: string, text: string}[]} */ messages: [],
   /** @type {string[]} */ sent: [],
@@ -47,7 +50,7 @@ export function log(text, error = false) {
 
 /**
  * Shows (or with null text, removes) the notice of one kind: `media-denied`, `unreachable`,
- * `reconnecting`, `auth`, `error`, `removed`, `peer-left`, `room-full`, `share`.
+ * `reconnecting`, `cluster`, `auth`, `error`, `removed`, `peer-left`, `room-full`, `share`.
  * @param {string} kind @param {string|null} text @param {'warn'|'error'|'info'} [level] @param {string} [code]
  */
 export function notice(kind, text, level = 'warn', code = '') {
@@ -82,7 +85,9 @@ export function updateCount() {
   $('videos').dataset.count = String(count);
   const n = Object.keys(demo.peers).length;
   if (demo.connection !== 'connected' || !demo.room) return;
-  if (n === 0) setState('waiting', `in “${demo.room}”, waiting for others…`);
+  // Cut off from the cluster, the others may be there already, on another node.
+  const cut = demo.cluster?.connected === false ? ' (this node is cut off from the other nodes)' : '';
+  if (n === 0) setState('waiting', `in “${demo.room}”, waiting for others…${cut}`);
   else setState('in-call', `in a call with ${n} other${n === 1 ? '' : 's'}`);
 }
 
@@ -105,10 +110,40 @@ export function addTile(peer) {
   if (peer.user) tile.dataset.user = peer.user;
   /** @type {HTMLElement} */ (tile.querySelector('.name')).textContent = nameOf(peer);
   $('videos').append(tile);
-  demo.peers[peer.id] = { name: nameOf(peer), state: 'new', channelOpen: false, framesDecoded: 0, stats: null };
+  demo.peers[peer.id] = { name: nameOf(peer), state: 'new', channelOpen: false, framesDecoded: 0, stats: null, muted: { audio: false, video: false } };
   notice('peer-left', null);
   log(`${nameOf(peer)} (${peer.id}) is here; ${peer.initiator ? 'calling' : 'waiting for its call'}`);
   updateCount();
+}
+
+/**
+ * Shows what a peer muted on its tile (a disabled track still plays, black and silent).
+ * @param {string} id @param {boolean} audio @param {boolean} video
+ */
+export function showMuted(id, audio, video) {
+  const tile = tileOf(id);
+  if (demo.peers[id]) demo.peers[id].muted = { audio, video };
+  if (!tile) return;
+  tile.dataset.mutedAudio = String(audio);
+  tile.dataset.mutedVideo = String(video);
+  /** @type {HTMLElement} */ (tile.querySelector('.badges')).textContent = [audio && 'mic off', video && 'camera off'].filter(Boolean).join(', ');
+  log(`${demo.peers[id]?.name ?? id}: ${audio ? 'microphone muted' : 'microphone on'}, ${video ? 'camera off' : 'camera on'}`);
+}
+
+/** Why a peer left, as a sentence (docs/protocol.md, `peer-left` reasons). @param {string} name @param {string} reason */
+export function leftSentence(name, reason) {
+  switch (reason) {
+    case 'left': return `${name} left the call.`;
+    case 'disconnected': return `${name} disconnected (their page closed or their network dropped).`;
+    case 'timeout': return `${name} lost connection.`;
+    case 'slow-consumer': return `${name} was cut off: their connection could not keep up.`;
+    case 'shutdown': return `${name}'s server shut down; they may come back in a moment.`;
+    case 'node-lost': return `${name}'s server stopped answering; they may come back in a moment.`;
+    case 'replaced': return `${name} joined again from another tab or device.`;
+    case 'kicked': return `${name} was removed from the call.`;
+    case 'room-closed': return `The call was closed; ${name} is gone too.`;
+    default: return `${name} left the call (${reason}).`;
+  }
 }
 
 /** @param {string} id */

@@ -2,7 +2,8 @@
 // (mute each), screen sharing, chat over data channels, live statistics per peer, and plain
 // words when the camera is refused or the server cannot be reached.
 //
-// URL parameters: `room`, `user`, `token` (an access token from POST /v1/tokens), `autojoin=1`
+// URL parameters: `room`, `user`, `token` (an access token from POST /v1/tokens; `access_token`,
+// the node's own name for it, works too), `autojoin=1`
 // (call on load), `ws` (another signaling endpoint), `media=0` (join receive-only without
 // asking for the camera), `res=WxH` (camera resolution, default 640x480).
 //
@@ -10,7 +11,7 @@
 // `body[data-call-state]`) and its state in `window.demo` (see demo-ui.js).
 
 import { connect } from './switchboard.js';
-import { $, addTile, chatLine, demo, input, log, nameOf, notice, refreshStats, removeTile, setState, tileOf, updateCount } from './demo-ui.js';
+import { $, addTile, chatLine, demo, input, leftSentence, log, nameOf, notice, refreshStats, removeTile, setState, showMuted, tileOf, updateCount } from './demo-ui.js';
 
 /** The mesh's size: every peer sends its media to every other, so uplink grows with each. */
 const MAX_PEOPLE = 6;
@@ -136,7 +137,8 @@ async function call() {
   /** @type {HTMLVideoElement} */ ($('localVideo')).srcObject = camera;
   if (demo.room !== room) return camera?.getTracks().forEach((t) => t.stop()); // hung up meanwhile
 
-  const client = connect({ url: params.get('ws') || undefined, token: params.get('token') || null, log });
+  const token = params.get('token') || params.get('access_token') || null;
+  const client = connect({ url: params.get('ws') || undefined, token, log });
   demo.client = client;
   wire(client);
   await client.setLocalStream(camera);
@@ -169,6 +171,7 @@ function wire(client) {
       $('identity').textContent = `you are ${e.peerId} on node ${e.nodeId}`;
       updateCount();
     } else if (e.state === 'reconnecting' && e.delayMs !== undefined) {
+      clusterNotice(null); // that node's; the next one says its own
       const when = `Trying again in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}).`;
       if (e.unreachable) {
         notice('reconnecting', null);
@@ -185,9 +188,10 @@ function wire(client) {
     demo.errors.push({ code: e.code, message: e.message });
     if (e.code === 'ice-servers-unavailable') return; // logged; calls on one network need none
     const auth = ['unauthorized', 'token-expired', 'token-invalid', 'forbidden'].includes(e.code);
-    const text = auth ? `Access refused (${e.code}): ${e.message}` : `Server error ${e.code}: ${e.message}`;
+    const text = auth ? `Access refused (${e.code}): ${authHelp(e.code, e.message)}` : `Server error ${e.code}: ${e.message}`;
     notice(auth ? 'auth' : 'error', text, 'error', e.code);
   });
+  on('cluster-status', (e) => clusterNotice({ connected: e.connected, redis: e.redis }));
   on('left', (e) => {
     const what = e.reason === 'room-closed' ? `An operator closed “${e.room}”` : `An operator removed you from “${e.room}”`;
     notice('removed', `${what} (${e.reason}). Call again to rejoin.`, 'error', e.reason);
@@ -197,10 +201,11 @@ function wire(client) {
   on('peer-left', (e) => {
     removeTile(e.peerId);
     if (e.reason !== 'reconnecting' && e.reason !== 'hung-up') {
-      notice('peer-left', `${nameOf(e.peer)} left the call (${e.reason}).`, 'info');
+      notice('peer-left', leftSentence(nameOf(e.peer), e.reason), 'info', e.reason);
       log(`${e.peerId} left: ${e.reason}`);
     }
   });
+  on('peer-muted', (e) => showMuted(e.peerId, e.audio, e.video));
   on('peer-state', (e) => {
     const tile = tileOf(e.peerId);
     if (tile) {
@@ -249,8 +254,36 @@ function hangUp(keepNotices = false) {
   if (!keepNotices) for (const kind of Object.keys(demo.notices)) notice(kind, null);
   notice('unreachable', null);
   notice('reconnecting', null);
+  clusterNotice(null);
   $('identity').textContent = '';
   setState(demo.state === 'failed' ? 'failed' : 'idle', demo.state === 'failed' ? 'disconnected' : 'idle');
+}
+
+/**
+ * What to do about a refused access token, in this page's terms: the page takes its token from
+ * `token=` in its own address (the node's message names the WebSocket's `access_token`).
+ * @param {string} code @param {string} message
+ */
+function authHelp(code, message) {
+  if (code === 'unauthorized') return 'this server requires an access token. Add &token=<token> to this page\'s address (tokens come from POST /v1/tokens; see the README).';
+  if (code === 'token-expired') return 'the token in this page\'s address (token=) has expired. Get a new one and open the page with &token=<new token>.';
+  if (code === 'token-invalid') return `the token in this page's address (token=) is not valid here: ${message}.`;
+  return message;
+}
+
+/**
+ * Says when the node cannot reach its cluster's Redis (null or `connected`: clears it).
+ * @param {{connected: boolean, redis: string|null}|null} status
+ */
+function clusterNotice(status) {
+  if (status && status.connected !== demo.cluster?.connected) log(`this node ${status.connected ? 'reaches' : 'cannot reach'} its cluster's Redis${status.redis ? ` (${status.redis})` : ''}`, !status.connected);
+  demo.cluster = status;
+  if (!status || status.connected) notice('cluster', null);
+  else {
+    const where = status.redis ? `Redis at ${status.redis}` : 'its Redis';
+    notice('cluster', `This node cannot reach ${where}: calls to people on other nodes will not connect (people on this node can still call). It keeps trying; this notice goes away when it is back.`, 'error', 'cluster-down');
+  }
+  updateCount();
 }
 
 // ---- chat -----------------------------------------------------------------------------------------

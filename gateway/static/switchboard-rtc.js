@@ -73,6 +73,8 @@ export class RemotePeer {
   stream = new MediaStream();
   /** The data channel messages go out on (the first to open). @type {RTCDataChannel|null} */
   channel = null;
+  /** What the peer says it muted (its `setMuted`): a disabled track looks live from here. */
+  muted = { audio: false, video: false };
 
   #host;
   #makingOffer = false;
@@ -141,11 +143,17 @@ export class RemotePeer {
   }
 
   /**
-   * Applies one `signal.data` from this peer: a session description or an ICE candidate.
+   * Applies one `signal.data` from this peer: a session description, an ICE candidate, or its
+   * mute state (`{muted: {audio, video}}`).
    * Signals are queued and applied in order; a failure is logged, never thrown.
    * @param {any} data
    */
   handleSignal(data) {
+    // Not negotiation: applied at once (still in order among themselves).
+    if (data && typeof data === 'object' && !('type' in data) && !('candidate' in data) && typeof data.muted === 'object') {
+      this.muted = { audio: data.muted?.audio === true, video: data.muted?.video === true };
+      return this.#host.emit('peer-muted', { peerId: this.id, peer: this, ...this.muted });
+    }
     this.#inbox = this.#inbox
       .then(() => this.#apply(data))
       .catch((e) => this.#host.log(`signal from ${this.id} failed: ${e}`));

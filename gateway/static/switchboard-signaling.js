@@ -20,6 +20,9 @@ export const SUBPROTOCOL = 'switchboard.v1';
 /** The protocol version this SDK speaks. */
 export const PROTOCOL_VERSION = 1;
 
+/** Optional frames (`?notify=`), sent only to clients that ask: `cluster-status` (docs/protocol.md). */
+const NOTIFY = 'cluster-status';
+
 /** Close codes after which reconnecting cannot help: the token, not the network, is the problem. */
 const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_FORBIDDEN = 4403;
@@ -219,7 +222,7 @@ export class Signaling {
     if (token) protocols.push(`access_token.${token}`);
     let ws;
     try {
-      ws = new WebSocket(url, protocols);
+      ws = new WebSocket(withNotify(url), protocols);
     } catch (e) {
       // A malformed URL: no retry will fix it.
       return this.#fail(new SwitchboardError('unreachable', `cannot open ${url}: ${e}`, { fatal: true }));
@@ -459,5 +462,16 @@ export class Signaling {
   #setState(state, fields) {
     this.state = state;
     this.#hooks.state(state, fields);
+  }
+}
+
+/** `url` asking for the optional frames this SDK handles, unless it names its own `notify`. @param {string} url */
+function withNotify(url) {
+  try {
+    const u = new URL(url);
+    if (!u.searchParams.has('notify')) u.searchParams.set('notify', NOTIFY);
+    return u.toString();
+  } catch {
+    return url; // WebSocket reports it
   }
 }

@@ -35,6 +35,8 @@ export { PROTOCOL_VERSION, RemotePeer, SUBPROTOCOL, SwitchboardError };
  * | `peer-joined` | `peerId`, `peer` (RemotePeer: `user`, `role`, `meta`), `initiator` (true: we call it) |
  * | `peer-left` | `peerId`, `peer`, `reason`: the protocol's (`left`, `disconnected`, `timeout`, `kicked`, `room-closed`, `node-lost`, …), or the SDK's `reconnecting` (our own connection dropped; we call again after the rejoin) and `hung-up` (we left, or were removed) |
  * | `peer-state` | `peerId`, `peer`, `state` (RTCPeerConnectionState) |
+ * | `peer-muted` | `peerId`, `peer`, `audio`, `video` (true: muted): the peer's `setMuted`, also as `peer.muted` |
+ * | `cluster-status` | `connected` (false: the node cannot reach its cluster's Redis — peers on other nodes are out of reach), `redis` (`host:port`, when the node shows it); also as `client.cluster` |
  * | `track` | `peerId`, `peer`, `track`, `stream` (the peer's MediaStream: play it) |
  * | `channel-open`, `channel-close` | `peerId`, `peer`, `channel` |
  * | `message` | `peerId`, `peer`, `data` (string or ArrayBuffer), `text` (decoded) — from the data channel |
@@ -90,6 +92,8 @@ export class SwitchboardClient extends EventTarget {
   nodeId = null;
   /** The limits the node announced in `welcome`. @type {object|null} */
   limits = null;
+  /** Whether the node reaches its cluster bus: `{connected, redis}`; null on a lone node. @type {{connected: boolean, redis: string|null}|null} */
+  cluster = null;
   /** The room we are in or joining. @type {string|null} */
   room = null;
   /** The other members, by peer id. @type {Map<string, RemotePeer>} */
@@ -110,6 +114,8 @@ export class SwitchboardClient extends EventTarget {
   #outgoing = /** @type {Record<string, MediaStreamTrack|null>} */ ({ audio: null, video: null });
   /** @type {MediaStream|null} */
   #stream = null;
+  /** What we told (and tell every new) peer of our mute state. */
+  #muted = { audio: false, video: false };
   /** What each RemotePeer may ask of us. */
   #host = {
     /** @param {string} to @param {object} data */
@@ -216,13 +222,18 @@ export class SwitchboardClient extends EventTarget {
   /**
    * Mutes or unmutes our outgoing track of `kind`: a muted camera sends black frames and a
    * muted microphone silence, with nothing renegotiated (it is the track's `enabled` flag, so
-   * a local preview of the same track goes black too).
+   * a local preview of the same track goes black too). A disabled track fires no event at the
+   * other end, so every peer is also told, as `signal` data `{"muted": {audio, video}}` (a
+   * peer joining later when something is muted); theirs show it as `peer-muted`.
    * @param {'audio'|'video'} kind
    * @param {boolean} muted
    */
   setMuted(kind, muted) {
     const track = this.#outgoing[kind];
     if (track) track.enabled = !muted;
+    if (this.#muted[kind] === muted) return;
+    this.#muted[kind] = muted;
+    for (const id of this.peers.keys()) this.#tellMuted(id);
   }
 
   /**
@@ -263,6 +274,7 @@ export class SwitchboardClient extends EventTarget {
     this.peerId = welcome.peer_id;
     this.nodeId = welcome.node_id;
     this.limits = welcome.limits;
+    this.#onCluster(welcome.cluster ?? null);
     // A resumed session is still in its room and its peers saw nothing: no join, no new calls.
     // A join or leave that was under way finishes by itself (see Signaling.request).
     if (welcome.resumed) return this.#log(`resumed on node ${welcome.node_id} as ${welcome.peer_id}`);
@@ -272,6 +284,7 @@ export class SwitchboardClient extends EventTarget {
   /** @param {boolean} willRetry */
   #onDown(willRetry) {
     this.peerId = null;
+    this.cluster = null; // the next node's welcome says what it knows
     // The others see our old peer id leave; after the rejoin we call them again as newcomers.
     this.#closePeers(willRetry ? 'reconnecting' : 'hung-up');
     if (!willRetry) this.#settleJoin(null, new SwitchboardError('closed', 'the connection was closed'));
@@ -288,8 +301,20 @@ export class SwitchboardClient extends EventTarget {
     });
   }
 
+  /**
+   * What the node says of its cluster bus (in `welcome`, then on each change).
+   * @param {{connected: boolean, redis?: string}|null} status
+   */
+  #onCluster(status) {
+    const was = this.cluster;
+    this.cluster = status && { connected: status.connected !== false, redis: status.redis ?? null };
+    // A lone node says nothing; after a cluster node that had said something, that is news.
+    if (this.cluster || was) this.#emit('cluster-status', this.cluster ?? { connected: true, redis: null });
+  }
+
   /** @param {any} msg */
   #onMessage(msg) {
+    if (msg.type === 'cluster-status') return this.#onCluster(msg);
     if (msg.room !== this.room) return; // a late frame of a room we left
     switch (msg.type) {
       case 'joined':
@@ -383,7 +408,13 @@ export class SwitchboardClient extends EventTarget {
     });
     this.peers.set(peer.id, peer);
     this.#emit('peer-joined', { peerId: peer.id, peer, initiator });
+    if (this.#muted.audio || this.#muted.video) this.#tellMuted(peer.id);
     return peer;
+  }
+
+  /** @param {string} peerId */
+  #tellMuted(peerId) {
+    this.#host.signal(peerId, { muted: { ...this.#muted } });
   }
 
   /**

@@ -283,6 +283,16 @@ impl Config {
         self.edge.token_secrets.iter().filter(|s| !s.is_empty()).cloned().collect()
     }
 
+    /// Where `--redis-url` points, as `host:port` (or a socket path): never the URL itself,
+    /// which may carry a password. `None` without a Redis URL.
+    pub fn redis_addr(&self) -> Option<String> {
+        use redis::IntoConnectionInfo;
+        let url = self.redis_url.as_deref()?;
+        // The URL was checked when the flag was parsed; a URL that stopped parsing is shown as
+        // nothing rather than as itself.
+        url.into_connection_info().ok().map(|info| info.addr().to_string())
+    }
+
     /// The limits as announced to v1 clients in `welcome`.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -326,5 +336,13 @@ mod tests {
             Err(ConfigError::ProductionAnonymous)
         ));
         assert!(matches!(keys(&["--token-secrets", "short"]), Err(ConfigError::Secrets(KeyError::TooShort { .. }))));
+    }
+
+    #[test]
+    fn the_redis_address_shown_carries_no_password() {
+        let addr = |url: &str| Config::parse_from(["switchboard-node", "--redis-url", url]).redis_addr();
+        assert_eq!(addr("redis://:s3cret@10.0.0.5:6380/2").as_deref(), Some("10.0.0.5:6380"));
+        assert_eq!(addr("redis://user:s3cret@redis.example.com").as_deref(), Some("redis.example.com:6379"));
+        assert_eq!(Config::parse_from(["switchboard-node"]).redis_addr(), None);
     }
 }

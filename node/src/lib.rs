@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod bus;
+pub mod cluster_watch;
 pub mod config;
 pub mod dialect;
 pub mod heartbeat;
@@ -108,6 +109,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         info!("demo page: http://{host}:{}/?room=demo (open it in two tabs and press Call)", local.port());
     }
     actix_rt::spawn(heartbeat::run(Arc::clone(&state)));
+    actix_rt::spawn(cluster_watch::run(Arc::clone(&state)));
     actix_rt::spawn(shutdown::on_signal(Arc::clone(&state), server.handle()));
     server.await?;
     info!(node = %node_id, "node stopped");

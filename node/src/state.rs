@@ -12,6 +12,7 @@ use switchboard::protocol::PeerId;
 use switchboard::protocol::v1::Limits;
 
 use crate::bus::{Bus, NodeId, NodeStatus};
+use crate::cluster_watch::ClusterWatch;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -33,6 +34,8 @@ pub struct NodeState {
     pub started_at: u64,
     /// Sessions handed to other nodes while this one drains.
     pub handoff: Handoff,
+    /// What clients are told of the cluster bus; `None` on a lone node.
+    pub cluster: Option<ClusterWatch>,
     draining: AtomicBool,
 }
 
@@ -48,6 +51,7 @@ impl NodeState {
         let limits = config.limits();
         let origins = OriginPolicy::new(&config.allowed_origins);
         let sessions = SessionDirectory::new(config.max_connections);
+        let cluster = ClusterWatch::new(&config);
         Self {
             config,
             node_id,
@@ -61,6 +65,7 @@ impl NodeState {
             started_at: unix_ms(),
             draining: AtomicBool::new(false),
             handoff: Handoff::default(),
+            cluster,
         }
     }
 

@@ -120,7 +120,8 @@ pub async fn upgrade(
     let parts = framed.into_parts();
     match admitted {
         Ok((grant, resume)) => {
-            Session::start(state, dialect, parts.io, parts.read_buf, grant, resume);
+            let cluster_status = notify(&req, v1::NOTIFY_CLUSTER_STATUS);
+            Session::start(state, dialect, parts.io, parts.read_buf, grant, resume, cluster_status);
             Ok(())
         }
         Err((err, close_code)) => {
@@ -180,6 +181,18 @@ struct ResumeQuery {
 fn resume_token(req: &Request) -> Option<String> {
     let q = req.uri().query()?;
     actix_web::web::Query::<ResumeQuery>::from_query(q).ok()?.into_inner().resume.filter(|t| !t.is_empty())
+}
+
+#[derive(Deserialize)]
+struct NotifyQuery {
+    notify: Option<String>,
+}
+
+/// Whether the client asked for the optional frames `name` (`?notify=a,b`).
+fn notify(req: &Request, name: &str) -> bool {
+    let Some(q) = req.uri().query() else { return false };
+    let notify = actix_web::web::Query::<NotifyQuery>::from_query(q).ok().and_then(|q| q.into_inner().notify);
+    notify.is_some_and(|n| v1::notify_wants(&n, name))
 }
 
 /// The subprotocol entry that carries a token: `access_token.<jwt>`.

@@ -1,8 +1,9 @@
 // Two pages of the demo call each other: page A from BASE_A, page B from BASE_B (two nodes of a
 // cluster, or one node twice). Both must decode the other's video (framesDecoded > 0 from
 // getStats), a data-channel message must cross each way, A turns its camera off and on (B's
-// picture goes black and comes back) and mutes its microphone, swaps its camera for a screen
-// share and back (replaceTrack: B keeps decoding), and A's hang-up must reach B as `peer-left`.
+// picture goes black and comes back) and mutes its microphone — B's tile of A says so, and stops
+// saying so when A unmutes — swaps its camera for a screen share and back (replaceTrack: B keeps
+// decoding), and A's hang-up must reach B as `peer-left`, in words ("ann left the call.").
 // Screenshots of both pages are saved as NAME-a.png and NAME-b.png.
 //
 // Usage: node demo-call.mjs ARTIFACT_DIR NAME BASE_A BASE_B
@@ -41,8 +42,18 @@ await scenario(name, 100000, async (s, [, baseA, baseB]) => {
   let dark = lit;
   for (let i = 0; i < 50 && dark > 15; i++) [dark] = [await brightness(b, remote), await sleep(100)];
   if (dark > 15) s.fail(`B still sees A's camera (brightness ${dark}) after A turned it off`);
+  // A disabled track fires nothing at B: B knows only because A's page told it.
+  const badges = '#videos .tile.remote .badges';
+  const mutedShown = await s.until(b, "B's tile of A never showed A muted", (sel) => {
+    const peer = Object.values(demo.peers)[0];
+    return peer?.muted.audio && peer.muted.video && document.querySelector(sel)?.textContent;
+  }, badges, 5000);
   await a.click('#camBtn');
   await a.click('#micBtn');
+  await s.until(b, "B's tile of A still shows A muted after A unmuted", (sel) => {
+    const peer = Object.values(demo.peers)[0];
+    return peer && !peer.muted.audio && !peer.muted.video && document.querySelector(sel)?.textContent === '';
+  }, badges, 5000);
   let back = dark;
   for (let i = 0; i < 50 && back < 30; i++) [back] = [await brightness(b, remote), await sleep(100)];
   if (back < 30) s.fail(`B's picture of A stayed dark (${back}) after A turned the camera on`);
@@ -65,5 +76,5 @@ await scenario(name, 100000, async (s, [, baseA, baseB]) => {
   await a.click('#hangupBtn');
   const left = await s.until(b, 'B never saw A hang up', () => Object.keys(demo.peers).length === 0 && demo.notices['peer-left'], undefined, 10000);
   await s.until(a, 'A is not idle after hanging up', () => demo.state === 'idle', undefined, 5000);
-  return { nodes: [nodeA, nodeB], frames_a: framesA, frames_b: framesB, brightness: { lit, dark, back }, screen_share: shared, b_saw: left, screenshots: shots };
+  return { nodes: [nodeA, nodeB], frames_a: framesA, frames_b: framesB, brightness: { lit, dark, back }, muted_shown: mutedShown, screen_share: shared, b_saw: left, screenshots: shots };
 });

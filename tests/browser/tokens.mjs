@@ -83,7 +83,7 @@ await scenario('tokens', 100000, async (s, [baseA, baseB, apiKey]) => {
   const bobId = await b.evaluate(() => demo.peerId);
   const kicked = await admin(`/v1/rooms/${room}/members/${bobId}`);
   const kickNotice = await s.until(b, 'bob never learnt he was kicked', () => demo.state === 'idle' && document.querySelector('#notices [data-kind="removed"][data-code="kicked"]')?.textContent, undefined, 10000);
-  await s.until(a, 'ann never saw bob kicked', () => Object.keys(demo.peers).length === 0 && /kicked/.test(demo.notices['peer-left'] ?? ''), undefined, 10000);
+  const kickSeen = await s.until(a, 'ann never saw bob kicked', () => Object.keys(demo.peers).length === 0 && document.querySelector('#notices [data-kind="peer-left"][data-code="kicked"]')?.textContent, undefined, 10000);
   await b.click('#callBtn');
   await untilDecodingFrom(s, a, 'ann (bob back after the kick)', 1);
   const closed = await admin(`/v1/rooms/${room}`);
@@ -92,7 +92,7 @@ await scenario('tokens', 100000, async (s, [baseA, baseB, apiKey]) => {
   }
   const shotClosed = await s.screenshot(a, 'tokens-room-closed.png');
   return {
-    operator: { kicked, kick_notice: kickNotice, closed },
+    operator: { kicked, kick_notice: kickNotice, kick_seen: kickSeen, closed },
     users: names,
     ice_servers: ice.servers,
     refusals: { forbidden: forbidden.text, unauthorized: unauthorized.text, expired: expired.text },

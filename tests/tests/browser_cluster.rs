@@ -7,7 +7,8 @@
 //! - the seed protocol's page flow (`/seed.html` on `/ws`), one page on each node;
 //! - a three-person mesh in one browser context, spread over both nodes;
 //! - what the page says when the camera is refused and when the server is unreachable, and
-//!   that it reconnects, joins again and calls again when its node comes back.
+//!   that it reconnects, joins again and calls again when its node comes back;
+//! - what the page says while its node cannot reach Redis, and that it stops when Redis is back.
 //!
 //! Scenarios: `tests/browser/*.mjs`; screenshots: `target/test-artifacts/`.
 
@@ -16,7 +17,7 @@ mod cluster;
 
 use browser_support::{assert_screenshots, run, scenarios};
 use cluster::Cluster;
-use switchboard_tests::node_binary;
+use switchboard_tests::{Node, node_binary};
 
 #[test]
 fn demo_pages_on_two_nodes_call_each_other() {
@@ -29,7 +30,9 @@ fn demo_pages_on_two_nodes_call_each_other() {
         let frames = report[side].as_object().expect("frames by peer");
         assert!(frames.len() == 1 && frames.values().all(|f| f.as_u64() > Some(0)), "{side}: {report}");
     }
-    assert!(report["b_saw"].as_str().is_some_and(|t| t.contains("ann left")), "{report}");
+    // Why a peer went, in words ("left the call (left)" said the code twice).
+    assert_eq!(report["b_saw"], "ann left the call.", "{report}");
+    assert_eq!(report["muted_shown"], "mic off, camera off", "{report}");
     assert_screenshots(&report, "screenshots");
 }
 
@@ -73,6 +76,27 @@ fn the_page_explains_a_refused_camera_and_an_unreachable_server_then_recovers() 
         report["recalled"]["uma"].as_object().is_some_and(|f| f.values().all(|n| n.as_u64() > Some(0))),
         "{report}"
     );
+    assert_screenshots(&report, "screenshots");
+}
+
+/// A node pointed at a Redis that is not there (yet) serves the page as if all were well; the
+/// page must say that this node cannot reach Redis — naming the address, never the password in
+/// the URL — and stop saying it once Redis is up, and say it again when Redis goes.
+#[test]
+fn the_page_says_when_its_node_cannot_reach_redis() {
+    let Some((dir, _one_at_a_time)) = scenarios() else { return };
+    const PASSWORD: &str = "hunter2-not-for-pages";
+    let port = switchboard_tests::free_port();
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}");
+    let node = Node::start(&node_binary(), &["--redis-url", &url, "--node-lease-ms", "1500", "--node-id", "cut"]);
+    let report = run(&dir, "cluster-status.mjs", &[&node.http_url(""), &port.to_string(), PASSWORD]);
+    let addr = format!("127.0.0.1:{port}");
+    for key in ["notice", "from_welcome", "again"] {
+        let text = report[key].as_str().unwrap_or_default();
+        assert!(text.contains(&format!("cannot reach Redis at {addr}")), "{key}: {report}");
+        assert!(!text.contains(PASSWORD), "{key}: {report}");
+    }
+    assert!(report["status"].as_str().is_some_and(|t| t.contains("cut off")), "{report}");
     assert_screenshots(&report, "screenshots");
 }
 

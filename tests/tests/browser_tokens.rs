@@ -29,5 +29,10 @@ fn pages_join_with_minted_tokens_and_show_refusals_and_operator_removals() {
     assert_eq!(report["operator"]["kicked"]["removed"], 1, "{report}");
     assert_eq!(report["operator"]["closed"]["removed"], 2, "{report}");
     assert!(report["operator"]["kick_notice"].as_str().is_some_and(|t| t.contains("(kicked)")), "{report}");
+    // The others read why in words, not as the protocol's reason code.
+    assert_eq!(report["operator"]["kick_seen"], "bob was removed from the call.", "{report}");
+    // The page takes its token from `token=` in its own address: that is what it tells to add.
+    let unauthorized = report["refusals"]["unauthorized"].as_str().unwrap_or_default();
+    assert!(unauthorized.contains("&token=") && !unauthorized.contains("access_token"), "{report}");
     assert_screenshots(&report, "screenshots");
 }

@@ -5,12 +5,14 @@
 //! room. It is the only place a peer's identity is stamped on a message, so a client can never
 //! speak as another peer. The dialects' message handling lives in [`v1`] and [`seed`].
 
+mod cluster;
 mod grant;
 mod handoff;
 mod inbox;
 mod seed;
 mod v1;
 
+pub use cluster::ClusterChanged;
 pub use grant::Grant;
 pub use handoff::{Abandon, Reconnect, RoomParked};
 pub use inbox::{
@@ -58,6 +60,8 @@ pub struct Session {
     grant: Option<Box<Grant>>,
     /// Being handed to another node (draining) or taken over from one (resuming).
     handoff: Option<Box<handoff::Handoff>>,
+    /// The client asked for `cluster-status` frames (`?notify=cluster-status`, v1 only).
+    cluster_status: bool,
     span: Span,
 }
 
@@ -75,6 +79,7 @@ impl Session {
         leftover: BytesMut,
         grant: Option<Box<Grant>>,
         resume: Option<ParkedSession>,
+        cluster_status: bool,
     ) -> Addr<Session> {
         let _ = io.set_nodelay(true);
         let (rd, wr) = io.into_split();
@@ -105,6 +110,8 @@ impl Session {
                 leave_reason: LeaveReason::Disconnected,
                 grant,
                 handoff,
+                // The seed protocol has no such frame: its clients get none, whatever they ask.
+                cluster_status: cluster_status && dialect == Dialect::V1,
                 span,
             }
         })
@@ -119,6 +126,7 @@ impl Session {
             heartbeat_ms: self.state.config.heartbeat().as_millis() as u64,
             limits: &self.state.limits,
             resumed,
+            cluster: self.state.cluster.as_ref().map(|c| c.status()),
         }
         .to_json();
         self.send(welcome.as_bytes(), "welcome", ctx);

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LeaveReason, Limits};
+use super::{ClusterStatus, LeaveReason, Limits};
 use crate::protocol::{ErrorCode, PeerId, Role};
 
 /// A server message as a Rust client reads it (owned, `data` as a JSON value).
@@ -19,6 +19,15 @@ pub enum Event {
         /// This connection resumed a parked session: same peer id, same rooms.
         #[serde(default)]
         resumed: bool,
+        /// A clustered node's bus: whether it reaches Redis (absent from lone and older nodes).
+        #[serde(default)]
+        cluster: Option<ClusterStatus>,
+    },
+    /// The node's bus came up or went down (only after asking with `?notify=cluster-status`).
+    ClusterStatus {
+        connected: bool,
+        #[serde(default)]
+        redis: Option<String>,
     },
     /// The node is draining: reconnect with `?resume=<resume_token>` within `within_ms`.
     Reconnect {

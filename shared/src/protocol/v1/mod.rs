@@ -3,7 +3,8 @@
 //! Client → server: `join`, `leave`, `signal` (targeted), `broadcast`, `ping`; each may carry an
 //! `id` (string or number) that the server echoes on the reply or error it causes.
 //! Server → client: `welcome` (first frame: protocol version, the peer id, limits), `joined`,
-//! `left`, `peer-joined`, `peer-left`, `signal`, `broadcast`, `pong`, `error`.
+//! `left`, `peer-joined`, `peer-left`, `signal`, `broadcast`, `pong`, `error`; and, only to a
+//! client that asked for it (`?notify=cluster-status`), `cluster-status`.
 //!
 //! The server assigns peer ids and stamps `from` itself: a client can never speak as another
 //! peer, nor address a room it has not joined. See `docs/protocol.md` for every message.
@@ -17,7 +18,9 @@ use serde_json::value::RawValue;
 use super::{ErrorCode, PeerId, ProtocolError, Role};
 
 mod client;
+mod cluster;
 pub use client::{Event, PeerEntry, Request};
+pub use cluster::{ClusterStatus, NOTIFY_CLUSTER_STATUS, notify_wants};
 
 /// The protocol version this module speaks.
 pub const VERSION: u32 = 1;
@@ -224,6 +227,16 @@ pub enum ServerMessage<'a> {
         /// follows. Absent on a fresh session.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         resumed: bool,
+        /// Whether this node reaches its cluster bus right now; absent on a lone node (no
+        /// `--redis-url`), which has no cluster to lose.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster: Option<&'a ClusterStatus>,
+    },
+    /// The node's [`ClusterStatus`] changed (it has held for a moment); only to clients that
+    /// asked with `?notify=cluster-status`.
+    ClusterStatus {
+        #[serde(flatten)]
+        status: &'a ClusterStatus,
     },
     /// The node is draining: reconnect (to any node) with `?resume=<resume_token>` within
     /// `within_ms` to keep this peer id and its rooms; the server closes with 1012 next.
