@@ -149,12 +149,12 @@ pub fn node_binary() -> String {
 }
 
 /// The reference peer's binary (`switchboard-peer` with feature `rtc`), rebuilt like
-/// [`node_binary`] when missing or older than its sources, or when it was built without `rtc`
-/// (no `join` subcommand).
+/// [`node_binary`] when missing or older than its sources (the patched webrtc crate among
+/// them), or when it was built without `rtc` (its `join`, even `join --help`, then fails).
 pub fn peer_binary() -> String {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let sources = ["shared/src", "shared/Cargo.toml", "Cargo.lock"];
+        let sources = ["shared/src", "shared/Cargo.toml", "patches/webrtc-0.17.2", "Cargo.lock"];
         fresh_binary("switchboard-peer", &["-p", "switchboard", "--features", "rtc"], &sources, &["join", "--help"])
     })
     .clone()

@@ -43,6 +43,10 @@ pub enum RtcError {
     Engine(String),
     #[error("a signal is not a description or a candidate: {0}")]
     BadSignal(String),
+    /// A text message to send is not UTF-8 (a text message arriving so is passed on as is, but
+    /// webrtc-rs sends text only from a `String`).
+    #[error("a text data-channel message is not UTF-8")]
+    NotUtf8,
 }
 
 impl RtcError {
@@ -50,6 +54,7 @@ impl RtcError {
         match self {
             RtcError::Engine(_) => "engine",
             RtcError::BadSignal(_) => "bad-signal",
+            RtcError::NotUtf8 => "not-utf8",
         }
     }
 }
@@ -122,11 +127,31 @@ pub enum PeerEvent<C> {
     NegotiationFailed(String),
 }
 
+/// One data-channel message and its kind: a browser's `send("…")` arrives as text and
+/// `send(ArrayBuffer)` as binary (SCTP payload protocol ids 51 and 53), and its `onmessage` hands
+/// the two over as a string or an `ArrayBuffer`, so whoever answers must keep the kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub data: Bytes,
+    /// Sent as text (a string); the bytes are then its UTF-8.
+    pub text: bool,
+}
+
+impl Message {
+    pub fn binary(data: Bytes) -> Self {
+        Message { data, text: false }
+    }
+
+    pub fn text(text: impl Into<String>) -> Self {
+        Message { data: Bytes::from(text.into()), text: true }
+    }
+}
+
 /// What happens on a data channel.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ChannelEvent {
     Open,
-    Message(Bytes),
+    Message(Message),
     Closed,
 }
 
@@ -178,6 +203,9 @@ pub trait RtcPeer: Sized + Send + Sync + 'static {
 pub trait RtcChannel: Clone + Send + Sync + 'static {
     /// Sends one binary message.
     fn send(&self, data: &Bytes) -> impl Future<Output = Result<(), RtcError>> + Send;
+
+    /// Sends one message as what it is, text or binary.
+    fn send_message(&self, message: &Message) -> impl Future<Output = Result<(), RtcError>> + Send;
 
     /// The channel's events from now on. One consumer per channel: a second call takes the
     /// events away from the first.

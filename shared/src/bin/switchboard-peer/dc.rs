@@ -4,14 +4,14 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use switchboard::rtc::{ChannelEvent, DataChannel, RtcChannel as _};
+use switchboard::rtc::{ChannelEvent, DataChannel, Message, RtcChannel as _, RtcError};
 use tokio::sync::{mpsc, oneshot};
 
-/// Sends messages `seqs` one at a time and waits for each echo, checking it byte for byte;
-/// returns the round trip times, ms.
+/// Sends binary messages `seqs` one at a time and waits for each echo, checking it byte for byte
+/// and binary; returns the round trip times, ms.
 pub async fn exchange(
     dc: &DataChannel,
-    echoes: &mut mpsc::UnboundedReceiver<Bytes>,
+    echoes: &mut mpsc::UnboundedReceiver<Message>,
     seqs: std::ops::Range<usize>,
     size: usize,
     step: Duration,
@@ -27,8 +27,11 @@ pub async fn exchange(
             .await
             .map_err(|_| format!("no echo of data-channel message {seq}"))?
             .ok_or("the data channel closed")?;
-        if echo != msg {
-            return Err(format!("data-channel message {seq} came back different ({} bytes)", echo.len()));
+        if echo.data != msg {
+            return Err(format!("data-channel message {seq} came back different ({} bytes)", echo.data.len()));
+        }
+        if echo.text {
+            return Err(format!("binary data-channel message {seq} came back as text"));
         }
         rtts.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
@@ -36,7 +39,7 @@ pub async fn exchange(
 }
 
 /// A data channel's messages, as a stream; `opened` fires when it opens.
-pub fn messages(dc: &DataChannel, opened: Option<oneshot::Sender<Instant>>) -> mpsc::UnboundedReceiver<Bytes> {
+pub fn messages(dc: &DataChannel, opened: Option<oneshot::Sender<Instant>>) -> mpsc::UnboundedReceiver<Message> {
     let mut events = dc.events();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -60,13 +63,16 @@ pub fn messages(dc: &DataChannel, opened: Option<oneshot::Sender<Instant>>) -> m
     rx
 }
 
-/// Echoes every message on `dc` back to its sender.
+/// Echoes every message on `dc` back to its sender, text as text and binary as binary.
 pub fn echo(dc: DataChannel) {
     let mut incoming = messages(&dc, None);
     tokio::spawn(async move {
         while let Some(m) = incoming.recv().await {
-            if dc.send(&m).await.is_err() {
-                return;
+            match dc.send_message(&m).await {
+                // Text that is not UTF-8 cannot go back as text, and as binary it would be
+                // another message than the one sent: no echo is the honest answer.
+                Ok(()) | Err(RtcError::NotUtf8) => {}
+                Err(_) => return,
             }
         }
     });
@@ -86,9 +92,9 @@ pub fn echo_ready(dc: DataChannel) {
 }
 
 /// Waits for the other side's [`READY`].
-pub async fn ready(echoes: &mut mpsc::UnboundedReceiver<Bytes>, step: Duration) -> Result<(), String> {
+pub async fn ready(echoes: &mut mpsc::UnboundedReceiver<Message>, step: Duration) -> Result<(), String> {
     match tokio::time::timeout(step, echoes.recv()).await {
-        Ok(Some(m)) if m == READY => Ok(()),
+        Ok(Some(m)) if m.data == READY => Ok(()),
         Ok(Some(_)) => Err("the first data-channel message was not the echo's ready".into()),
         Ok(None) => Err("the data channel closed".into()),
         Err(_) => Err("the echo side never said ready".into()),

@@ -2,8 +2,9 @@
 //!
 //! It offers to the peers already in the room (as the impolite side) and answers those who
 //! join later (as the polite side, adding its own tracks once connected, so it never has to
-//! roll back an offer — see `switchboard::rtc`). It echoes every data-channel message, sends
-//! synthetic video and audio, and prints one JSON line per event; on exit (after
+//! roll back an offer — see `switchboard::rtc`). It echoes every data-channel message (text as
+//! text, binary as binary: a browser tells the two apart), sends synthetic video and audio, and
+//! prints one JSON line per event; on exit (after
 //! `--duration-secs`, or SIGINT) a summary of what each remote peer sent it. A draining node's
 //! `reconnect` is followed inside the signaling task (`switchboard::rtc::signaling`): the
 //! session resumes on another node with the same peer id and the calls go on untouched (one

@@ -129,9 +129,10 @@ pub async fn run(args: Args) -> Result<(), String> {
         #[cfg(feature = "rtc")]
         return crate::mesh::run(&args).await;
         #[cfg(not(feature = "rtc"))]
-        return Err(
-            "WebRTC load needs switchboard-peer built with the `rtc` feature; --signal-only runs the relay".into()
-        );
+        return Err(format!(
+            "WebRTC load needs switchboard-peer built with the `rtc` feature ({}); --signal-only runs the relay",
+            crate::BUILD_WITH_RTC
+        ));
     }
     if args.peers_per_room != 2 {
         return Err("--signal-only runs rooms of two peers (--peers-per-room 2)".into());
