@@ -35,8 +35,10 @@ fn smoke(args: &[&str]) -> (bool, Value, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard-peer"));
     cmd.arg("smoke").args(args);
     let (ok, stdout, stderr) = run_until(cmd, Instant::now() + Duration::from_secs(90));
-    let report: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("report {stdout:?}: {e}\n{stderr}"));
+    // The report: a JSON line, then the verdict (`ok: …` or `FAILED: …`) on a line of its own.
+    let (report, verdict) = stdout.trim().split_once('\n').unwrap_or((&stdout, ""));
+    let report: Value = serde_json::from_str(report).unwrap_or_else(|e| panic!("report {stdout:?}: {e}\n{stderr}"));
+    assert_eq!(report["ok"] == true, verdict.starts_with("ok: "), "the verdict contradicts the report: {stdout}");
     (ok, report, stderr)
 }
 
@@ -82,7 +84,7 @@ fn a_relay_only_call_connects_through_coturn_with_gateway_credentials() {
     ]);
     assert!(ok && r["ok"] == true, "the relayed call failed: {r}\n{stderr}");
     println!("{r}");
-    assert_eq!(r["data"]["messages"], 50, "every message echoed byte for byte: {r}");
+    assert_eq!(r["data_channel"]["messages_echoed_intact"], 50, "every message echoed byte for byte: {r}");
     for dir in ["a_to_b", "b_to_a"] {
         let rtp = &r["rtp"][dir];
         assert!(rtp["video_packets"].as_u64() > Some(30), "{dir}: {rtp}");
@@ -98,7 +100,7 @@ fn a_relay_only_call_connects_through_coturn_with_gateway_credentials() {
         .args(wrong);
     let (ok, stdout, _) = run_until(cmd, Instant::now() + Duration::from_secs(60));
     assert!(!ok, "a relay-only call with a refused TURN credential must not connect: {stdout}");
-    assert!(stdout.contains("\"ok\":false"), "{stdout}");
+    assert!(stdout.contains("\"ok\":false") && stdout.contains("\nFAILED: "), "{stdout}");
 }
 
 /// An access token for `room`, minted by the gateway's `POST /v1/tokens`.

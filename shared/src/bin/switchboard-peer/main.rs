@@ -68,6 +68,36 @@ enum Cmd {
     /// For calling a browser or another tool. One JSON line per event.
     #[cfg(feature = "rtc")]
     Join(join::Args),
+    /// One real WebRTC call, checked end to end. Not in this build: it needs the `rtc` feature.
+    #[cfg(not(feature = "rtc"))]
+    Smoke(WithoutRtc),
+    /// One WebRTC peer that joins a room and stays. Not in this build: it needs the `rtc`
+    /// feature.
+    #[cfg(not(feature = "rtc"))]
+    Join(WithoutRtc),
+}
+
+/// How to build a `switchboard-peer` that makes WebRTC calls.
+#[cfg(not(feature = "rtc"))]
+const BUILD_WITH_RTC: &str = "cargo build --release -p switchboard --features rtc --bin switchboard-peer";
+
+/// The answer to a WebRTC subcommand in a build without them: what to type instead.
+#[cfg(not(feature = "rtc"))]
+fn without_rtc(name: &str) -> String {
+    format!(
+        "`{name}` makes real WebRTC calls, and this switchboard-peer was built without the `rtc` feature; build it with: {BUILD_WITH_RTC}"
+    )
+}
+
+/// The WebRTC subcommands in a build without them: listed, so that a newcomer who types one
+/// learns which build has it instead of reading "unrecognized subcommand". Every argument,
+/// `--help` included, is taken and answered with that.
+#[cfg(not(feature = "rtc"))]
+#[derive(clap::Args, Debug)]
+#[command(disable_help_flag = true)]
+struct WithoutRtc {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +128,10 @@ fn main() -> ExitCode {
             Cmd::Smoke(args) => smoke::run(args).await,
             #[cfg(feature = "rtc")]
             Cmd::Join(args) => join::run(args).await,
+            #[cfg(not(feature = "rtc"))]
+            Cmd::Smoke(_) => Err(without_rtc("smoke")),
+            #[cfg(not(feature = "rtc"))]
+            Cmd::Join(_) => Err(without_rtc("join")),
         }
     });
     // Idle sessions are still being drained; don't wait for them.

@@ -4,8 +4,9 @@
 //! A (impolite) offers a reliable ordered data channel and its video and audio, B (polite)
 //! answers, then adds its own tracks and offers in turn (a second negotiation); they exchange `--messages`
 //! messages that B echoes and A checks byte for byte, send video and audio both ways for
-//! `--media-secs`, optionally renegotiate mid-call (B adds a track), and hang up. Prints one JSON
-//! report; exits non-zero with the reason on any failure or at `--timeout-secs`.
+//! `--media-secs`, optionally renegotiate mid-call (B adds a track, then `--messages` more), and
+//! hang up. Prints one JSON report line, then the verdict on a line of its own (`ok: …` or
+//! `FAILED: …`); exits non-zero with the reason on any failure or at `--timeout-secs`.
 //!
 //! With `--gateway` the ICE servers come from the gateway; with `--token` or `--api-key` the
 //! peers connect with access tokens (see `access`). Many calls at once: `load`.
@@ -33,7 +34,7 @@ pub struct Args {
     /// nodes (A on the first, B on the second).
     #[arg(long = "url", required = true)]
     urls: Vec<String>,
-    /// Data-channel messages A sends and B echoes.
+    /// Data-channel messages A sends and B echoes (with --renegotiate, as many again after it).
     #[arg(long, default_value_t = 50)]
     messages: usize,
     /// Bytes per data-channel message (at least 8: a sequence number leads).
@@ -63,16 +64,36 @@ pub async fn run(args: Args) -> Result<(), String> {
         Ok(r) => r,
         Err(_) => Err(format!("the call did not complete within {}s", args.timeout_secs)),
     };
+    // The JSON line is for scripts; the verdict comes last, on a line of its own: where a reader
+    // of a terminal or of a Job's log looks first. One write for both, so that a reader that
+    // stops after the JSON (`| head -1`) does not cut the second off with a broken pipe.
     match outcome {
         Ok(report) => {
-            println!("{report}");
+            println!("{report}\nok: {}", summary(&report));
             Ok(())
         }
         Err(e) => {
-            println!("{}", json!({"ok": false, "error": e}));
+            println!("{}\nFAILED: {e}", json!({"ok": false, "error": e}));
             Err(e)
         }
     }
+}
+
+/// The verdict line's account of a call that worked, from its report.
+fn summary(r: &Value) -> String {
+    let mut nodes: Vec<&str> = r["nodes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    nodes.dedup();
+    let dc = &r["data_channel"];
+    let after = match dc["after_renegotiation"].as_u64() {
+        Some(n) => format!(" ({n} of them after the renegotiation)"),
+        None => String::new(),
+    };
+    format!(
+        "one call through {}; joined → data channel open in {} ms; {} data-channel messages echoed intact{after}; RTP both ways",
+        nodes.join(" and "),
+        r["join_to_open_ms"],
+        dc["messages_echoed_intact"],
+    )
 }
 
 /// What the signaling and the peer connection of one side report to the call.
@@ -196,6 +217,7 @@ async fn call(args: &Args) -> Result<Value, String> {
     tokio::time::sleep(Duration::from_secs(args.media_secs)).await;
 
     let mut renegotiation = Value::Null;
+    let mut after_renegotiation = None;
     if args.renegotiate {
         let tracks = peer_a.received().tracks.load(Ordering::Relaxed);
         let video_before = peer_a.received().video_packets.load(Ordering::Relaxed);
@@ -213,6 +235,7 @@ async fn call(args: &Args) -> Result<Value, String> {
         let new_track_ms = since(started, Instant::now());
         // The channel and the media carry on after the renegotiation.
         rtts.extend(exchange(&dc_a, &mut echoes, args.messages..2 * args.messages, size, step).await?);
+        after_renegotiation = Some(args.messages);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let video_since = peer_a.received().video_packets.load(Ordering::Relaxed).saturating_sub(video_before);
         if video_since == 0 {
@@ -249,11 +272,14 @@ async fn call(args: &Args) -> Result<Value, String> {
         "data_channel_open_ms": since(offer_at, open_at),
         "join_to_open_ms": since(joined, open_at),
         "b_tracks_negotiated_ms": since(b_offered, b_tracks_at),
-        "data": {
-            "messages": rtts.len(),
+        // Every message A sent and B echoed, checked byte for byte (any other outcome fails the
+        // call): --messages, and as many again after a renegotiation.
+        "data_channel": {
+            "messages_echoed_intact": rtts.len(),
+            "after_renegotiation": after_renegotiation,
             "bytes_each": args.message_bytes,
-            "rtt_p50_ms": percentile(&rtts, 0.5),
-            "rtt_p99_ms": percentile(&rtts, 0.99),
+            "echo_rtt_p50_ms": percentile(&rtts, 0.5),
+            "echo_rtt_p99_ms": percentile(&rtts, 0.99),
         },
         "rtp": {"a_to_b": to_b, "b_to_a": to_a},
         "renegotiation": renegotiation,
