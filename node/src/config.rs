@@ -68,7 +68,8 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
     pub log: String,
 
-    /// Worker threads serving connections. 0 = one per core.
+    /// Worker threads serving connections. 0 = one per CPU this process may run on; more than
+    /// that is capped (workers sharing a CPU wait for each other's time slices).
     #[arg(long, env = "SWITCHBOARD_WORKERS", default_value_t = 0)]
     pub workers: usize,
 

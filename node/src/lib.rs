@@ -18,6 +18,7 @@ pub mod dialect;
 pub mod heartbeat;
 pub mod limits;
 pub mod metrics;
+pub mod post;
 pub mod registry;
 pub mod room;
 pub mod server;

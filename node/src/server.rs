@@ -33,12 +33,30 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// How many workers to run for `asked` (0 = one per CPU): never more than the CPUs this process
+/// may run on (its affinity mask and cgroup quota). Two busy workers sharing one CPU do not take
+/// turns message by message but in the kernel's time slices: each waits up to 8 ms for the other,
+/// and a relay's p99 grew to 10–20× its p50 (BENCHMARKS.md, "Fairness under saturation").
+fn workers(asked: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match asked {
+        0 => cpus,
+        n if n > cpus => {
+            tracing::warn!(
+                asked = n,
+                cpus,
+                "--workers {n} is more than the {cpus} CPU(s) this process may run on; running {cpus}: \
+                 workers sharing a CPU wait for each other's time slices (milliseconds per relay)"
+            );
+            cpus
+        }
+        n => n,
+    }
+}
+
 /// Builds the server over `listener`; it runs when awaited.
 pub fn build(state: Arc<NodeState>, edge: web::Data<Edge>, listener: TcpListener) -> std::io::Result<Server> {
-    let workers = match state.config.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = workers(state.config.workers);
     let per_worker = state.config.max_connections.saturating_add(64);
     Server::build()
         .workers(workers)

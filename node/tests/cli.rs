@@ -108,3 +108,31 @@ fn a_node_that_cannot_reach_its_redis_says_so_naming_it() {
     assert!(log.contains(&format!("127.0.0.1:{port}")), "the address is not named:\n{log}");
     assert!(!log.contains("secret"), "the password is in the log:\n{log}");
 }
+
+/// `--workers` beyond the CPUs the process may run on is capped, and the node says so: two
+/// busy workers on one CPU take turns in the kernel's time slices, milliseconds per relay.
+#[test]
+fn workers_beyond_the_cpus_the_node_may_use_are_capped_with_a_warning() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = node_command(&["--listen", "127.0.0.1:0", "--workers", "2"]);
+    cmd.env_remove("RUST_LOG").stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: between fork and exec only async-signal-safe calls: sched_setaffinity on a
+    // stack-allocated set.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("node binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = BufReader::new(stdout).lines().next().and_then(Result::ok).unwrap_or_default();
+    assert!(line.starts_with("listening on"), "the node did not start: {line:?}");
+    let log = stderr_until(child, "starting 1 workers", Duration::from_secs(10));
+    assert!(log.contains("--workers 2 is more than the 1 CPU"), "no word of the cap:\n{log}");
+    assert!(log.contains("starting 1 workers"), "two workers share one CPU:\n{log}");
+}

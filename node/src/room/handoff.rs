@@ -26,7 +26,7 @@
 
 use std::time::Duration;
 
-use actix::{ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 use serde_json::value::RawValue;
 use switchboard::protocol::v1::{LeaveReason, PeerInfo};
 use switchboard::protocol::{PeerId, Role};
@@ -34,6 +34,7 @@ use tracing::{debug, warn};
 
 use super::{Member, Room};
 use crate::bus::{Held, MemberRecord, NodeId, ParkedRoom, RoomEvent};
+use crate::post::Homed;
 use crate::session::{Deliver, Provenance, ResumeAccepted, ResumeRefused, RoomParked, Session};
 
 /// How long a resumed member's frames may wait for the cluster's fences.
@@ -133,7 +134,7 @@ pub fn keep(parked: &mut Parked, d: Deliver) {
 #[rtype(result = "()")]
 pub struct Park {
     pub peer: PeerId,
-    pub session: Addr<Session>,
+    pub session: Homed<Session>,
     pub grace: Duration,
 }
 
@@ -176,7 +177,7 @@ impl Handler<Park> for Room {
 #[rtype(result = "()")]
 pub struct Resume {
     pub peer: PeerId,
-    pub session: Addr<Session>,
+    pub session: Homed<Session>,
     pub from: NodeId,
     pub meta: Option<std::sync::Arc<RawValue>>,
     pub user: Option<std::sync::Arc<str>>,
@@ -258,7 +259,7 @@ impl Room {
             parked: None,
             hold: Some(Box::new(hold)),
         });
-        r.session.do_send(ResumeAccepted { room: self.name.clone(), addr: ctx.address() });
+        r.session.do_send(ResumeAccepted { room: self.name.clone(), addr: Room::me(&self.me, ctx) });
         let peer = r.peer;
         ctx.run_later(HOLD_LIMIT, move |act, _| {
             if let Some(i) = act.position(peer).filter(|&i| act.members[i].hold.is_some()) {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use actix::Addr;
+use crate::post::Homed;
 use switchboard::protocol::v1::PeerInfo;
 
 use super::handoff::{self, Hold, Origin, Parked, Verdict};
@@ -14,7 +14,7 @@ pub(super) struct Member {
     pub(super) info: PeerInfo,
     pub(super) seed_user: Option<Arc<str>>,
     /// `None` for a member on another node.
-    pub(super) session: Option<Addr<Session>>,
+    pub(super) session: Option<Homed<Session>>,
     /// The member's node, for a member on another node.
     pub(super) node: Option<NodeId>,
     /// For a local member whose join is still settling across the cluster: what arrived for it

@@ -39,6 +39,7 @@ use tracing::{Span, debug, info_span, warn};
 
 use crate::bus::{BusError, JoinRules, Joined, MemberRecord, NodeId};
 use crate::dialect::{Dialect, error_frame};
+use crate::post::Homed;
 use crate::registry::{Registry, RoomIdle};
 use crate::session::{Deliver, JoinAccepted, JoinRefused, Session};
 use crate::state::NodeState;
@@ -62,6 +63,8 @@ pub struct Room {
     /// Members that resumed on another node, for whom this node still forwards what reaches it
     /// (see [`handoff`]).
     forwarding: Vec<Forwarding>,
+    /// This room's own address with its worker, for what sessions send back to it.
+    me: std::cell::OnceCell<Homed<Room>>,
     span: Span,
 }
 
@@ -83,8 +86,14 @@ impl Room {
             reconciling: false,
             reconcile_queued: false,
             forwarding: Vec::new(),
+            me: std::cell::OnceCell::new(),
             span,
         }
+    }
+
+    /// This room's [`Homed`] address (the room never leaves its worker).
+    fn me(me: &std::cell::OnceCell<Homed<Room>>, ctx: &Context<Self>) -> Homed<Room> {
+        me.get_or_init(|| Homed::here(ctx.address())).clone()
     }
 
     fn position(&self, peer: PeerId) -> Option<usize> {
@@ -242,7 +251,7 @@ impl Room {
         });
         // The member list as of now: what arrives later reaches the joiner as events.
         let frame = self.joined_frame(join.peer, join.id.as_deref());
-        let accepted = JoinAccepted { room: self.name.clone(), addr: ctx.address(), frame };
+        let accepted = JoinAccepted { room: self.name.clone(), addr: Self::me(&self.me, ctx), frame };
         match joined.settled {
             None => join.session.do_send(accepted),
             Some(settled) => {
@@ -274,7 +283,7 @@ impl Actor for Room {
 #[rtype(result = "()")]
 pub struct Join {
     pub peer: PeerId,
-    pub session: Addr<Session>,
+    pub session: Homed<Session>,
     pub meta: Option<Arc<RawValue>>,
     pub seed_user: Option<Arc<str>>,
     /// The user and role of the session's access token, if it has one.

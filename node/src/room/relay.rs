@@ -11,6 +11,7 @@ use tracing::debug;
 use super::{Member, Origin, Room};
 use crate::bus::{BusResult, Delivery, Inbound, RoomEvent};
 use crate::dialect::error_frame;
+use crate::post::Homed;
 use crate::session::{Deliver, Provenance, Session};
 
 /// A frame from one member, to one peer or (with `to: None`) to every other member.
@@ -50,7 +51,7 @@ impl Handler<Relay> for Room {
         match self.position(to).map(|i| &mut self.members[i]) {
             Some(m) if m.is_local() => {
                 let provenance =
-                    Some(Box::new(Provenance { room: ctx.address(), from: msg.from, via: None, id: msg.id }));
+                    Some(Box::new(Provenance { room: Room::me(&self.me, ctx), from: msg.from, via: None, id: msg.id }));
                 let d = Deliver { frame: msg.frame, kind: msg.kind, received_at: Some(msg.received_at), provenance };
                 m.deliver_from(d, &Origin::Local, false);
             }
@@ -80,7 +81,7 @@ impl Room {
         &self,
         sent: BusResult<Delivery>,
         expected: usize,
-        sender: actix::Addr<Session>,
+        sender: Homed<Session>,
         id: Option<Box<RawValue>>,
         ctx: &mut Context<Self>,
     ) {
@@ -137,8 +138,12 @@ impl Handler<Inbound> for Room {
                             return self.bounce(via.as_ref(), from, id, "the peer is not in the room", ctx);
                         };
                         if self.members[i].is_local() {
-                            let provenance =
-                                Some(Box::new(Provenance { room: ctx.address(), from, via: via.clone(), id }));
+                            let provenance = Some(Box::new(Provenance {
+                                room: Room::me(&self.me, ctx),
+                                from,
+                                via: via.clone(),
+                                id,
+                            }));
                             let d = Deliver { frame, kind: "signal", received_at: None, provenance };
                             self.members[i].deliver_from(d, &Origin::Node(origin), false);
                         } else if !self.forward_relay(to, frame, "signal") {

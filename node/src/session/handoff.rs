@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 use super::{Deliver, JoinedRoom, Provenance, Session};
 use crate::bus::{ParkedRoom, ParkedSession};
 use crate::dialect::Dialect;
+use crate::post::Homed;
 use crate::registry::RouteResume;
 use crate::room::{Fate, Leave, Owed, Park, Resume, Room};
 
@@ -159,7 +160,7 @@ impl Session {
         *waiting = rooms.len();
         let member_grace = *grace + TOKEN_MARGIN + MEMBER_MARGIN;
         for r in &rooms {
-            r.addr.do_send(Park { peer: self.id, session: ctx.address(), grace: member_grace });
+            r.addr.do_send(Park { peer: self.id, session: Homed::here(ctx.address()), grace: member_grace });
         }
         self.parked_in_rooms(ctx);
     }
@@ -213,7 +214,7 @@ impl Session {
             let meta = r.meta.and_then(|m| RawValue::from_string(m).ok()).map(std::sync::Arc::from);
             let resume = Resume {
                 peer: self.id,
-                session: ctx.address(),
+                session: Homed::here(ctx.address()),
                 from: from.clone(),
                 meta,
                 user: r.user.map(Into::into),

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use actix::{Addr, Context, Handler, Message};
+use actix::{Context, Handler, Message};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use switchboard::protocol::v1::LeaveReason;
@@ -11,6 +11,7 @@ use switchboard::protocol::{ErrorCode, PeerId, RoomName, close};
 
 use super::{JoinedRoom, Session};
 use crate::bus::Via;
+use crate::post::Homed;
 use crate::room::Room;
 
 /// A frame for the client: a relay, an event, or a reply.
@@ -37,7 +38,7 @@ impl Deliver {
 /// if it is kept for the peer (a drain, a resume) and never reaches the client.
 pub struct Provenance {
     /// The room that delivered it: it knows where the sender is by the time it is answered.
-    pub room: Addr<Room>,
+    pub room: Homed<Room>,
     pub from: PeerId,
     /// The node (and its place on that node's link) it came from; `None` from this node.
     pub via: Option<Via>,
@@ -75,7 +76,7 @@ impl Handler<Deliver> for Session {
 #[rtype(result = "()")]
 pub struct JoinAccepted {
     pub room: RoomName,
-    pub addr: Addr<Room>,
+    pub addr: Homed<Room>,
     pub frame: Bytes,
 }
 
@@ -100,7 +101,7 @@ impl Handler<JoinAccepted> for Session {
 #[rtype(result = "()")]
 pub struct ResumeAccepted {
     pub room: RoomName,
-    pub addr: Addr<Room>,
+    pub addr: Homed<Room>,
 }
 
 impl Handler<ResumeAccepted> for Session {

@@ -34,6 +34,7 @@ use tracing::{Span, debug, info, info_span};
 use crate::bus::ParkedSession;
 use crate::dialect::{Dialect, error_frame};
 use crate::limits::Admission;
+use crate::post::Homed;
 use crate::registry::RouteLeave;
 use crate::room::{Leave, Room};
 use crate::state::NodeState;
@@ -67,7 +68,7 @@ pub struct Session {
 
 struct JoinedRoom {
     name: RoomName,
-    addr: Addr<Room>,
+    addr: Homed<Room>,
 }
 
 impl Session {

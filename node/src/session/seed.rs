@@ -14,6 +14,7 @@ use switchboard::protocol::{ErrorCode, ProtocolError, RoomName};
 use super::Session;
 use super::v1::{negotiation_key, not_joined};
 use crate::dialect::Dialect;
+use crate::post::Homed;
 use crate::registry::Route;
 use crate::room::{Join, Relay};
 
@@ -75,7 +76,7 @@ impl Session {
         }
         let join = Join {
             peer: self.id,
-            session: ctx.address(),
+            session: Homed::here(ctx.address()),
             meta: None,
             seed_user: Some(user),
             user: self.grant.as_ref().map(|g| Arc::clone(&g.user)),

@@ -13,6 +13,7 @@ use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, RoomName};
 
 use super::Session;
 use crate::dialect::Dialect;
+use crate::post::Homed;
 use crate::registry::Route;
 use crate::room::{Join, Relay};
 
@@ -85,7 +86,7 @@ impl Session {
         self.pending.push(name.clone());
         let join = Join {
             peer: self.id,
-            session: ctx.address(),
+            session: Homed::here(ctx.address()),
             meta,
             seed_user: None,
             user: self.grant.as_ref().map(|g| Arc::clone(&g.user)),
