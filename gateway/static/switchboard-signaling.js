@@ -30,11 +30,19 @@ const CLOSE_FORBIDDEN = 4403;
 const WELCOME_TIMEOUT_MS = 10000;
 
 /**
+ * The SDK's own error codes, for failures no server reports: `unreachable` (no connection
+ * could be opened), `disconnected` (the connection dropped while a request waited), `closed`
+ * (the client was closed), `protocol-mismatch`, `ice-servers-unavailable` (going on without
+ * STUN/TURN), `token` (the token callback failed). Every other code the SDK names is the
+ * server's; gateway/tests/sdk_codes.rs holds both to the protocol's list in `shared`, so a new
+ * client-side code must be added here, and may not take a server code's name.
+ */
+export const CLIENT_CODES = Object.freeze(['unreachable', 'disconnected', 'closed', 'protocol-mismatch', 'ice-servers-unavailable', 'token']);
+
+/**
  * A failure the server (or the SDK) reports. `code` is the protocol's stable error code
  * (docs/protocol.md, "Error codes") — `forbidden`, `room-full`, `token-expired`, … — or one of
- * the SDK's own: `unreachable` (no connection could be opened), `disconnected` (the connection
- * dropped while a request waited), `closed` (the client was closed), `protocol-mismatch`,
- * `ice-servers-unavailable` (going on without STUN/TURN), `token` (the token callback failed).
+ * the SDK's own, `CLIENT_CODES`.
  */
 export class SwitchboardError extends Error {
   /**
