@@ -1,6 +1,7 @@
 //! The browser client, compiled into the binary so a node or gateway serves it with no files
 //! beside it: the SDK (`switchboard.js` and the modules it imports — ES modules, no build
-//! step), the demo page on it, and the seed protocol's page flow (`seed.html`).
+//! step) with its TypeScript declarations, the demo page on it, and the seed protocol's page
+//! flow (`seed.html`).
 
 /// The demo page, served at `/` as well as `/index.html`.
 pub const INDEX_HTML: &str = include_str!("../static/index.html");
@@ -8,6 +9,9 @@ pub const INDEX_HTML: &str = include_str!("../static/index.html");
 const JS: &str = "text/javascript; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
+/// The type Deno reads as TypeScript and CDNs serve `.d.ts` with; the `.ts` of common MIME
+/// tables is `video/mp2t`, which would pass the declarations off as video.
+const TS: &str = "application/typescript; charset=utf-8";
 
 /// Every file of the browser client: (URL path, content type, body). The gateway and a node
 /// serve each at its path; `/` serves [`INDEX_HTML`] too. Module scripts must come with a
@@ -19,6 +23,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("/demo.css", CSS, include_str!("../static/demo.css")),
     ("/seed.html", HTML, include_str!("../static/seed.html")),
     ("/switchboard.js", JS, include_str!("../static/switchboard.js")),
+    ("/switchboard.d.ts", TS, include_str!("../static/switchboard.d.ts")),
     ("/switchboard-signaling.js", JS, include_str!("../static/switchboard-signaling.js")),
     ("/switchboard-resume.js", JS, include_str!("../static/switchboard-resume.js")),
     ("/switchboard-ice.js", JS, include_str!("../static/switchboard-ice.js")),
