@@ -4,9 +4,8 @@
 //! own thread first and takes one woken from another thread only every 31st poll, or when it has
 //! nothing local left. A session's frames come from a room that usually lives on another worker
 //! (the room starts where its first member is), so under saturation every such delivery waited
-//! behind whatever its worker kept finding to do: with `--workers 2` on one core the relay p99
-//! was 10–20× its p50, against 1.5× with one worker (BENCHMARKS.md, "Fairness under
-//! saturation").
+//! behind whatever its worker kept finding to do, and the relay p99 grew with the load (31 ms
+//! at 800 rooms on two cores, 23 ms with the post; BENCHMARKS.md, "Fairness under saturation").
 //!
 //! So every worker has a post: a channel and one task that drains it. A message for an actor on
 //! another worker goes into that worker's post; the task, woken once for the whole batch, hands
