@@ -15,7 +15,9 @@ mod resume;
 pub use client::{Client, Frame, V1Peer};
 pub use coturn::Coturn;
 pub use nginx::Nginx;
-pub use process::{Node, external_tool, external_tool_probed, free_port, node_binary, peer_binary, run_until};
+pub use process::{
+    Node, external_tool, external_tool_probed, free_port, http_get, node_binary, peer_binary, run_until,
+};
 pub use proxy::Proxy;
 pub use redis::RedisServer;
 pub use resume::{PeerLog, Received, Resume, ResumingPeer, StreamPlan, Streaming, percentile, with_query};
