@@ -1,8 +1,10 @@
 //! `switchboard-peer join` echoes a data-channel message as what it was sent: text as text,
 //! binary as binary — a browser's `onmessage` gets a string for one and an `ArrayBuffer` for the
 //! other, so an echo that changes the kind is a different message. Real processes: a node, the
-//! `join` peer, and a webrtc-rs peer in this test calling it through the node.
+//! `join` peer, and a webrtc-rs peer in this test calling it through the node. The browser
+//! SDK's mute state (signal data `{"muted": …}`) is reported by the `join` peer, not refused.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,10 +34,19 @@ fn the_join_peer_echoes_text_as_text_and_binary_as_binary() {
     let room = format!("echo-{}", std::process::id());
     let join = Command::new(env!("CARGO_BIN_EXE_switchboard-peer"))
         .args(["join", "--url", &url, "--room", &room, "--duration-secs", "60"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("switchboard-peer join");
-    let _join = Killed(join);
+    let mut join = Killed(join);
+    let stdout = join.0.stdout.take().expect("join's stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
@@ -51,6 +62,7 @@ fn the_join_peer_echoes_text_as_text_and_binary_as_binary() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let (out, r) = (sig.outbox.clone(), room.clone());
+        let app = sig.outbox.clone();
         let send = Arc::new(move |data: Value| out.signal(&r, remote, data));
         let (peer, mut peer_events) = Peer::new(false, &PeerConfig::default(), send).await.expect("peer");
         let peer = Arc::new(peer);
@@ -92,8 +104,20 @@ fn the_join_peer_echoes_text_as_text_and_binary_as_binary() {
             let echo = echo_of(&dc, &mut echoes, &sent).await;
             assert_eq!(echo, sent, "the echo must be the message sent, of the same kind");
         }
+        app.signal(&room, remote, serde_json::json!({"muted": {"audio": true, "video": false}}));
         peer.close().await;
     });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).expect("the join peer never reported the mute state");
+        assert!(!line.contains("signal-failed"), "the mute state was refused as a signal: {line}");
+        let Ok(ev) = serde_json::from_str::<Value>(&line) else { continue };
+        if ev["event"] == "peer-muted" {
+            assert_eq!(ev["muted"], serde_json::json!({"audio": true, "video": false}), "{line}");
+            break;
+        }
+    }
 }
 
 /// Sends `m` until its echo comes back (the join peer drops what arrives before its echo is

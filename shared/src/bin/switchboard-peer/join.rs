@@ -247,6 +247,12 @@ async fn open(
     let p = Arc::clone(&peer);
     tokio::spawn(async move {
         while let Some(data) = queue.recv().await {
+            // The browser SDK tells its peers its mute state as signal data: application data,
+            // not negotiation, so it is reported rather than fed to the engine.
+            if let Some(muted) = data.get("muted") {
+                emit(json!({"event": "peer-muted", "peer": remote.to_string(), "muted": muted}));
+                continue;
+            }
             if let Err(e) = p.handle_signal(data).await {
                 emit(json!({"event": "signal-failed", "peer": remote.to_string(), "error": e.to_string()}));
             }
