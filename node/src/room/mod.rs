@@ -215,7 +215,7 @@ impl Room {
         }
     }
 
-    fn refuse(&self, session: &Addr<Session>, err: ProtocolError, id: Option<&RawValue>) {
+    fn refuse(&self, session: &Homed<Session>, err: ProtocolError, id: Option<&RawValue>) {
         self.state.metrics.error(err.code);
         session.do_send(JoinRefused { room: self.name.clone(), frame: error_frame(self.dialect, &err, id) });
     }
