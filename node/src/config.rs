@@ -153,6 +153,22 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_RESUME_GRACE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub resume_grace_ms: u64,
 
+    /// How long a session whose socket broke (no close frame, a reset, the idle timeout) is
+    /// held for its client to resume it (`?resume=`, on any node) before its rooms hear it left
+    /// (`timeout`), milliseconds; its rooms see `peer-state` `reconnecting` meanwhile. 0: a
+    /// broken socket ends its session at once.
+    #[arg(long, env = "SWITCHBOARD_RECONNECT_GRACE_MS", default_value_t = 15_000)]
+    pub reconnect_grace_ms: u64,
+
+    /// Frames a session keeps for a resume until its client acknowledges them; a client that
+    /// falls further behind cannot resume (it starts afresh).
+    #[arg(long, env = "SWITCHBOARD_REPLAY_MAX_FRAMES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub replay_max_frames: u64,
+
+    /// Bytes of frames a session keeps for a resume until its client acknowledges them.
+    #[arg(long, env = "SWITCHBOARD_REPLAY_MAX_BYTES", default_value_t = 512 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub replay_max_bytes: u64,
+
     /// Serve the browser client (demo page and SDK) at `/` (turn off in production if the
     /// gateway serves the client).
     #[arg(long, env = "SWITCHBOARD_DEMO", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -242,6 +258,10 @@ impl Config {
 
     pub fn resume_grace(&self) -> Duration {
         Duration::from_millis(self.resume_grace_ms)
+    }
+
+    pub fn reconnect_grace(&self) -> Duration {
+        Duration::from_millis(self.reconnect_grace_ms)
     }
 
     pub fn drain_wave_interval(&self) -> Duration {

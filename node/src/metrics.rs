@@ -11,7 +11,7 @@ use switchboard::protocol::ErrorCode;
 use crate::dialect::Dialect;
 
 /// Message types counted in and out, per dialect. Anything else counts as `other`.
-const V1_TYPES: [&str; 15] = [
+const V1_TYPES: [&str; 19] = [
     "join",
     "leave",
     "signal",
@@ -25,6 +25,10 @@ const V1_TYPES: [&str; 15] = [
     "pong",
     "error",
     "reconnect",
+    "ack",
+    "peer-state",
+    "replay",
+    "duplicate",
     "invalid",
     "other",
 ];
@@ -54,6 +58,10 @@ pub struct Metrics {
     errors: Vec<IntCounter>,
     pub relay_latency: Histogram,
     pub ready: IntGauge,
+    /// Sessions whose socket broke without a close, held for a resume.
+    pub detached: IntCounter,
+    /// Sessions resumed on the node that held them (a new socket after a break).
+    pub resumed_here: IntCounter,
     pub bus: BusMetrics,
 }
 
@@ -134,7 +142,10 @@ impl BusMetrics {
             reconnects: counter("bus_reconnects_total", "Lost connections to Redis.")?,
             nodes_lost: counter("bus_nodes_lost_total", "Other nodes declared lost (lease expired).")?,
             parked: counter("sessions_parked_total", "Sessions parked for a resume elsewhere while draining.")?,
-            resumed: counter("sessions_resumed_total", "Sessions resumed here from a draining node.")?,
+            resumed: counter(
+                "sessions_resumed_total",
+                "Sessions resumed here that another node held (after its drain, or a break).",
+            )?,
             link_pending: gauge("bus_link_pending", "Messages sent to other nodes and not settled yet.")?,
             gaps: counter("bus_link_gaps_total", "Gaps seen on links from other nodes.")?,
             retransmits: counter("bus_link_retransmits_total", "Messages sent again to a node that missed them.")?,
@@ -200,6 +211,14 @@ impl Metrics {
             ]),
         )?;
         let ready = IntGauge::new("ready", "1 while the node accepts new sessions.")?;
+        let detached = IntCounter::new(
+            "sessions_held_total",
+            "Sessions whose socket broke without a close frame, held for their client's resume.",
+        )?;
+        let resumed_here = IntCounter::new(
+            "sessions_resumed_in_place_total",
+            "Sessions resumed on the node that held them, on a new socket after a break.",
+        )?;
         for c in [
             Box::new(conns.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(conns_total.clone()),
@@ -210,6 +229,8 @@ impl Metrics {
             Box::new(errors.clone()),
             Box::new(relay_latency.clone()),
             Box::new(ready.clone()),
+            Box::new(detached.clone()),
+            Box::new(resumed_here.clone()),
         ] {
             registry.register(c)?;
         }
@@ -226,6 +247,8 @@ impl Metrics {
             errors: ErrorCode::ALL.iter().map(|c| errors.with_label_values(&[c.as_str()])).collect(),
             relay_latency,
             ready,
+            detached,
+            resumed_here,
             bus: BusMetrics::new(&registry)?,
             registry,
         })

@@ -17,6 +17,7 @@ use tracing::debug;
 
 use crate::bus::{ClusterEvent, Inbound, RoomInbox};
 use crate::room::{Close, Join, Leave, Resume, Room};
+use crate::session::Surrender;
 use crate::state::NodeState;
 
 pub struct Registry {
@@ -190,6 +191,13 @@ impl Handler<ClusterEvent> for Registry {
             ClusterEvent::Kick { room, .. } | ClusterEvent::Close { room } => {
                 if let Some(entry) = self.rooms.get(room) {
                     entry.addr.do_send(msg);
+                }
+            }
+            // About a session, not a room: the one holding it (if here) checks the token.
+            ClusterEvent::Takeover(token) => {
+                let session = self.state.upgrade().and_then(|s| s.sessions.get(token.peer));
+                if let Some(session) = session {
+                    session.do_send(Surrender { secret: token.secret });
                 }
             }
             _ => {

@@ -89,6 +89,14 @@ impl NodeState {
         !self.draining() && self.bus.healthy()
     }
 
+    /// What a session keeps for its client's resume at most.
+    pub fn replay_bound(&self) -> crate::session::Bound {
+        crate::session::Bound {
+            frames: usize::try_from(self.config.replay_max_frames).unwrap_or(usize::MAX),
+            bytes: usize::try_from(self.config.replay_max_bytes).unwrap_or(usize::MAX),
+        }
+    }
+
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -139,6 +147,11 @@ impl SessionDirectory {
 
     pub fn remove(&self, peer: PeerId) {
         self.map().remove(&peer);
+    }
+
+    /// The session of `peer`, if it is open here.
+    pub fn get(&self, peer: PeerId) -> Option<Addr<Session>> {
+        self.map().get(&peer).cloned()
     }
 
     pub fn len(&self) -> usize {

@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 
 use actix::{Actor, ActorFuture, AsyncContext};
 use actix_http::ws::{CloseReason, Codec, Frame, Message, OpCode, Parser, ProtocolError};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::{Decoder, Encoder};
@@ -35,7 +35,8 @@ const OUTBOX_CHUNK: usize = 8192;
 /// The outbound queue: encoded frames waiting for the socket, bounded in bytes, and the
 /// socket's write half.
 pub struct Outbox {
-    io: OwnedWriteHalf,
+    /// `None` while the session has no socket (its client's broke; it waits for a resume).
+    io: Option<OwnedWriteHalf>,
     buf: BytesMut,
     limit: usize,
     waker: Option<Waker>,
@@ -49,7 +50,28 @@ pub struct Overflow;
 
 impl Outbox {
     pub fn new(io: OwnedWriteHalf, limit: usize) -> Self {
-        Self { io, buf: BytesMut::new(), limit, waker: None, closing: false, shut: false }
+        Self { io: Some(io), buf: BytesMut::new(), limit, waker: None, closing: false, shut: false }
+    }
+
+    /// Lets go of the socket (what was queued for it goes too: the session keeps numbered
+    /// frames for a resume itself), first pushing into it what it takes right away.
+    pub fn drop_socket(&mut self) {
+        self.write_now();
+        self.io = None;
+        self.buf = BytesMut::new();
+        self.closing = false;
+        self.shut = false;
+        self.waker = None;
+    }
+
+    /// Writes to `io` from now on (a resumed client's new socket).
+    pub fn attach(&mut self, io: OwnedWriteHalf) {
+        self.drop_socket();
+        self.io = Some(io);
+    }
+
+    pub fn has_socket(&self) -> bool {
+        self.io.is_some()
     }
 
     /// Queues one text frame. Fails, queueing nothing, when it would pass the bound.
@@ -73,6 +95,43 @@ impl Outbox {
             self.buf.reserve((payload.len() + 16).max(OUTBOX_CHUNK));
         }
         Parser::write_message(&mut self.buf, payload, OpCode::Text, true, false);
+        self.wake();
+        Ok(())
+    }
+
+    /// Queues a text frame numbered `seq`: `{"seq":N,` is written in place of the payload's
+    /// opening `{` (the payload is shared by every recipient; only this copy is numbered).
+    pub fn numbered(&mut self, seq: u64, payload: &[u8]) -> Result<(), Overflow> {
+        if self.closing {
+            return Ok(());
+        }
+        let Some(rest) = payload.strip_prefix(b"{") else { return self.text(payload) };
+        let prefix = switchboard::protocol::v1::seq_prefix(seq);
+        let len = prefix.len() + rest.len();
+        if self.buf.len() + len > self.limit {
+            self.write_now();
+            if self.buf.len() + len > self.limit {
+                return Err(Overflow);
+            }
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve((len + 16).max(OUTBOX_CHUNK));
+        }
+        // RFC 6455 §5.2, server to client: FIN + text, unmasked, then the length.
+        self.buf.put_u8(0x81);
+        match len {
+            0..=125 => self.buf.put_u8(len as u8),
+            126..=0xffff => {
+                self.buf.put_u8(126);
+                self.buf.put_u16(len as u16);
+            }
+            _ => {
+                self.buf.put_u8(127);
+                self.buf.put_u64(len as u64);
+            }
+        }
+        self.buf.extend_from_slice(prefix.as_bytes());
+        self.buf.extend_from_slice(rest);
         self.wake();
         Ok(())
     }
@@ -110,8 +169,9 @@ impl Outbox {
 
     /// Writes what the socket takes right now, without waiting.
     fn write_now(&mut self) {
+        let Some(io) = &self.io else { return };
         while !self.buf.is_empty() {
-            match self.io.try_write(&self.buf) {
+            match io.try_write(&self.buf) {
                 Ok(n) if n > 0 => self.buf.advance(n),
                 // WouldBlock, or an error the writer will meet and report on its next poll.
                 _ => return,
@@ -122,8 +182,9 @@ impl Outbox {
     /// Drives the queue into the socket: `Ready(true)` once closed, `Ready(false)` on a dead
     /// socket, `Pending` while waiting for the socket or for frames.
     fn poll_drain(&mut self, task: &mut Context<'_>) -> Poll<bool> {
+        let Some(io) = self.io.as_mut() else { return Poll::Ready(false) };
         while !self.buf.is_empty() {
-            match Pin::new(&mut self.io).poll_write(task, &self.buf) {
+            match Pin::new(&mut *io).poll_write(task, &self.buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(false),
                 Poll::Ready(Ok(n)) => self.buf.advance(n),
                 Poll::Pending => return Poll::Pending,
@@ -135,7 +196,7 @@ impl Outbox {
         }
         if self.closing {
             if !self.shut {
-                match Pin::new(&mut self.io).poll_shutdown(task) {
+                match Pin::new(&mut *io).poll_shutdown(task) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(_) => self.shut = true,
                 }
@@ -331,17 +392,57 @@ impl<A: Connection> ActorFuture<A> for Writer {
     }
 }
 
+/// The reader and writer futures of one socket, to stop them when the session takes another.
+#[derive(Clone, Copy)]
+pub struct Running {
+    reader: actix::SpawnHandle,
+    writer: actix::SpawnHandle,
+}
+
+impl Running {
+    /// Stops both: nothing more is read from the socket or reported about it.
+    pub fn stop<A: Connection>(self, ctx: &mut A::Context) {
+        ctx.cancel_future(self.reader);
+        ctx.cancel_future(self.writer);
+    }
+}
+
 /// Starts the reader and writer for a freshly upgraded socket inside `ctx`.
-pub fn start<A: Connection>(ctx: &mut A::Context, reader: Reader) {
+pub fn start<A: Connection>(ctx: &mut A::Context, reader: Reader) -> Running {
     // The writer is spawned after the reader so that, within one poll of the actor, frames
     // queued while reading are flushed in the same pass.
-    ctx.spawn(reader);
-    ctx.spawn(Writer);
+    let reader = ctx.spawn(reader);
+    let writer = ctx.spawn(Writer);
+    Running { reader, writer }
 }
 
 #[cfg(test)]
 mod tests {
     use super::declared_payload_len;
+
+    /// A numbered frame decodes as the text `{"seq":N,` + the payload's rest, at every length
+    /// encoding.
+    #[actix_rt::test]
+    async fn numbered_frames_decode_with_their_seq() {
+        use actix_http::ws::{Codec, Frame};
+        use tokio_util::codec::Decoder;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (_rd, wr) = server.unwrap().0.into_split();
+        let mut out = super::Outbox::new(wr, 1 << 20);
+        let mut codec = Codec::new().max_size(1 << 20).client_mode();
+        for size in [0usize, 100, 200, 70_000] {
+            let payload = format!(r#"{{"type":"x","pad":"{}"}}"#, "a".repeat(size));
+            out.numbered(u64::MAX, payload.as_bytes()).unwrap();
+            let mut buf = bytes::BytesMut::from(&out.buf[..]);
+            out.buf.clear();
+            let Some(Frame::Text(text)) = codec.decode(&mut buf).unwrap() else { panic!("not a text frame") };
+            let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!((v["seq"].as_u64(), v["pad"].as_str().map(str::len)), (Some(u64::MAX), Some(size)));
+        }
+        drop(client);
+    }
 
     #[test]
     fn reads_declared_lengths_from_partial_headers() {

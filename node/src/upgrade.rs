@@ -11,8 +11,10 @@
 //! echoed back: the node picks `switchboard.v1` when offered, so a browser must offer it too.
 //!
 //! A draining node answers HTTP 503 before upgrading, so a load balancer retries another node.
-//! `?resume=<token>` takes over a session a draining node parked (see `crate::room`'s handoff):
-//! the token is the credential then, and the parked session's grant carries over.
+//! `?resume=<token>&last_seq=<n>` takes over a session: one this node holds (its socket broke,
+//! or stalled), or one another node parks for it, after a drain or a break (see
+//! `crate::session`'s resume): the token is the credential then, and the session's grant
+//! carries over.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +37,10 @@ use tracing::debug;
 use crate::bus::{Claim, ParkedSession};
 use crate::dialect::{Dialect, error_frame};
 use crate::session::{Grant, Session};
+use crate::session::{Resumed, Takeover, TakeoverRefused, UNKNOWN_TOKEN};
 use crate::state::NodeState;
+use actix::Addr;
+use switchboard::protocol::v1::ResumeToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
@@ -101,34 +106,79 @@ pub async fn upgrade(
         res.insert_header((header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(v1::SUBPROTOCOL)));
     }
     // A resume's grant is the parked session's; anyone else's is its access token's.
-    let admitted = match resume_token(&req).filter(|_| dialect == Dialect::V1) {
-        Some(token) => match claim(&state, &token).await {
-            Ok(mut parked) => {
-                reserve(&state).map(|()| (parked.grant.take().map(|g| Box::new(Grant::from_parts(g))), Some(parked)))
-            }
-            Err(e) => Err((e, close::RESUME_FAILED)),
-        },
-        None => admit(&state, &req).map(|grant| (grant, None)),
+    let admitted = match resume_request(&req).filter(|_| dialect == Dialect::V1) {
+        Some(resume) => resume_admit(&state, resume).await,
+        None => admit(&state, &req).map(Admitted::Fresh),
     };
     let res = res.finish().drop_body();
     if let Err(e) = framed.send(H1Message::Item((res, BodySize::None))).await {
-        if admitted.is_ok() {
+        if matches!(admitted, Ok(Admitted::Fresh(_) | Admitted::Claimed(..))) {
             state.sessions.release();
         }
         return Err(std::io::Error::other(e.to_string()).into());
     }
     let parts = framed.into_parts();
+    let cluster_status = notify(&req, v1::NOTIFY_CLUSTER_STATUS);
     match admitted {
-        Ok((grant, resume)) => {
-            let cluster_status = notify(&req, v1::NOTIFY_CLUSTER_STATUS);
-            Session::start(state, dialect, parts.io, parts.read_buf, grant, resume, cluster_status);
+        Ok(Admitted::Fresh(grant)) => {
+            Session::start(state, dialect, parts.io, parts.read_buf, grant, None, cluster_status);
             Ok(())
+        }
+        Ok(Admitted::Claimed(grant, resumed)) => {
+            Session::start(state, dialect, parts.io, parts.read_buf, grant, Some(resumed), cluster_status);
+            Ok(())
+        }
+        Ok(Admitted::Here { session, secret, last_seq }) => {
+            // The session lives on its own worker: the socket moves there, off this one's reactor.
+            let io = parts.io.into_std()?;
+            let takeover = Takeover { secret, io, leftover: parts.read_buf, last_seq, cluster_status };
+            match session.send(takeover).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(TakeoverRefused { io, error })) => {
+                    state.metrics.error(error.code);
+                    refuse(TcpStream::from_std(io)?, dialect, error, close::RESUME_FAILED).await
+                }
+                // The session ended meanwhile; the socket went with the message.
+                Err(_) => Ok(()),
+            }
         }
         Err((err, close_code)) => {
             state.metrics.error(err.code);
             refuse(parts.io, dialect, err, close_code).await
         }
     }
+}
+
+/// What an upgrade becomes.
+enum Admitted {
+    /// A new session (a connection slot is reserved).
+    Fresh(Option<Box<Grant>>),
+    /// A session another node held, claimed for this one (a connection slot is reserved).
+    Claimed(Option<Box<Grant>>, Resumed),
+    /// A session of this node takes the socket over (it checks the secret).
+    Here { session: Addr<Session>, secret: u128, last_seq: Option<u64> },
+}
+
+/// A resume: the session is on this node, or is claimed from the cluster.
+async fn resume_admit(state: &NodeState, req: ResumeRequest) -> Result<Admitted, (ProtocolError, u16)> {
+    let failed = |why: String| (ProtocolError::new(ErrorCode::ResumeFailed, why), close::RESUME_FAILED);
+    let last_seq = match req.last_seq.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return Err(failed("`last_seq` must be the last `seq` received (an integer)".into())),
+    };
+    let parsed = req.token.parse::<ResumeToken>().ok();
+    if let Some(t) = parsed
+        && let Some(session) = state.sessions.get(t.peer)
+    {
+        return Ok(Admitted::Here { session, secret: t.secret, last_seq });
+    }
+    let mut parked = claim(state, &req.token, parsed).await.map_err(|e| (e, close::RESUME_FAILED))?;
+    let grant = parked.grant.take().map(|g| Box::new(Grant::from_parts(g)));
+    let resumed =
+        Resumed::new(parked, last_seq, state.replay_bound()).map_err(|e| failed(format!("{e}; connect afresh")))?;
+    reserve(state)?;
+    Ok(Admitted::Claimed(grant, resumed))
 }
 
 /// Whether the upgraded socket may become a session: the access token (if one is required)
@@ -155,32 +205,59 @@ fn reserve(state: &NodeState) -> Result<(), (ProtocolError, u16)> {
 /// How long a resume waits for a session its node is still parking.
 const CLAIM_WAIT: Duration = Duration::from_secs(3);
 
-/// Takes the session parked under `token`.
-async fn claim(state: &NodeState, token: &str) -> Result<ParkedSession, ProtocolError> {
+/// How long a resume waits for any node to start parking the session its token names.
+const FIND_WAIT: Duration = Duration::from_millis(1500);
+
+/// How often the cluster is asked again for that session (the ask is not acknowledged).
+const ASK_AGAIN: Duration = Duration::from_millis(300);
+
+/// Takes the session parked under `token`; for a token of this protocol's form, first asks
+/// the node holding it (whichever it is) to park it.
+async fn claim(state: &NodeState, token: &str, parsed: Option<ResumeToken>) -> Result<ParkedSession, ProtocolError> {
     let failed = |why: String| ProtocolError::new(ErrorCode::ResumeFailed, why);
-    if token.len() > 128 {
-        return Err(failed("not a resume token".into()));
+    if token.len() > 128 || !state.bus.resumable() {
+        return Err(failed(UNKNOWN_TOKEN.into()));
     }
-    let deadline = Instant::now() + CLAIM_WAIT;
+    let started = Instant::now();
+    let mut asked: Option<Instant> = None;
     loop {
+        let waited = started.elapsed();
         match state.bus.claim(token).await {
             Ok(Claim::Parked(p)) => return Ok(p),
-            Ok(Claim::Pending) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(Claim::Pending) if waited < CLAIM_WAIT => {}
             Ok(Claim::Pending) => return Err(failed("the parked session was not released in time".into())),
-            Ok(Claim::Unknown) => return Err(failed("unknown, used or expired resume token; connect afresh".into())),
+            Ok(Claim::Unknown) => match parsed {
+                Some(t) if waited < FIND_WAIT => {
+                    if asked.is_none_or(|a| a.elapsed() >= ASK_AGAIN) {
+                        state.bus.takeover(&t);
+                        asked = Some(Instant::now());
+                    }
+                }
+                _ => return Err(failed(UNKNOWN_TOKEN.into())),
+            },
             Err(e) => return Err(failed(format!("cannot resume now: {e}"))),
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 #[derive(Deserialize)]
 struct ResumeQuery {
     resume: Option<String>,
+    last_seq: Option<String>,
 }
 
-fn resume_token(req: &Request) -> Option<String> {
+/// `?resume=<token>&last_seq=<n>`.
+struct ResumeRequest {
+    token: String,
+    last_seq: Option<String>,
+}
+
+fn resume_request(req: &Request) -> Option<ResumeRequest> {
     let q = req.uri().query()?;
-    actix_web::web::Query::<ResumeQuery>::from_query(q).ok()?.into_inner().resume.filter(|t| !t.is_empty())
+    let q = actix_web::web::Query::<ResumeQuery>::from_query(q).ok()?.into_inner();
+    let token = q.resume.filter(|t| !t.is_empty())?;
+    Some(ResumeRequest { token, last_seq: q.last_seq })
 }
 
 #[derive(Deserialize)]

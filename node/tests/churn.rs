@@ -70,7 +70,8 @@ async fn settle(node: &Node) -> (f64, f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waves_of_calls_leave_nothing_behind() {
-    let mut node = start(&["--messages-per-sec", "0"]);
+    // Dropped sockets (every third room) hold their sessions for a resume: a short grace.
+    let mut node = start(&["--messages-per-sec", "0", "--reconnect-grace-ms", "300"]);
     let url = node.ws_url("/v1/ws");
     let mut rss = Vec::new();
     for w in 0..WAVES {

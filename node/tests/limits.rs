@@ -393,7 +393,7 @@ async fn assert_origin_refused(addr: &str, origin: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_cuts_off_a_silent_client() {
-    let node = start(&["--heartbeat-secs", "1", "--idle-timeout-secs", "2"]);
+    let node = start(&["--heartbeat-secs", "1", "--idle-timeout-secs", "2", "--reconnect-grace-ms", "500"]);
     let mut active = joined(&node, "r").await;
     // The idle client is a raw socket: it answers no ping because it is never read until the end.
     // (A tungstenite client read that late may report the socket as reset instead of the close
@@ -401,6 +401,9 @@ async fn idle_timeout_cuts_off_a_silent_client() {
     let (mut idle, idle_id) = RawWs::connect_v1(&node).await;
     idle.join("r").await;
     assert_eq!(active.ws.expect("peer-joined").await["peer"]["peer_id"], idle_id.as_str());
+    // Silence counts as a broken path: held for a resume first, then gone.
+    let held = active.ws.recv().await;
+    assert_eq!(held, json!({"type": "peer-state", "room": "r", "peer_id": idle_id, "state": "reconnecting"}));
     let left = active.ws.expect("peer-left").await;
     assert_eq!(left, json!({"type": "peer-left", "room": "r", "peer_id": idle_id, "reason": "timeout"}));
     // The reading peer survived the same timeout.

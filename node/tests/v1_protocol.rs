@@ -182,7 +182,7 @@ async fn broadcast_reaches_every_other_member_but_not_the_sender() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_socket_reports_disconnected() {
-    let node = start(&[]);
+    let node = start(&["--reconnect-grace-ms", "500"]);
     let (mut a, b) = pair(&node, "r").await;
     let c = joined(&node, "r").await;
     a.ws.expect("peer-joined").await;
@@ -192,10 +192,13 @@ async fn closing_a_socket_reports_disconnected() {
     b.ws.close().await;
     assert_eq!(a.ws.recv().await, json!({"type": "peer-left", "room": "r", "peer_id": b_id, "reason": "disconnected"}));
 
-    // …and a TCP connection that just goes away.
+    // …and a TCP connection that just goes away: held for its resume, which does not come.
     let c_id = c.id.clone();
+    let dropped = std::time::Instant::now();
     drop(c);
-    assert_eq!(a.ws.recv().await, json!({"type": "peer-left", "room": "r", "peer_id": c_id, "reason": "disconnected"}));
+    assert_eq!(a.ws.recv().await, json!({"type": "peer-state", "room": "r", "peer_id": c_id, "state": "reconnecting"}));
+    assert_eq!(a.ws.recv().await, json!({"type": "peer-left", "room": "r", "peer_id": c_id, "reason": "timeout"}));
+    assert!(dropped.elapsed() >= Duration::from_millis(450), "left before its grace: {:?}", dropped.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

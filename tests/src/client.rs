@@ -21,8 +21,13 @@ pub enum Frame {
 }
 
 /// A raw WebSocket client.
+///
+/// It reads a v1 frame's `seq` (the server numbers every frame after `welcome`, for resumes)
+/// into [`last_seq`](Self::last_seq) and hands the frame over without it, so tests compare
+/// frames by what they say.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    last_seq: u64,
 }
 
 impl Client {
@@ -43,7 +48,7 @@ impl Client {
             );
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
-        Ok(Client { ws })
+        Ok(Client { ws, last_seq: 0 })
     }
 
     pub async fn send_json(&mut self, v: Value) {
@@ -96,13 +101,22 @@ impl Client {
             };
             return Some(match m {
                 Message::Text(t) => {
-                    Frame::Json(serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON: {t}: {e}")))
+                    let mut v: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON: {t}: {e}"));
+                    if let Some(seq) = v.as_object_mut().and_then(|o| o.remove("seq")).and_then(|s| s.as_u64()) {
+                        self.last_seq = seq;
+                    }
+                    Frame::Json(v)
                 }
                 Message::Close(c) => Frame::Close(c.map(|c| (u16::from(c.code), c.reason.to_string()))),
                 Message::Binary(b) => panic!("binary frame from server: {b:?}"),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             });
         }
+    }
+
+    /// The `seq` of the last numbered frame read (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 
     /// The next JSON message; panics on close.

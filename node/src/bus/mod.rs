@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 use switchboard::api::NodeInfo;
-use switchboard::protocol::v1::LeaveReason;
+use switchboard::protocol::v1::{LeaveReason, ResumeToken};
 use switchboard::protocol::{PeerId, Role, RoomName};
 
 pub use memory::MemoryBus;
@@ -154,10 +154,25 @@ pub struct ParkedSession {
     pub rooms: Vec<ParkedRoom>,
     /// What its access token allowed (room, user, role), carried over to the new session.
     pub grant: Option<(String, String, Role)>,
-    /// Frames for the client produced after it was told to reconnect (a browser reads nothing
-    /// more on a socket it has begun to close): sent right after the resumed `welcome`.
+    /// The frames its client may not have read yet (not acknowledged, or produced after its
+    /// socket broke or after `reconnect`), numbered from `first_seq`: the resumed `welcome` is
+    /// followed by those after the client's `last_seq`.
     #[serde(default)]
     pub frames: Vec<String>,
+    /// The `seq` of `frames[0]` (0 from nodes that did not number frames: replay them all).
+    #[serde(default)]
+    pub first_seq: u64,
+    /// The last client `cseq` processed.
+    #[serde(default)]
+    pub last_cseq: u64,
+    /// The `seq` of the `reconnect` frame, when a drain parked it: a client that does not say
+    /// what it read (`last_seq`) read nothing after it.
+    #[serde(default)]
+    pub reconnect_seq: Option<u64>,
+    /// Its rooms were told it is `reconnecting` (its socket broke): they hear `connected` once
+    /// it resumes.
+    #[serde(default)]
+    pub announced: bool,
 }
 
 /// One room of a parked session, with what its record says about the member.
@@ -226,6 +241,9 @@ pub enum ClusterEvent {
     Kick { room: RoomName, peer: PeerId },
     /// An operator closed `room`: every node removes its members of it (`room-closed`).
     Close { room: RoomName },
+    /// A client resumes on another node with this token: the node holding its session (it
+    /// checks the secret) parks it there for the resume. The registry hands it to the session.
+    Takeover(ResumeToken),
 }
 
 /// How a publish went.
@@ -343,6 +361,10 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Takes the session parked under `token`, at most once.
     fn claim(&self, token: &str) -> BusResult<Claim>;
+
+    /// Asks the node holding `token`'s session (whichever it is) to park it for a resume here
+    /// ([`ClusterEvent::Takeover`] there); nothing on the embedded bus (no other node).
+    fn takeover(&self, _token: &ResumeToken) {}
 
     /// Moves `member`, parked on node `from`, to this node in `room`: its record changes owner
     /// and the room's nodes are told ([`RoomEvent::Moved`]). Returns the members on other

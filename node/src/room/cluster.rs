@@ -45,6 +45,8 @@ impl Handler<ClusterEvent> for Room {
                 self.evict(None, LeaveReason::RoomClosed, ctx);
             }
             ClusterEvent::Resync => self.reconcile(ctx),
+            // Sessions' business (the registry hands it to them).
+            ClusterEvent::Takeover(_) => {}
         }
     }
 }

@@ -21,7 +21,7 @@ mod unreached;
 
 pub use admin::{Describe, Remove};
 pub use handoff::{Park, Resume};
-pub use relay::Relay;
+pub use relay::{PEER_STATE, Relay};
 pub use unreached::{Fate, GiveUp, Owed};
 
 use handoff::{Forwarding, Origin};

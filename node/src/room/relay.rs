@@ -14,6 +14,10 @@ use crate::dialect::error_frame;
 use crate::post::Homed;
 use crate::session::{Deliver, Provenance, Session};
 
+/// The kind of a server-made broadcast about a member's connection (`peer-state`): nobody
+/// asked for it, so nobody is answered if a node misses it.
+pub const PEER_STATE: &str = "peer-state";
+
 /// A frame from one member, to one peer or (with `to: None`) to every other member.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -44,7 +48,12 @@ impl Handler<Relay> for Room {
             if !nodes.is_empty() {
                 let event = RoomEvent::Relay { from: msg.from, to: None, frame: msg.frame, id: None };
                 let sent = self.state.bus.publish(&self.name, &self.state.node_id, &nodes, event);
-                self.report_undelivered(sent, nodes.len(), sender, msg.id, ctx);
+                if msg.kind == PEER_STATE {
+                    // On its way once asked for; its answer concerns nobody.
+                    drop(sent);
+                } else {
+                    self.report_undelivered(sent, nodes.len(), sender, msg.id, ctx);
+                }
             }
             return;
         };

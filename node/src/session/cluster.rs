@@ -19,6 +19,6 @@ impl Handler<ClusterChanged> for Session {
         if !self.cluster_status || self.handoff.is_some() {
             return;
         }
-        self.send(&msg.0, "cluster-status", ctx);
+        self.send(msg.0, "cluster-status", ctx);
     }
 }

@@ -8,13 +8,15 @@
 //! parked the member — goes with the parked session, which is stored under its token only
 //! then; then the socket is closed (1012). A client that resumes after that close always finds
 //! its session, and gets those frames right after the resumed `welcome`.
+//!
+//! A session whose socket broke is parked the same way when its client resumes on another node
+//! (see [`super::resume`]): then there is no client to wait for.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix::{ActorFutureExt, Arbiter, AsyncContext, Context, Handler, Message, WrapFuture};
-use futures_util::FutureExt;
+use actix::{ActorFutureExt, Arbiter, AsyncContext, Context, Handler, Message, SpawnHandle, WrapFuture};
 use serde_json::value::RawValue;
-use switchboard::protocol::v1::{LeaveReason, ServerMessage};
+use switchboard::protocol::v1::{LeaveReason, PeerState, ServerMessage};
 use switchboard::protocol::{ErrorCode, ProtocolError, RoomName, close};
 use tracing::{debug, warn};
 
@@ -36,36 +38,67 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(1);
 const MEMBER_MARGIN: Duration = Duration::from_secs(2);
 
 pub enum Handoff {
-    /// `reconnect` sent: parks when the client closes; `kept` is what it would have written
-    /// since (at most [`MAX_KEPT_BYTES`]).
+    /// Its socket broke (no close frame): held for a resume until `--reconnect-grace-ms` ends
+    /// (`timer`). Frames are numbered and kept, not written; `owed` are the senders of the
+    /// signals among them, answered if no resume comes.
+    Detached { timer: SpawnHandle, until: Instant, owed: Vec<Provenance> },
+    /// Parks once its client has closed (`reconnect` sent), or at once (its client resumes
+    /// elsewhere); frames are kept, not written.
     Parking {
-        token: String,
         grace: Duration,
         parked: bool,
-        kept: Vec<String>,
-        bytes: usize,
+        /// The `seq` of the `reconnect` frame: a client that does not say what it has read
+        /// (`last_seq`) read nothing after it.
+        reconnect_seq: Option<u64>,
+        /// Its rooms were told it is `reconnecting`: they hear `connected` when it resumes.
+        announced: bool,
         /// Rooms still to answer [`Park`], and what those that did said.
         waiting: usize,
         rooms: Vec<ParkedRoom>,
-        /// Where the signals for one peer among `kept` came from; handed back to their rooms
-        /// (`None` since) once the session is stored: they go with it, and are answered if no
-        /// resume takes them.
+        /// Where the signals for one peer among the kept frames came from; handed back to their
+        /// rooms (`None` since) once the session is stored: they go with it, and are answered
+        /// if no resume takes them.
         owed: Option<Vec<Provenance>>,
     },
-    /// Taking its rooms back; `welcome` waits until every room has answered, then `replay` (what
-    /// the old node kept) and `buffered` (what its rooms delivered here meanwhile) follow.
+    /// Taking its rooms back; `welcome` waits until every room has answered, then the frames
+    /// after `last_seq` (kept by the old node) and `buffered` (what its rooms delivered here
+    /// meanwhile) follow.
     Resuming {
         parked: Option<ParkedSession>,
+        last_seq: u64,
         waiting: usize,
         failed: bool,
-        replay: Vec<String>,
         buffered: Vec<Deliver>,
+        /// Its old rooms heard it was `reconnecting`: they hear `connected` once it is back.
+        announced: bool,
     },
 }
 
-/// What a session told to reconnect keeps for its client at most; past it the session is not
-/// resumable (its client could not be given everything).
-const MAX_KEPT_BYTES: usize = 1024 * 1024;
+impl Handoff {
+    pub fn resuming(parked: ParkedSession, last_seq: u64) -> Self {
+        Handoff::Resuming {
+            parked: Some(parked),
+            last_seq,
+            waiting: 0,
+            failed: false,
+            buffered: Vec::new(),
+            announced: false,
+        }
+    }
+
+    /// Parking, `owed` carried over from a detached session.
+    pub(super) fn parking(grace: Duration, reconnect_seq: Option<u64>, announced: bool, owed: Vec<Provenance>) -> Self {
+        Handoff::Parking {
+            grace,
+            parked: false,
+            reconnect_seq,
+            announced,
+            waiting: 0,
+            rooms: Vec::new(),
+            owed: Some(owed),
+        }
+    }
+}
 
 /// A room parked this session's member (`None`: it was not a member any more).
 #[derive(Message)]
@@ -105,7 +138,7 @@ impl Handler<Reconnect> for Session {
                 ctx.run_later(Duration::from_millis(50), |_, ctx| ctx.notify(Reconnect));
                 return;
             }
-            None => {}
+            Some(Handoff::Detached { .. }) | None => {}
         }
         if self.dialect == Dialect::Seed || !self.state.bus.resumable() {
             // The seed protocol has no resume, and a lone node nowhere to resume to.
@@ -117,7 +150,11 @@ impl Handler<Reconnect> for Session {
             return;
         }
         let grace = self.state.handoff.grace(self.state.config.resume_grace());
-        let token = format!("{:032x}", rand::random::<u128>());
+        if matches!(self.handoff.as_deref(), Some(Handoff::Detached { .. })) {
+            // No socket to say `reconnect` on: park now; its client resumes with the token it has.
+            return self.park_now(grace, ctx);
+        }
+        let token = self.token().to_string();
         let issued = self.state.bus.park(&token, None, grace + TOKEN_MARGIN);
         ctx.wait(issued.into_actor(self).map(move |res, act, ctx| {
             if let Err(e) = res {
@@ -125,17 +162,9 @@ impl Handler<Reconnect> for Session {
                 return act.close(close::GOING_AWAY, "shutdown", LeaveReason::Shutdown, ctx);
             }
             let frame = ServerMessage::Reconnect { resume_token: &token, within_ms: grace.as_millis() as u64 };
-            act.send(frame.to_json().as_bytes(), "reconnect", ctx);
-            act.handoff = Some(Box::new(Handoff::Parking {
-                token,
-                grace,
-                parked: false,
-                kept: Vec::new(),
-                bytes: 0,
-                waiting: 0,
-                rooms: Vec::new(),
-                owed: Some(Vec::new()),
-            }));
+            act.send(frame.to_json(), "reconnect", ctx);
+            let seq = act.replay.last_seq();
+            act.handoff = Some(Box::new(Handoff::parking(grace, Some(seq), false, Vec::new())));
             ctx.run_later(CLOSE_WAIT, |act, ctx| act.park(ctx));
         }));
     }
@@ -145,6 +174,29 @@ impl Session {
     /// True while this session waits for its client's close to park.
     pub(super) fn parking(&self) -> bool {
         matches!(self.handoff.as_deref(), Some(Handoff::Parking { parked: false, .. }))
+    }
+
+    /// True while frames for the client are kept rather than written (it was told to
+    /// reconnect, or it has no socket).
+    pub(super) fn holding(&self) -> bool {
+        matches!(self.handoff.as_deref(), Some(Handoff::Parking { .. } | Handoff::Detached { .. }))
+    }
+
+    /// Parks this session at once for a resume elsewhere (its client is not on this socket,
+    /// if it has one at all): whatever it has not written stays in its replay.
+    pub(super) fn park_now(&mut self, grace: Duration, ctx: &mut Context<Self>) {
+        let (owed, announced) = match self.handoff.take().map(|b| *b) {
+            Some(Handoff::Detached { timer, owed, .. }) => {
+                ctx.cancel_future(timer);
+                (owed, true)
+            }
+            _ => (Vec::new(), false),
+        };
+        self.drop_socket(ctx);
+        // Says "being parked" to a resume asking meanwhile (the store below replaces it).
+        drop(self.state.bus.park(&self.token().to_string(), None, grace + TOKEN_MARGIN));
+        self.handoff = Some(Box::new(Handoff::parking(grace, None, announced, owed)));
+        self.park(ctx);
     }
 
     /// Parks this session's memberships; once every room has answered, stores the session
@@ -168,30 +220,29 @@ impl Session {
     /// Every room has parked the member (each answered behind what it delivered before, so
     /// all of that is kept): store the session, then close.
     fn parked_in_rooms(&mut self, ctx: &mut Context<Self>) {
-        let Some(Handoff::Parking { token, grace, waiting: 0, kept, bytes, rooms, owed, .. }) =
+        let Some(Handoff::Parking { grace, waiting: 0, rooms, owed, reconnect_seq, announced, .. }) =
             self.handoff.as_deref_mut()
         else {
             return;
         };
-        let (token, grace, bytes) = (token.clone(), *grace, *bytes);
+        let grace = *grace;
         // Ahead of the store, so ahead of any resume's `Moved` in each room: there they wait
-        // with the parked member, and are answered unless it resumes (when `kept` replays them).
+        // with the parked member, and are answered unless it resumes (when the replay has them).
         let owed = owed.take().unwrap_or_default();
+        let (first_seq, frames) = self.replay.export();
         let parked = ParkedSession {
             peer: self.id,
             node: self.state.node_id.to_string(),
             rooms: std::mem::take(rooms),
             grant: self.grant.as_ref().map(|g| g.parts()),
-            frames: std::mem::take(kept),
+            frames,
+            first_seq,
+            last_cseq: self.replay.last_cseq,
+            reconnect_seq: *reconnect_seq,
+            announced: *announced,
         };
         self.hand_back(owed, Fate::Kept);
-        // Too much to carry: the token stays `pending` and its resume fails cleanly.
-        let stored = if bytes > MAX_KEPT_BYTES {
-            warn!(parent: &self.span, bytes, "too much kept for the client: it cannot resume");
-            futures_util::future::ready(Ok(())).boxed()
-        } else {
-            self.state.bus.park(&token, Some(&parked), grace + TOKEN_MARGIN)
-        };
+        let stored = self.state.bus.park(&self.token().to_string(), Some(&parked), grace + TOKEN_MARGIN);
         ctx.wait(stored.into_actor(self).map(|res, act, ctx| {
             if let Err(e) = res {
                 warn!(parent: &act.span, error = %e, "parked session not stored: it cannot resume");
@@ -204,10 +255,10 @@ impl Session {
 
     /// A session taking over a parked one: asks each of its rooms for the member back.
     pub(super) fn start_resume(&mut self, ctx: &mut Context<Self>) {
-        let Some(Handoff::Resuming { parked, replay, .. }) = self.handoff.as_deref_mut() else { return };
-        let Some(mut parked) = parked.take() else { return };
-        *replay = std::mem::take(&mut parked.frames);
+        let Some(Handoff::Resuming { parked, .. }) = self.handoff.as_deref_mut() else { return };
+        let Some(parked) = parked.take() else { return };
         let from: crate::bus::NodeId = parked.node.as_str().into();
+        let was_announced = parked.announced;
         let mut waiting = 0;
         for r in parked.rooms {
             let Ok(room) = RoomName::parse(&r.room) else { continue };
@@ -224,8 +275,9 @@ impl Session {
             self.state.registry.do_send(RouteResume { room, resume, arbiter: Arbiter::current() });
             waiting += 1;
         }
-        if let Some(Handoff::Resuming { waiting: w, .. }) = self.handoff.as_deref_mut() {
+        if let Some(Handoff::Resuming { waiting: w, announced, .. }) = self.handoff.as_deref_mut() {
             *w = waiting;
+            *announced = was_announced;
         }
         self.resume_settled(ctx);
     }
@@ -239,7 +291,9 @@ impl Session {
             // What its rooms delivered meanwhile will not reach the client either.
             self.give_up_kept();
         }
-        let Some(Handoff::Resuming { replay, buffered, .. }) = self.handoff.take().map(|b| *b) else { return };
+        let Some(Handoff::Resuming { last_seq, buffered, announced, .. }) = self.handoff.take().map(|b| *b) else {
+            return;
+        };
         if failed {
             // Rooms that did take it back hear it leave (the client starts afresh).
             let err =
@@ -249,24 +303,14 @@ impl Session {
         }
         self.state.metrics.bus.resumed.inc();
         self.welcome(true, ctx);
-        for frame in replay {
-            self.send(frame.as_bytes(), "replay", ctx);
-        }
+        self.replay_after(last_seq, ctx);
         for d in buffered {
-            self.send(&d.frame, d.kind, ctx);
+            self.send(d.frame, d.kind, ctx);
+        }
+        if announced {
+            self.announce(PeerState::Connected, ctx);
         }
         debug!(parent: &self.span, "resumed");
-    }
-
-    /// Keeps a frame for the client if it was told to reconnect (it reads no more on this
-    /// socket): true if kept.
-    pub(super) fn keep_for_resume(&mut self, frame: &[u8]) -> bool {
-        let Some(Handoff::Parking { kept, bytes, .. }) = self.handoff.as_deref_mut() else { return false };
-        *bytes += frame.len();
-        if *bytes <= MAX_KEPT_BYTES {
-            kept.push(String::from_utf8_lossy(frame).into_owned());
-        }
-        true
     }
 
     /// A signal for this peer with a sender to answer has been handed to the socket: fine,
@@ -274,7 +318,7 @@ impl Session {
     /// is closing and dropped it (its sender is answered now).
     pub(super) fn written_or_owed(&mut self, p: Provenance) {
         match self.handoff.as_deref_mut() {
-            Some(Handoff::Parking { owed: Some(owed), .. }) => owed.push(p),
+            Some(Handoff::Parking { owed: Some(owed), .. } | Handoff::Detached { owed, .. }) => owed.push(p),
             // Kept after the parked session was stored (or given up): it goes nowhere.
             Some(Handoff::Parking { owed: None, .. }) => self.hand_back(vec![p], Fate::Lost),
             _ if self.out.is_closing() => self.hand_back(vec![p], Fate::Lost),
@@ -299,17 +343,21 @@ impl Session {
     /// The session leaves `room` while it keeps frames for a resume: those `room` delivered are
     /// lost (a resume will not find the member there).
     pub(super) fn owed_lost_in(&mut self, room: &actix::Addr<Room>) {
-        let Some(Handoff::Parking { owed: Some(owed), .. }) = self.handoff.as_deref_mut() else { return };
+        let owed = match self.handoff.as_deref_mut() {
+            Some(Handoff::Parking { owed: Some(owed), .. } | Handoff::Detached { owed, .. }) => owed,
+            _ => return,
+        };
         let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(owed).into_iter().partition(|p| p.room == *room);
         *owed = kept;
         self.hand_back(lost, Fate::Lost);
     }
 
-    /// The session ends: what it kept for a resume it will not have (it never parked, or it was
-    /// still resuming) is answered.
+    /// The session ends: what it kept for a resume it will not have (it never parked, it was
+    /// still resuming, or its client did not come back) is answered.
     pub(super) fn give_up_kept(&mut self) {
         let lost = match self.handoff.as_deref_mut() {
             Some(Handoff::Parking { owed, .. }) => owed.take().unwrap_or_default(),
+            Some(Handoff::Detached { owed, .. }) => std::mem::take(owed),
             Some(Handoff::Resuming { buffered, .. }) => {
                 std::mem::take(buffered).into_iter().filter_map(|d| d.provenance.map(|p| *p)).collect()
             }

@@ -60,7 +60,7 @@ impl Handler<Deliver> for Session {
             self.state.metrics.bus.expired.inc();
             return self.expired(provenance.map(|p| *p));
         }
-        self.send(&msg.frame, msg.kind, ctx);
+        self.send(msg.frame, msg.kind, ctx);
         if let Some(p) = provenance {
             // Kept for a resume, or dropped by a closing socket: its sender may be owed an answer.
             self.written_or_owed(*p);
@@ -92,7 +92,7 @@ impl Handler<JoinAccepted> for Session {
             return;
         }
         // (Already in the room: a seed member renamed by a repeated join.)
-        self.send(&msg.frame, "joined", ctx);
+        self.send(msg.frame, "joined", ctx);
     }
 }
 
@@ -141,7 +141,7 @@ impl Handler<JoinRefused> for Session {
 
     fn handle(&mut self, msg: JoinRefused, ctx: &mut Context<Self>) {
         self.pending.retain(|r| *r != msg.room);
-        self.send(&msg.frame, "error", ctx);
+        self.send(msg.frame, "error", ctx);
     }
 }
 
@@ -166,7 +166,7 @@ impl Handler<Evicted> for Session {
         // Removed while its join was still settling: the room will not confirm it.
         self.pending.retain(|r| *r != msg.room);
         if let Some(frame) = msg.frame {
-            self.send(&frame, msg.kind, ctx);
+            self.send(frame, msg.kind, ctx);
         }
     }
 }
@@ -197,8 +197,18 @@ impl Handler<Heartbeat> for Session {
     type Result = ();
 
     fn handle(&mut self, _: Heartbeat, ctx: &mut Context<Self>) {
-        if self.last_seen.elapsed() > self.state.config.idle_timeout() {
+        if self.io.is_none() {
+            // No socket: it waits for a resume (or its grace's end).
+        } else if self.last_seen.elapsed() > self.state.config.idle_timeout() {
             self.state.metrics.error(ErrorCode::IdleTimeout);
+            if self.may_detach() {
+                // Silence is a broken path as much as a closed one: held for a resume.
+                self.out.close(Some(actix_http::ws::CloseReason {
+                    code: close::IDLE_TIMEOUT.into(),
+                    description: Some("idle-timeout".into()),
+                }));
+                return self.detach(ctx);
+            }
             self.close(close::IDLE_TIMEOUT, "idle-timeout", LeaveReason::Timeout, ctx);
         } else {
             self.out.control(actix_http::ws::Message::Ping(Bytes::new()));

@@ -9,6 +9,8 @@ mod cluster;
 mod grant;
 mod handoff;
 mod inbox;
+mod replay;
+mod resume;
 mod seed;
 mod v1;
 
@@ -18,20 +20,21 @@ pub use handoff::{Abandon, Reconnect, RoomParked};
 pub use inbox::{
     Deliver, Drain, Evicted, Heartbeat, JoinAccepted, JoinRefused, Provenance, ResumeAccepted, ResumeRefused,
 };
+pub use replay::{Bound, Replay, ReplayError};
+pub use resume::{Resumed, Surrender, Takeover, TakeoverRefused, UNKNOWN_TOKEN};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Running};
 use actix_http::ws::{CloseCode, CloseReason, Frame, Item, ProtocolError as WsError};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use serde_json::value::RawValue;
-use switchboard::protocol::v1::{LeaveReason, ServerMessage};
+use switchboard::protocol::v1::{LeaveReason, ResumeToken, ServerMessage};
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, RoomName, close};
 use tokio::net::TcpStream;
 use tracing::{Span, debug, info, info_span};
 
-use crate::bus::ParkedSession;
 use crate::dialect::{Dialect, error_frame};
 use crate::limits::Admission;
 use crate::post::Homed;
@@ -63,6 +66,12 @@ pub struct Session {
     handoff: Option<Box<handoff::Handoff>>,
     /// The client asked for `cluster-status` frames (`?notify=cluster-status`, v1 only).
     cluster_status: bool,
+    /// What it sent the client (numbered), for a resume; and what the client sent (`cseq`).
+    replay: Replay,
+    /// The secret of the token that resumes this session (`welcome.resume_token`).
+    secret: u128,
+    /// Its socket's reader and writer; `None` while it has no socket.
+    io: Option<transport::Running>,
     span: Span,
 }
 
@@ -79,25 +88,20 @@ impl Session {
         io: TcpStream,
         leftover: BytesMut,
         grant: Option<Box<Grant>>,
-        resume: Option<ParkedSession>,
+        resume: Option<Resumed>,
         cluster_status: bool,
     ) -> Addr<Session> {
         let _ = io.set_nodelay(true);
         let (rd, wr) = io.into_split();
         let now = Instant::now();
-        let id = resume.as_ref().map_or_else(|| PeerId(rand::random()), |p| p.peer);
-        let handoff = resume.map(|p| {
-            Box::new(handoff::Handoff::Resuming {
-                parked: Some(p),
-                waiting: 0,
-                failed: false,
-                replay: Vec::new(),
-                buffered: Vec::new(),
-            })
-        });
+        let id = resume.as_ref().map_or_else(|| PeerId(rand::random()), |r| r.parked.peer);
+        let (replay, handoff) = match resume {
+            Some(r) => (r.replay, Some(Box::new(handoff::Handoff::resuming(r.parked, r.last_seq)))),
+            None => (Replay::new(), None),
+        };
         let span = info_span!("session", node = %state.node_id, peer = %id, proto = dialect.as_str());
         Session::create(move |ctx| {
-            transport::start::<Session>(ctx, Reader::new(rd, leftover, state.config.max_message_bytes));
+            let io = transport::start::<Session>(ctx, Reader::new(rd, leftover, state.config.max_message_bytes));
             Session {
                 id,
                 dialect,
@@ -113,13 +117,22 @@ impl Session {
                 handoff,
                 // The seed protocol has no such frame: its clients get none, whatever they ask.
                 cluster_status: cluster_status && dialect == Dialect::V1,
+                replay,
+                secret: rand::random(),
+                io: Some(io),
                 span,
             }
         })
     }
 
+    /// The token that resumes this session now.
+    fn token(&self) -> ResumeToken {
+        ResumeToken { peer: self.id, secret: self.secret }
+    }
+
     /// The first frame of a v1 session.
     fn welcome(&mut self, resumed: bool, ctx: &mut Context<Self>) {
+        let token = self.token().to_string();
         let welcome = ServerMessage::Welcome {
             protocol: switchboard::protocol::v1::VERSION,
             peer_id: self.id,
@@ -128,17 +141,36 @@ impl Session {
             limits: &self.state.limits,
             resumed,
             cluster: self.state.cluster.as_ref().map(|c| c.status()),
+            resume_token: &token,
+            resume_within_ms: self.state.config.reconnect_grace_ms,
+            last_cseq: resumed.then_some(self.replay.last_cseq),
         }
         .to_json();
-        self.send(welcome.as_bytes(), "welcome", ctx);
+        // The one frame without a number: it starts (or restarts) the numbering's connection.
+        self.write(None, welcome.as_bytes(), "welcome", ctx);
     }
 
-    /// Queues a frame for the client; a client too slow to take it is cut off.
-    fn send(&mut self, frame: &[u8], kind: &'static str, ctx: &mut Context<Self>) {
-        if self.keep_for_resume(frame) {
+    /// Queues a frame for the client (a v1 client's numbered and kept for a resume, and only
+    /// kept while it has no socket to read it from).
+    fn send(&mut self, frame: impl Into<Bytes>, kind: &'static str, ctx: &mut Context<Self>) {
+        let frame = frame.into();
+        if self.dialect == Dialect::Seed {
+            return self.write(None, &frame, kind, ctx);
+        }
+        let seq = self.replay.push(frame.clone(), self.state.replay_bound());
+        if self.holding() {
             return;
         }
-        if self.out.text(frame).is_err() {
+        self.write(Some(seq), &frame, kind, ctx);
+    }
+
+    /// Writes a frame to the socket; a client too slow to take it is cut off.
+    fn write(&mut self, seq: Option<u64>, frame: &[u8], kind: &'static str, ctx: &mut Context<Self>) {
+        let queued = match seq {
+            Some(seq) => self.out.numbered(seq, frame),
+            None => self.out.text(frame),
+        };
+        if queued.is_err() {
             let queued = self.out.queued();
             info!(parent: &self.span, queued, "outbound queue full: closing slow consumer");
             self.state.metrics.error(ErrorCode::SlowConsumer);
@@ -152,7 +184,7 @@ impl Session {
     fn fail(&mut self, err: &ProtocolError, id: Option<&RawValue>, ctx: &mut Context<Self>) {
         self.state.metrics.error(err.code);
         let frame = error_frame(self.dialect, err, id);
-        self.send(&frame, "error", ctx);
+        self.send(frame, "error", ctx);
     }
 
     /// Sends a close frame, then ends the session once it is flushed (or after a grace period).
@@ -161,6 +193,10 @@ impl Session {
             return;
         }
         self.leave_reason = leave;
+        if self.io.is_none() {
+            // No socket to close (it broke; the session was waiting for a resume).
+            return ctx.stop();
+        }
         self.out.close(Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_string()) }));
         ctx.run_later(CLOSE_GRACE, |_, ctx| ctx.stop());
     }
@@ -353,8 +389,15 @@ impl Connection for Session {
     }
 
     fn on_closed(&mut self, ctx: &mut Context<Self>) {
+        if self.io.is_none() {
+            // Its socket was let go of already (the reader and the writer may both report it).
+            return;
+        }
         if self.parking() {
             self.park(ctx);
+        } else if self.may_detach() {
+            // No close frame: the network, not the client, ended it. Hold it for a resume.
+            self.detach(ctx);
         } else if !matches!(self.handoff.as_deref(), Some(handoff::Handoff::Parking { .. })) || self.out.is_closing() {
             // (A session still parking stops once its own close has gone out.)
             ctx.stop();
@@ -378,6 +421,6 @@ mod tests {
             std::mem::size_of::<transport::Writer>(),
             std::mem::size_of::<Context<Session>>(),
         );
-        assert!(size <= 384, "Session grew to {size} bytes");
+        assert!(size <= 512, "Session grew to {size} bytes");
     }
 }

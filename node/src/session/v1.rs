@@ -34,6 +34,17 @@ impl Session {
                 return self.fail(&rejected.error, rejected.id, ctx);
             }
         };
+        if let ClientMessage::Ack { seq } = frame.msg {
+            self.state.metrics.message_in(Dialect::V1, "ack");
+            return self.replay.ack(seq);
+        }
+        if let Some(cseq) = frame.cseq {
+            if cseq <= self.replay.last_cseq {
+                // Sent again after a resume, and processed before: its effects (and reply) stand.
+                return self.state.metrics.message_in(Dialect::V1, "duplicate");
+            }
+            self.replay.last_cseq = cseq;
+        }
         self.state.metrics.message_in(Dialect::V1, frame.msg.kind());
         let id = frame.id;
         let result = match frame.msg {
@@ -41,7 +52,7 @@ impl Session {
             ClientMessage::Leave { room } => {
                 if RoomName::v1(&room).is_ok_and(|name| self.leave_room(&name)) {
                     let ack = ServerMessage::Left { room: &room, reason: None, id }.to_json();
-                    self.send(ack.as_bytes(), "left", ctx);
+                    self.send(ack, "left", ctx);
                     Ok(())
                 } else {
                     Err(not_joined(&room))
@@ -50,10 +61,12 @@ impl Session {
             ClientMessage::Signal { room, to, data } => self.v1_relay(&room, Some(to), data, id, received_at),
             ClientMessage::Broadcast { room, data } => self.v1_relay(&room, None, data, id, received_at),
             ClientMessage::Ping => {
-                let pong = ServerMessage::Pong { id }.to_json();
-                self.send(pong.as_bytes(), "pong", ctx);
+                let last_cseq = Some(self.replay.last_cseq).filter(|n| *n > 0);
+                let pong = ServerMessage::Pong { id, last_cseq }.to_json();
+                self.send(pong, "pong", ctx);
                 Ok(())
             }
+            ClientMessage::Ack { .. } => Ok(()),
         };
         if let Err(err) = result {
             self.fail(&err, id, ctx);

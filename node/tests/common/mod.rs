@@ -434,9 +434,17 @@ impl RawWs {
         self.next_within(STEP_TIMEOUT).await.unwrap_or_else(|| panic!("nothing arrived within {STEP_TIMEOUT:?}"))
     }
 
+    /// The next JSON message, without the `seq` the node numbers every v1 frame with after
+    /// `welcome` (checked to be there).
     pub async fn recv_json(&mut self) -> Value {
         match self.next().await {
-            RawFrame::Json(v) => v,
+            RawFrame::Json(mut v) => {
+                if v["type"] != "welcome" && v.get("body").is_none() {
+                    let seq = v.as_object_mut().and_then(|o| o.remove("seq"));
+                    assert!(seq.as_ref().is_some_and(Value::is_u64), "a v1 frame without a seq: {v}");
+                }
+                v
+            }
             other => panic!("expected a JSON message, got {other:?}"),
         }
     }

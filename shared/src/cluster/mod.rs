@@ -30,6 +30,9 @@ pub enum Control {
     Kick { room: String, peer: PeerId },
     /// An operator closed `room`; every node holding members of it removes them.
     Close { room: String },
+    /// A client resumes `peer`'s session on another node: the node holding it (which checks
+    /// `secret`, the resume token's) parks it for that node to claim.
+    Takeover { peer: PeerId, secret: u128 },
 }
 
 impl Control {
@@ -39,6 +42,7 @@ impl Control {
             Self::Lost(node) => format!("lost {node}"),
             Self::Kick { room, peer } => format!("kick {peer} {room}"),
             Self::Close { room } => format!("close {room}"),
+            Self::Takeover { peer, secret } => format!("takeover {peer} {secret:032x}"),
         }
     }
 
@@ -51,6 +55,10 @@ impl Control {
                 Some(Self::Kick { room: room.to_string(), peer: peer.parse().ok()? })
             }
             "close" => Some(Self::Close { room: rest.to_string() }),
+            "takeover" => {
+                let (peer, secret) = rest.split_once(' ')?;
+                Some(Self::Takeover { peer: peer.parse().ok()?, secret: u128::from_str_radix(secret, 16).ok()? })
+            }
             _ => None,
         }
     }
@@ -66,10 +74,11 @@ mod tests {
             Control::Lost("node-a".into()),
             Control::Kick { room: "seed:lobby 1".into(), peer: PeerId(17) },
             Control::Close { room: "team standup".into() },
+            Control::Takeover { peer: PeerId(99), secret: u128::MAX - 7 },
         ] {
             assert_eq!(Control::decode(&c.encode()), Some(c));
         }
-        for bad in ["", "lost", "kick x room", "kick 5", "explode everything"] {
+        for bad in ["", "lost", "kick x room", "kick 5", "explode everything", "takeover 5", "takeover x ff"] {
             assert_eq!(Control::decode(bad), None, "{bad}");
         }
     }

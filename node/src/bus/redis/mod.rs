@@ -32,7 +32,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use redis::{RedisResult, Value};
 use serde_json::value::RawValue;
-use switchboard::protocol::v1::LeaveReason;
+use switchboard::protocol::v1::{LeaveReason, ResumeToken};
 use switchboard::protocol::{PeerId, RoomName};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
@@ -259,6 +259,11 @@ impl Bus for RedisBus {
         answer(rx)
     }
 
+    fn takeover(&self, token: &ResumeToken) {
+        let payload = Control::Takeover { peer: token.peer, secret: token.secret }.encode();
+        self.shared.enqueue(Op::Control { payload: Bytes::from(payload) });
+    }
+
     fn claim(&self, token: &str) -> BusResult<Claim> {
         let (reply, rx) = oneshot::channel();
         self.shared.enqueue(Op::Claim { key: self.shared.keys.parked(token), reply });
@@ -460,7 +465,8 @@ impl Shared {
                 let _ = reply.send(out);
             }
             // Settled by their links, never answered from a pipeline (see `pipeline`).
-            op @ (Op::Publish { .. } | Op::Send { .. } | Op::Status { .. } | Op::Bounce { .. }) => {
+            op
+            @ (Op::Publish { .. } | Op::Send { .. } | Op::Control { .. } | Op::Status { .. } | Op::Bounce { .. }) => {
                 op.fail(failed.unwrap_or(BusError::Unavailable("not sent".into())))
             }
         }
@@ -487,6 +493,7 @@ impl Shared {
                 Ok(room) => ClusterEvent::Close { room },
                 Err(e) => return debug!(node = %self.keys.node(), error = %e, "dropped a close for a bad room"),
             },
+            Control::Takeover { peer, secret } => ClusterEvent::Takeover(ResumeToken { peer, secret }),
         };
         inboxes.cluster.do_send(event);
     }

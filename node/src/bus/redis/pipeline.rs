@@ -68,6 +68,10 @@ pub(super) async fn execute(
                 pipe.add_command(publish(k.channel(&node), &payload));
                 sent.push(Sent::Upkeep);
             }
+            Op::Control { payload } => {
+                pipe.add_command(publish(k.control(), &payload));
+                sent.push(Sent::Upkeep);
+            }
             op => {
                 add_command(&mut pipe, shared, l, &op, &epoch, &ttl);
                 sent.push(Sent::Op(op));
@@ -198,7 +202,12 @@ fn add_command(pipe: &mut redis::Pipeline, shared: &Shared, l: &Link, op: &Op, e
             ));
         }
         // Handled before a pipeline is built; one that got here is a no-op.
-        Op::Goodbye { .. } | Op::Publish { .. } | Op::Send { .. } | Op::Status { .. } | Op::Bounce { .. } => {
+        Op::Goodbye { .. }
+        | Op::Publish { .. }
+        | Op::Send { .. }
+        | Op::Control { .. }
+        | Op::Status { .. }
+        | Op::Bounce { .. } => {
             pipe.cmd("PING");
         }
     }

@@ -68,6 +68,11 @@ pub enum Op {
         node: NodeId,
         payload: Bytes,
     },
+    /// A message for every node, on the control channel (unsequenced: its sender asks again
+    /// if nothing comes of it).
+    Control {
+        payload: Bytes,
+    },
     /// A receiver's status of its link from this node.
     Status {
         from: NodeId,
@@ -127,7 +132,7 @@ impl Op {
                     let _ = reply.send(Err(err.clone()));
                 }
             }
-            Op::Send { .. } | Op::Status { .. } | Op::Bounce { .. } => {}
+            Op::Send { .. } | Op::Control { .. } | Op::Status { .. } | Op::Bounce { .. } => {}
         }
     }
 
@@ -141,7 +146,7 @@ impl Op {
     /// Whether the op counts against [`super::MAX_QUEUED`] (link upkeep does not: it must get
     /// through when the queue is full, and it answers nobody).
     pub fn counted(&self) -> bool {
-        !matches!(self, Op::Send { .. } | Op::Status { .. } | Op::Bounce { .. })
+        !matches!(self, Op::Send { .. } | Op::Control { .. } | Op::Status { .. } | Op::Bounce { .. })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterStatus, LeaveReason, Limits};
+use super::{ClusterStatus, LeaveReason, Limits, PeerState};
 use crate::protocol::{ErrorCode, PeerId, Role};
 
 /// A server message as a Rust client reads it (owned, `data` as a JSON value).
@@ -22,6 +22,15 @@ pub enum Event {
         /// A clustered node's bus: whether it reaches Redis (absent from lone and older nodes).
         #[serde(default)]
         cluster: Option<ClusterStatus>,
+        /// Resumes this session after its socket breaks (absent from older nodes).
+        #[serde(default)]
+        resume_token: Option<String>,
+        /// How long the server holds the session after an abnormal close.
+        #[serde(default)]
+        resume_within_ms: u64,
+        /// On a resumed welcome: the last `cseq` the server processed.
+        #[serde(default)]
+        last_cseq: Option<u64>,
     },
     /// The node's bus came up or went down (only after asking with `?notify=cluster-status`).
     ClusterStatus {
@@ -58,6 +67,12 @@ pub enum Event {
         peer_id: PeerId,
         reason: LeaveReason,
     },
+    /// Another member lost its socket (`reconnecting`) or resumed (`connected`).
+    PeerState {
+        room: String,
+        peer_id: PeerId,
+        state: PeerState,
+    },
     Signal {
         room: String,
         from: PeerId,
@@ -71,6 +86,8 @@ pub enum Event {
     Pong {
         #[serde(default)]
         id: Option<serde_json::Value>,
+        #[serde(default)]
+        last_cseq: Option<u64>,
     },
     Error {
         code: ErrorCode,
@@ -126,6 +143,8 @@ pub enum Request {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
     },
+    /// Every frame up to `seq` arrived.
+    Ack { seq: u64 },
 }
 
 impl Request {

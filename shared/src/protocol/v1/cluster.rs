@@ -63,6 +63,9 @@ mod tests {
                 heartbeat_ms: 1,
                 limits: &limits,
                 resumed: false,
+                resume_token: "t",
+                resume_within_ms: 0,
+                last_cseq: None,
                 cluster,
             }
             .to_json()

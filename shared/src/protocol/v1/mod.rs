@@ -19,8 +19,10 @@ use super::{ErrorCode, PeerId, ProtocolError, Role};
 
 mod client;
 mod cluster;
+mod resume;
 pub use client::{Event, PeerEntry, Request};
 pub use cluster::{ClusterStatus, NOTIFY_CLUSTER_STATUS, notify_wants};
+pub use resume::{ResumeToken, seq_prefix};
 
 /// The protocol version this module speaks.
 pub const VERSION: u32 = 1;
@@ -33,6 +35,9 @@ pub const MAX_ID_BYTES: usize = 64;
 #[derive(Debug)]
 pub struct ClientFrame<'a> {
     pub id: Option<&'a RawValue>,
+    /// The client's number for this message (1, 2, 3…), so a resumed session processes each
+    /// message once however often the client re-sends it.
+    pub cseq: Option<u64>,
     pub msg: ClientMessage<'a>,
 }
 
@@ -40,11 +45,27 @@ pub struct ClientFrame<'a> {
 /// session decides the message is admissible.
 #[derive(Debug)]
 pub enum ClientMessage<'a> {
-    Join { room: Cow<'a, str>, meta: Option<&'a RawValue> },
-    Leave { room: Cow<'a, str> },
-    Signal { room: Cow<'a, str>, to: PeerId, data: &'a RawValue },
-    Broadcast { room: Cow<'a, str>, data: &'a RawValue },
+    Join {
+        room: Cow<'a, str>,
+        meta: Option<&'a RawValue>,
+    },
+    Leave {
+        room: Cow<'a, str>,
+    },
+    Signal {
+        room: Cow<'a, str>,
+        to: PeerId,
+        data: &'a RawValue,
+    },
+    Broadcast {
+        room: Cow<'a, str>,
+        data: &'a RawValue,
+    },
     Ping,
+    /// Every frame up to `seq` arrived: the server may forget them.
+    Ack {
+        seq: u64,
+    },
 }
 
 impl ClientMessage<'_> {
@@ -56,6 +77,7 @@ impl ClientMessage<'_> {
             Self::Signal { .. } => "signal",
             Self::Broadcast { .. } => "broadcast",
             Self::Ping => "ping",
+            Self::Ack { .. } => "ack",
         }
     }
 }
@@ -81,6 +103,19 @@ struct Envelope<'a> {
     meta: Option<&'a RawValue>,
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cseq: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    seq: Option<&'a RawValue>,
+}
+
+/// A positive integer field (`cseq`, an ack's `seq`), or the reason it is not one.
+fn counter(raw: &RawValue, what: &str) -> Result<u64, ProtocolError> {
+    raw.get()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ProtocolError::new(ErrorCode::BadMessage, format!("`{what}` must be a positive integer")))
 }
 
 impl<'a> ClientFrame<'a> {
@@ -116,6 +151,7 @@ impl<'a> ClientFrame<'a> {
                 super::check_depth(raw, what).map_err(|error| Rejected { error, id })?;
             }
         }
+        let cseq = env.cseq.map(|c| counter(c, "cseq")).transpose().map_err(|error| Rejected { error, id })?;
         let msg = match &*env.kind {
             "join" => ClientMessage::Join { room: need_room(env.room)?, meta: env.meta },
             "leave" => ClientMessage::Leave { room: need_room(env.room)? },
@@ -132,12 +168,16 @@ impl<'a> ClientFrame<'a> {
                 ClientMessage::Broadcast { room, data }
             }
             "ping" => ClientMessage::Ping,
+            "ack" => {
+                let seq = env.seq.ok_or_else(|| reject(ErrorCode::BadMessage, "`ack` needs a `seq`".into()))?;
+                ClientMessage::Ack { seq: counter(seq, "seq").map_err(|error| Rejected { error, id })? }
+            }
             other => {
                 let shown: String = other.chars().take(32).collect();
                 return Err(reject(ErrorCode::UnknownType, format!("unknown message type `{shown}`")));
             }
         };
-        Ok(ClientFrame { id, msg })
+        Ok(ClientFrame { id, cseq, msg })
     }
 }
 
@@ -195,6 +235,25 @@ impl LeaveReason {
     }
 }
 
+/// A member's connection as the other members of its rooms see it (`peer-state.state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerState {
+    /// Its socket broke; the server holds it for its resume (`welcome.resume_within_ms`).
+    Reconnecting,
+    /// It resumed: same peer id, nothing lost.
+    Connected,
+}
+
+impl PeerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reconnecting => "reconnecting",
+            Self::Connected => "connected",
+        }
+    }
+}
+
 /// The limits a node enforces, announced in `welcome` so clients can pace themselves.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Limits {
@@ -227,6 +286,15 @@ pub enum ServerMessage<'a> {
         /// follows. Absent on a fresh session.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         resumed: bool,
+        /// The token that resumes this session (`?resume=<token>&last_seq=<n>`, on any node)
+        /// after its socket breaks; single-use, and every welcome brings a fresh one.
+        resume_token: &'a str,
+        /// How long the session is held after an abnormal close (0: it is not).
+        resume_within_ms: u64,
+        /// On a resumed welcome: the last client `cseq` the server processed (the client
+        /// re-sends what follows).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_cseq: Option<u64>,
         /// Whether this node reaches its cluster bus right now; absent on a lone node (no
         /// `--redis-url`), which has no cluster to lose.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -269,6 +337,12 @@ pub enum ServerMessage<'a> {
         peer_id: PeerId,
         reason: LeaveReason,
     },
+    /// Another member lost its socket and is held for its resume, or resumed.
+    PeerState {
+        room: &'a str,
+        peer_id: PeerId,
+        state: PeerState,
+    },
     Signal {
         room: &'a str,
         from: PeerId,
@@ -282,6 +356,10 @@ pub enum ServerMessage<'a> {
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a RawValue>,
+        /// The last client `cseq` processed, once the client numbers its messages: what it
+        /// keeps for a resume up to here can go.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_cseq: Option<u64>,
     },
     Error {
         code: ErrorCode,
@@ -325,6 +403,28 @@ mod tests {
         ));
         assert!(matches!(parse(r#"{"type":"leave","room":"r"}"#).unwrap().msg, ClientMessage::Leave { .. }));
         assert!(matches!(parse(r#"{"type":"ping","extra":true}"#).unwrap().msg, ClientMessage::Ping));
+        assert!(matches!(parse(r#"{"type":"ack","seq":9}"#).unwrap().msg, ClientMessage::Ack { seq: 9 }));
+        let f = parse(r#"{"type":"broadcast","room":"r","data":1,"cseq":4}"#).unwrap();
+        assert_eq!(f.cseq, Some(4));
+    }
+
+    #[test]
+    fn counters_must_be_positive_integers() {
+        let code = |s: &str| parse(s).unwrap_err().error.code;
+        for bad in [
+            r#"{"type":"ack"}"#,
+            r#"{"type":"ack","seq":0}"#,
+            r#"{"type":"ack","seq":-1}"#,
+            r#"{"type":"ack","seq":"3"}"#,
+            r#"{"type":"ack","seq":1.5}"#,
+            r#"{"type":"ping","cseq":0}"#,
+            r#"{"type":"ping","cseq":"1"}"#,
+            r#"{"type":"ping","cseq":99999999999999999999999}"#,
+        ] {
+            assert_eq!(code(bad), ErrorCode::BadMessage, "{bad}");
+        }
+        let r = parse(r#"{"type":"ping","cseq":1e3,"id":5}"#).unwrap_err();
+        assert_eq!(r.id.unwrap().get(), "5");
     }
 
     #[test]
