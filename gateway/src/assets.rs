@@ -25,7 +25,10 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("/switchboard.js", JS, include_str!("../static/switchboard.js")),
     ("/switchboard.d.ts", TS, include_str!("../static/switchboard.d.ts")),
     ("/switchboard-signaling.js", JS, include_str!("../static/switchboard-signaling.js")),
+    ("/switchboard-protocol.js", JS, include_str!("../static/switchboard-protocol.js")),
+    ("/switchboard-session.js", JS, include_str!("../static/switchboard-session.js")),
     ("/switchboard-resume.js", JS, include_str!("../static/switchboard-resume.js")),
+    ("/switchboard-events.js", JS, include_str!("../static/switchboard-events.js")),
     ("/switchboard-ice.js", JS, include_str!("../static/switchboard-ice.js")),
     ("/switchboard-rtc.js", JS, include_str!("../static/switchboard-rtc.js")),
 ];

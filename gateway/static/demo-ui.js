@@ -8,10 +8,12 @@ export const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} 
  * What tests (and the curious, in the console) read.
  * - `state`: `idle`, `starting`, `connecting`, `waiting` (alone in the room), `in-call`, `failed`
  * - `connection`: the SDK's connection state; `peerId`, `nodeId`, `room`
- * - `peers[id]`: `{name, state, channelOpen, framesDecoded, stats, muted: {audio, video}}`
- *   (stats refreshed each second; `muted` as the peer announced it)
+ * - `peers[id]`: `{name, state, presence, presenceLog, channelOpen, framesDecoded, stats,
+ *   muted: {audio, video}}` (stats refreshed each second; `muted` as the peer announced it;
+ *   `presence`: its signaling connection, `connected` or `reconnecting`, and every change)
  * - `cluster`: `{connected, redis}` as the node said (null on a lone node)
- * - `messages`: chat received, `{from, text}`; `sent`: chat sent
+ * - `messages`: chat received, `{from, text}`; `sent`: chat sent; `broadcasts`: what came
+ *   through the server (`client.broadcast`), `{from, data}`
  * - `errors`: `{code, message}` the SDK reported; `notices`: the current notices by kind
  * - `localMedia`: `camera`, `denied`, `unavailable`, `receive-only` or `none`; `sharing`;
  *   `muted.audio`, `muted.video`
@@ -25,6 +27,7 @@ export const demo = {
   /** @type {{connected: boolean, redis: string|null}|null} */ cluster: null,
   /** @type {Record<string, any>} */ peers: {},
   /** @type {{from: string, text: string}[]} */ messages: [],
+  /** @type {{from: string, data: any}[]} */ broadcasts: [],
   /** @type {string[]} */ sent: [],
   /** @type {{code: string, message: string}[]} */ errors: [],
   /** @type {Record<string, string>} */ notices: {},
@@ -110,7 +113,7 @@ export function addTile(peer) {
   if (peer.user) tile.dataset.user = peer.user;
   /** @type {HTMLElement} */ (tile.querySelector('.name')).textContent = nameOf(peer);
   $('videos').append(tile);
-  demo.peers[peer.id] = { name: nameOf(peer), state: 'new', channelOpen: false, framesDecoded: 0, stats: null, muted: { audio: false, video: false } };
+  demo.peers[peer.id] = { name: nameOf(peer), state: 'new', presence: 'connected', presenceLog: [], channelOpen: false, framesDecoded: 0, stats: null, muted: { audio: false, video: false } };
   notice('peer-left', null);
   log(`${nameOf(peer)} (${peer.id}) is here; ${peer.initiator ? 'calling' : 'waiting for its call'}`);
   updateCount();
@@ -128,6 +131,25 @@ export function showMuted(id, audio, video) {
   tile.dataset.mutedVideo = String(video);
   /** @type {HTMLElement} */ (tile.querySelector('.badges')).textContent = [audio && 'mic off', video && 'camera off'].filter(Boolean).join(', ');
   log(`${demo.peers[id]?.name ?? id}: ${audio ? 'microphone muted' : 'microphone on'}, ${video ? 'camera off' : 'camera on'}`);
+}
+
+/**
+ * Shows that a peer's own connection to the server broke and the server holds its place while
+ * it comes back (`reconnecting`), or that it came back (`connected`). Its media may go on.
+ * @param {string} id @param {'reconnecting'|'connected'} presence
+ */
+export function showPresence(id, presence) {
+  const entry = demo.peers[id];
+  if (entry) {
+    entry.presence = presence;
+    entry.presenceLog.push(presence);
+  }
+  const tile = tileOf(id);
+  if (tile) {
+    tile.dataset.presence = presence;
+    /** @type {HTMLElement} */ (tile.querySelector('.presence')).textContent = presence === 'reconnecting' ? 'reconnecting…' : '';
+  }
+  log(`${entry?.name ?? id}: ${presence === 'reconnecting' ? 'lost its connection to the server; reconnecting…' : 'is back'}`);
 }
 
 /** Why a peer left, as a sentence (docs/protocol.md, `peer-left` reasons). @param {string} name @param {string} reason */

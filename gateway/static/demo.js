@@ -4,14 +4,15 @@
 //
 // URL parameters: `room`, `user`, `token` (an access token from POST /v1/tokens; `access_token`,
 // the node's own name for it, works too), `autojoin=1`
-// (call on load), `ws` (another signaling endpoint), `media=0` (join receive-only without
-// asking for the camera), `res=WxH` (camera resolution, default 640x480).
+// (call on load), `ws` (another signaling endpoint; repeat it to name more nodes, which a resume
+// or reconnect goes round), `media=0` (join receive-only without asking for the camera),
+// `res=WxH` (camera resolution, default 640x480).
 //
 // For tests, the page keeps a DOM contract (ids, `data-peer-id`, `data-kind`, `data-stat`,
 // `body[data-call-state]`) and its state in `window.demo` (see demo-ui.js).
 
 import { connect } from './switchboard.js';
-import { $, addTile, chatLine, demo, input, leftSentence, log, nameOf, notice, refreshStats, removeTile, setState, showMuted, tileOf, updateCount } from './demo-ui.js';
+import { $, addTile, chatLine, demo, input, leftSentence, log, nameOf, notice, refreshStats, removeTile, setState, showMuted, showPresence, tileOf, updateCount } from './demo-ui.js';
 
 /** The mesh's size: every peer sends its media to every other, so uplink grows with each. */
 const MAX_PEOPLE = 6;
@@ -138,7 +139,8 @@ async function call() {
   if (demo.room !== room) return camera?.getTracks().forEach((t) => t.stop()); // hung up meanwhile
 
   const token = params.get('token') || params.get('access_token') || null;
-  const client = connect({ url: params.get('ws') || undefined, token, log });
+  const [url, ...urls] = params.getAll('ws').filter(Boolean);
+  const client = connect({ url, urls, token, log });
   demo.client = client;
   wire(client);
   await client.setLocalStream(camera);
@@ -180,6 +182,9 @@ function wire(client) {
         notice('reconnecting', `Lost the connection to the server (${e.code}${e.reason ? ` ${e.reason}` : ''}). ${when}`);
       }
       setState('connecting', 'reconnecting…');
+    } else if (e.state === 'resuming' && e.withinMs !== undefined) {
+      const why = e.cause === 'drain' ? 'The server is restarting: moving to another one' : `Lost the connection to the server (${e.code}${e.reason ? ` ${e.reason}` : ''}): reconnecting`;
+      notice('reconnecting', `${why}… The call goes on meanwhile.`);
     } else if (e.state === 'failed') {
       setState('failed', 'disconnected');
     }
@@ -187,6 +192,9 @@ function wire(client) {
   on('error', (e) => {
     demo.errors.push({ code: e.code, message: e.message });
     if (e.code === 'ice-servers-unavailable') return; // logged; calls on one network need none
+    if (e.code === 'resume-failed') {
+      return notice('error', 'The connection to the server could not be resumed: a new session starts, and the call with it.', 'info', e.code);
+    }
     const auth = ['unauthorized', 'token-expired', 'token-invalid', 'forbidden'].includes(e.code);
     const text = auth ? `Access refused (${e.code}): ${authHelp(e.code, e.message)}` : `Server error ${e.code}: ${e.message}`;
     notice(auth ? 'auth' : 'error', text, 'error', e.code);
@@ -206,6 +214,7 @@ function wire(client) {
     }
   });
   on('peer-muted', (e) => showMuted(e.peerId, e.audio, e.video));
+  on('peer-presence', (e) => showPresence(e.peerId, e.state));
   on('peer-state', (e) => {
     const tile = tileOf(e.peerId);
     if (tile) {
@@ -226,6 +235,10 @@ function wire(client) {
   on('message', (e) => {
     demo.messages.push({ from: e.peerId, text: e.text });
     chatLine(nameOf(e.peer), e.text, false, e.peerId);
+  });
+  on('broadcast', (e) => {
+    demo.broadcasts.push({ from: e.peerId, data: e.data });
+    if (typeof e.data?.text === 'string') chatLine(`${nameOf(client.peers.get(e.peerId))} (via the server)`, e.data.text, false, e.peerId);
   });
   statsTimer = setInterval(refreshStats, 1000);
 }

@@ -37,3 +37,52 @@ export async function fetchIceServers(url, token) {
     clearTimeout(timer);
   }
 }
+
+/**
+ * The ICE servers a client uses: the ones it was given, or fetched before a connection attempt
+ * when what it holds is missing or its TURN credentials are about to lapse.
+ */
+export class IceServers {
+  /** In `RTCConfiguration.iceServers` form. @type {RTCIceServer[]} */
+  servers;
+  #given;
+  /** @type {string|null} */
+  #url;
+  #fetched = false;
+  #expiresAt = 0;
+  #warned = false;
+
+  /**
+   * @param {RTCIceServer[]|undefined} given Use these and fetch nothing.
+   * @param {string|null|undefined} url Where to fetch (undefined: this page's origin).
+   */
+  constructor(given, url) {
+    this.#given = !!given;
+    this.servers = given ?? [];
+    this.#url = url === undefined ? defaultIceServersUrl() : url;
+  }
+
+  /**
+   * Fetches when needed. Unreachable, the client goes on with host candidates only: two
+   * browsers on one network need no STUN/TURN, across NATs calls may fail. Returns what to
+   * say about that, once (every attempt tries again), or null.
+   * @param {string|null} token
+   */
+  async refresh(token) {
+    const url = this.#url;
+    if (this.#given || !url) return null;
+    if (this.#fetched && (this.#expiresAt === 0 || this.#expiresAt - 60 > Date.now() / 1000)) return null;
+    try {
+      const { servers, expiresAt } = await fetchIceServers(url, token);
+      this.servers = servers;
+      this.#expiresAt = expiresAt;
+      this.#fetched = true;
+    } catch (e) {
+      if (!this.#fetched && !this.#warned) {
+        this.#warned = true;
+        return `no ICE servers from ${url} (${e}); host candidates only`;
+      }
+    }
+    return null;
+  }
+}

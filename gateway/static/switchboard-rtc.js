@@ -75,6 +75,8 @@ export class RemotePeer {
   channel = null;
   /** What the peer says it muted (its `setMuted`): a disabled track looks live from here. */
   muted = { audio: false, video: false };
+  /** Its signaling connection, as the server says (`peer-presence`): `connected` or `reconnecting`. */
+  presence = 'connected';
 
   #host;
   #makingOffer = false;
@@ -248,6 +250,18 @@ export class RemotePeer {
     };
     this.#lastSample = { at: now, sent, received };
     return stats;
+  }
+
+  /**
+   * Our signaling session resumed: if the network that broke it broke this connection's path
+   * too, restart ICE (new candidates; the offer and candidates go out on the resumed session).
+   * A path that is fine is left alone: the media never stopped.
+   */
+  recover() {
+    const ice = this.pc.iceConnectionState;
+    if (this.#closed || (ice !== 'disconnected' && ice !== 'failed' && this.pc.connectionState !== 'failed')) return;
+    this.#host.log(`ICE ${ice} with ${this.id} after the resume: restarting ICE`);
+    this.pc.restartIce();
   }
 
   /** Closes the connection for good (the peer left, or we did). */

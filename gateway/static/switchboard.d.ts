@@ -62,7 +62,7 @@ export type ServerErrorCode =
   | 'resume-failed';
 
 /**
- * The SDK's own codes (`CLIENT_CODES` in switchboard-signaling.js), for failures no server
+ * The SDK's own codes (`CLIENT_CODES` in switchboard-protocol.js), for failures no server
  * reports: `unreachable` (no connection could be opened, or `reconnect.maxAttempts` ran out),
  * `disconnected` (the connection dropped while a request waited), `closed` (the client was
  * closed, or left, before a join completed), `protocol-mismatch`, `ice-servers-unavailable`
@@ -70,14 +70,18 @@ export type ServerErrorCode =
  */
 export type ClientErrorCode = 'unreachable' | 'disconnected' | 'closed' | 'protocol-mismatch' | 'ice-servers-unavailable' | 'token';
 
-/** What an `error` event's `code` can be. */
+/**
+ * What an `error` event's `code` can be. `resume-failed` (not fatal) also comes from the SDK
+ * when no node took the session back within the server's window: either way the session is
+ * lost, and a fresh one (a new peer id, everyone called again) follows.
+ */
 export type SwitchboardErrorCode = ServerErrorCode | ClientErrorCode;
 
 /**
  * The close codes the server uses (docs/protocol.md, "Close codes"; `protocol::close` in
  * shared). A close the browser reports may carry others (1005, 1006, 1011, …), and the SDK
- * reports 1006 itself for a connection it dropped (no welcome, no pong) or a draining node
- * that never closed.
+ * reports 1006 itself for a connection it dropped (no welcome, nothing after a ping) or a
+ * draining node that never closed.
  */
 export type ServerCloseCode = 1000 | 1001 | 1002 | 1007 | 1009 | 1012 | 1013 | 4000 | 4001 | 4401 | 4403 | 4410;
 /** A WebSocket close code: the server's, named, or any other the browser reports. */
@@ -109,6 +113,11 @@ export interface ConnectOptions {
   /** The v1 endpoint; default `ws(s)://<this page's host>/v1/ws`. */
   url?: string;
   /**
+   * More v1 endpoints of the same cluster (other nodes, other routes to them): a resume (a
+   * session is resumed on any node) or a reconnect goes round `url` and these.
+   */
+  urls?: string[];
+  /**
    * An access token (the JWT of `POST /v1/tokens`), sent as subprotocol `access_token.<jwt>`.
    * A function is called before every fresh connection attempt, so a reconnect after
    * `token-expired` can bring a fresh token; null, or a function that returns null, sends none.
@@ -128,6 +137,13 @@ export interface ConnectOptions {
 
 /** A token's role in its room. */
 export type Role = 'participant' | 'viewer';
+
+/**
+ * A member's own signaling connection, as the server tells the others (`peer-presence`):
+ * `reconnecting` while it broke and the server holds its place for its resume (its media may go
+ * on meanwhile), `connected` once it resumed. One that never comes back leaves (`timeout`).
+ */
+export type PeerPresence = 'reconnecting' | 'connected';
 
 /** A member of the room as the server describes it (wire form: snake_case). */
 export interface PeerInfo {
@@ -256,6 +272,8 @@ export declare class RemotePeer {
   readonly channel: RTCDataChannel | null;
   /** What the peer says it muted (its `setMuted`): a disabled track looks live from here. */
   readonly muted: { readonly audio: boolean; readonly video: boolean };
+  /** Its signaling connection, as the server says (`peer-presence`). */
+  readonly presence: PeerPresence;
   readonly connectionState: RTCPeerConnectionState;
   /** Applies one `signal.data` from this peer (the client feeds these in). */
   handleSignal(data: unknown): void;
@@ -265,6 +283,8 @@ export declare class RemotePeer {
   setTrack(kind: MediaKind, track: MediaStreamTrack | null, stream: MediaStream | null): Promise<void>;
   /** Samples statistics; bit rates compare with the previous call. */
   stats(): Promise<PeerStats>;
+  /** After our session resumed: restarts ICE if the connection's path broke too (the client calls it). */
+  recover(): void;
   /** Closes the connection for good (the client does, when the peer or we leave). */
   close(): void;
 }
@@ -279,7 +299,10 @@ export declare class SwitchboardEvent extends Event {
 /** The signaling states `connection-state` reports. */
 export type ConnectionState = 'connecting' | 'connected' | 'resuming' | 'reconnecting' | 'failed' | 'closed';
 
-/** `connection-state`'s fields by state; `attempt` counts fresh attempts (resume attempts while resuming). */
+/**
+ * `connection-state`'s fields by state; `attempt` counts fresh attempts (resume attempts while
+ * resuming); `url` (on every state) is the endpoint the attempt or connection uses.
+ */
 export type ConnectionStateDetail =
   | { state: 'connecting'; attempt: 0 }
   /** Dialling again (after the wait). */
@@ -298,8 +321,13 @@ export type ConnectionStateDetail =
   | { state: 'connected'; peerId: string; nodeId: string; resumed?: undefined; gapMs?: undefined }
   /** After a resume: the peer id, room and calls are the ones before; nothing was joined again. */
   | { state: 'connected'; peerId: string; nodeId: string; resumed: true; gapMs: number }
-  /** A draining node asked us to move within `withinMs`; what is sent meanwhile waits. */
-  | { state: 'resuming'; withinMs: number; attempt?: undefined }
+  /**
+   * The session is being resumed within `withinMs` (the server's window); what is sent
+   * meanwhile waits, and goes out once. `cause`: a draining node asked us to move (`drain`), or
+   * the socket broke (`break`: closed with `code`, or 1006 when it went silent).
+   */
+  | { state: 'resuming'; withinMs: number; cause: 'drain'; attempt?: undefined }
+  | { state: 'resuming'; withinMs: number; cause: 'break'; code: CloseCode; reason: string; attempt?: undefined }
   /** Another resume attempt. */
   | { state: 'resuming'; attempt: number; withinMs?: undefined }
   /** The client gave up; `error` says why (also sent as an `error` event). */
@@ -315,7 +343,10 @@ export interface SwitchboardEventFields {
   left: { room: string; reason: RemovedReason };
   'peer-joined': { peerId: string; peer: RemotePeer; initiator: boolean };
   'peer-left': { peerId: string; peer: RemotePeer; reason: PeerLeftReason };
+  /** Our RTCPeerConnection to the peer. */
   'peer-state': { peerId: string; peer: RemotePeer; state: RTCPeerConnectionState };
+  /** The peer's own signaling connection broke, or it resumed; also as `peer.presence`. */
+  'peer-presence': { peerId: string; peer: RemotePeer; state: PeerPresence };
   /** The peer's `setMuted`, also as `peer.muted`. */
   'peer-muted': { peerId: string; peer: RemotePeer; audio: boolean; video: boolean };
   /** Also as `client.cluster`; a node that stops saying anything reports `{connected: true, redis: null}`. */

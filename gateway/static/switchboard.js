@@ -10,53 +10,27 @@
 //
 // A client is one signaling connection (`switchboard-signaling.js`) in at most one room, and a
 // full mesh: one RTCPeerConnection per other member (`switchboard-rtc.js`). The newcomer calls
-// the members already there; they answer. When the connection drops, the client reconnects
-// with exponential backoff and jitter, joins the room again (with a new peer id) and calls
-// everyone again. When a draining node asks it to move (`reconnect`), the connection resumes
-// on another node instead: same peer id, same room, the calls untouched — nothing is joined or
-// called again, and only `connection-state` (`resuming`, then `connected` with `resumed`)
-// shows it; if the resume fails, the usual reconnect follows. The wire protocol is
-// docs/protocol.md (v1 at `/v1/ws`).
+// the members already there; they answer. When the connection drops — or a draining node asks
+// it to move — the session resumes, on any node it knows (`url`, `urls`): same peer id, same
+// room, the calls untouched (the same RTCPeerConnections, an ICE restart where the network
+// broke them too), nothing lost or repeated either way; `connection-state` (`resuming`, then
+// `connected` with `resumed`) shows it, and the other members see `peer-presence`. If the
+// server cannot resume it, the client says so (`error` `resume-failed`), reconnects with
+// backoff and jitter, joins again with a new peer id and calls everyone again. The wire
+// protocol is docs/protocol.md (v1 at `/v1/ws`).
 
-import { defaultIceServersUrl, fetchIceServers } from './switchboard-ice.js';
+import { SwitchboardEvent } from './switchboard-events.js';
+import { IceServers } from './switchboard-ice.js';
 import { KINDS, RemotePeer } from './switchboard-rtc.js';
 import { PROTOCOL_VERSION, SUBPROTOCOL, Signaling, SwitchboardError } from './switchboard-signaling.js';
 
-export { PROTOCOL_VERSION, RemotePeer, SUBPROTOCOL, SwitchboardError };
-
-/**
- * Every event the client dispatches is a SwitchboardEvent with its fields set on the event:
- *
- * | type | fields |
- * | --- | --- |
- * | `connection-state` | `state` (`connecting`, `connected`, `resuming`, `reconnecting`, `failed`, `closed`), `url`, `attempt`, `delayMs` (before the next attempt), `code`/`reason` (of the close), `unreachable` (the socket never opened), `peerId`/`nodeId` (when connected), `resumed` and `gapMs` (`connected` after a resume: the peer id, room and calls are the ones before), `withinMs` (`resuming`: a draining node asked us to move; messages wait meanwhile) |
- * | `joined` | `room`, `peerId` (ours), `peers` (what the server said of those already there) — after every (re)join |
- * | `left` | `room`, `reason` (`kicked`, `room-closed`): an operator removed us; the client stays connected and does not rejoin |
- * | `peer-joined` | `peerId`, `peer` (RemotePeer: `user`, `role`, `meta`), `initiator` (true: we call it) |
- * | `peer-left` | `peerId`, `peer`, `reason`: the protocol's (`left`, `disconnected`, `timeout`, `kicked`, `room-closed`, `node-lost`, …), or the SDK's `reconnecting` (our own connection dropped; we call again after the rejoin) and `hung-up` (we left, or were removed) |
- * | `peer-state` | `peerId`, `peer`, `state` (RTCPeerConnectionState) |
- * | `peer-muted` | `peerId`, `peer`, `audio`, `video` (true: muted): the peer's `setMuted`, also as `peer.muted` |
- * | `cluster-status` | `connected` (false: the node cannot reach its cluster's Redis — peers on other nodes are out of reach), `redis` (`host:port`, when the node shows it); also as `client.cluster` |
- * | `track` | `peerId`, `peer`, `track`, `stream` (the peer's MediaStream: play it) |
- * | `channel-open`, `channel-close` | `peerId`, `peer`, `channel` |
- * | `message` | `peerId`, `peer`, `data` (string or ArrayBuffer), `text` (decoded) — from the data channel |
- * | `broadcast` | `peerId`, `data` — relayed by the server (`client.broadcast`) |
- * | `error` | `code`, `message`, `fatal` (the client gave up), `error` (SwitchboardError) |
- */
-export class SwitchboardEvent extends Event {
-  /**
-   * @param {string} type
-   * @param {Record<string, any>} fields
-   */
-  constructor(type, fields) {
-    super(type);
-    Object.assign(this, fields);
-  }
-}
+export { PROTOCOL_VERSION, RemotePeer, SUBPROTOCOL, SwitchboardError, SwitchboardEvent };
 
 /**
  * @typedef {object} ConnectOptions
  * @property {string} [url] The v1 endpoint; default `ws(s)://<this page's host>/v1/ws`.
+ * @property {string[]} [urls] More v1 endpoints of the same cluster (other nodes, other routes
+ *   to them): a resume or reconnect goes round `url` and these.
  * @property {string|null|(() => string|Promise<string>)} [token] An access token (the JWT of
  *   `POST /v1/tokens`), sent as subprotocol `access_token.<jwt>` next to `switchboard.v1`. A
  *   function is called before every connection attempt, so a reconnect after `token-expired`
@@ -98,18 +72,13 @@ export class SwitchboardClient extends EventTarget {
   room = null;
   /** The other members, by peer id. @type {Map<string, RemotePeer>} */
   peers = new Map();
-  /** ICE servers in use. @type {RTCIceServer[]} */
-  iceServers = [];
 
   #opts;
   #signaling;
   /** The caller of join(), resolved by the first `joined`. @type {{resolve: Function, reject: Function}|null} */
   #joinWaiter = null;
   #meta = null;
-  #iceFetched = false;
-  #iceExpiresAt = 0;
-  /** Whether `ice-servers-unavailable` was reported. */
-  #iceWarned = false;
+  #ice;
   /** Our outgoing track per kind, and the stream that groups them. */
   #outgoing = /** @type {Record<string, MediaStreamTrack|null>} */ ({ audio: null, video: null });
   /** @type {MediaStream|null} */
@@ -131,11 +100,14 @@ export class SwitchboardClient extends EventTarget {
     super();
     this.#opts = options;
     this.url = options.url ?? defaultUrl();
-    if (options.iceServers) this.iceServers = options.iceServers;
+    this.#ice = new IceServers(options.iceServers, options.iceServersUrl);
     this.#signaling = new Signaling(
-      { url: this.url, token: options.token, reconnect: options.reconnect },
+      { url: this.url, urls: options.urls, token: options.token, reconnect: options.reconnect },
       {
-        beforeDial: (token) => this.#refreshIceServers(token),
+        beforeDial: async (token) => {
+          const trouble = await this.#ice.refresh(token);
+          if (trouble) this.#error(new SwitchboardError('ice-servers-unavailable', trouble));
+        },
         up: (welcome) => this.#onUp(welcome),
         down: (willRetry) => this.#onDown(willRetry),
         message: (msg) => this.#onMessage(msg),
@@ -149,6 +121,11 @@ export class SwitchboardClient extends EventTarget {
         log: (line) => this.#log(line),
       },
     );
+  }
+
+  /** ICE servers in use. @type {RTCIceServer[]} */
+  get iceServers() {
+    return this.#ice.servers;
   }
 
   /** Starts connecting (connect() calls it). */
@@ -275,9 +252,13 @@ export class SwitchboardClient extends EventTarget {
     this.nodeId = welcome.node_id;
     this.limits = welcome.limits;
     this.#onCluster(welcome.cluster ?? null);
-    // A resumed session is still in its room and its peers saw nothing: no join, no new calls.
-    // A join or leave that was under way finishes by itself (see Signaling.request).
-    if (welcome.resumed) return this.#log(`resumed on node ${welcome.node_id} as ${welcome.peer_id}`);
+    // A resumed session is still in its room and its peers heard only `peer-presence`: no join,
+    // no new calls. A join or leave that was under way finishes by itself (Signaling.request).
+    if (welcome.resumed) {
+      this.#log(`resumed on node ${welcome.node_id} as ${welcome.peer_id}`);
+      for (const peer of this.peers.values()) peer.recover();
+      return;
+    }
     if (this.room) this.#sendJoin();
   }
 
@@ -326,6 +307,13 @@ export class SwitchboardClient extends EventTarget {
         return void this.#addPeer(msg.peer, false);
       case 'peer-left':
         return this.#removePeer(msg.peer_id, msg.reason);
+      case 'peer-state': {
+        // The member's signaling connection, not our peer connection to it (that is `peer-state`).
+        const peer = this.peers.get(msg.peer_id);
+        if (!peer || (msg.state !== 'reconnecting' && msg.state !== 'connected')) return;
+        peer.presence = msg.state;
+        return this.#emit('peer-presence', { peerId: peer.id, peer, state: msg.state });
+      }
       case 'signal':
         // The server sends peer-joined before any signal from a member, so we know the sender.
         return (this.peers.get(msg.from) ?? this.#addPeer({ peer_id: msg.from }, false)).handleSignal(msg.data);
@@ -366,31 +354,6 @@ export class SwitchboardClient extends EventTarget {
     else waiter?.resolve(result);
   }
 
-  /**
-   * Fetches ICE servers (before a connection attempt) when none were given and what we hold
-   * is missing or about to expire. Unreachable, the client goes on with host candidates only.
-   * @param {string|null} token
-   */
-  async #refreshIceServers(token) {
-    if (this.#opts.iceServers) return;
-    const url = this.#opts.iceServersUrl === undefined ? defaultIceServersUrl() : this.#opts.iceServersUrl;
-    if (!url) return;
-    if (this.#iceFetched && (this.#iceExpiresAt === 0 || this.#iceExpiresAt - 60 > Date.now() / 1000)) return;
-    try {
-      const { servers, expiresAt } = await fetchIceServers(url, token);
-      this.iceServers = servers;
-      this.#iceExpiresAt = expiresAt;
-      this.#iceFetched = true;
-    } catch (e) {
-      // Two browsers on one network need no STUN/TURN; across NATs calls may fail: say so,
-      // once (every attempt tries again).
-      if (!this.#iceFetched && !this.#iceWarned) {
-        this.#iceWarned = true;
-        this.#error(new SwitchboardError('ice-servers-unavailable', `no ICE servers from ${url} (${e}); host candidates only`));
-      }
-    }
-  }
-
   // ---- peers ---------------------------------------------------------------------------------
 
   /**
@@ -402,7 +365,7 @@ export class SwitchboardClient extends EventTarget {
     const peer = new RemotePeer(this.#host, info, {
       selfId: this.peerId ?? '',
       initiator,
-      iceServers: this.iceServers,
+      iceServers: this.#ice.servers,
       outgoing: this.#outgoing,
       stream: this.#stream,
     });

@@ -116,10 +116,10 @@ fn error_code_unions_are_the_protocols_and_the_sdks() {
 
     // The SDK's own codes are declared once, in the JS (gateway/tests/sdk_codes.rs holds the SDK
     // to that list); the d.ts must name the same.
-    let js = read("gateway/static/switchboard-signaling.js");
+    let js = read("gateway/static/switchboard-protocol.js");
     let decl = "CLIENT_CODES = Object.freeze([";
     let start =
-        js.find(decl).expect("switchboard-signaling.js declares `CLIENT_CODES = Object.freeze([…])`") + decl.len();
+        js.find(decl).expect("switchboard-protocol.js declares `CLIENT_CODES = Object.freeze([…])`") + decl.len();
     let client = quoted(&js[start..start + js[start..].find("])").expect("CLIENT_CODES is closed")]);
     assert!(!client.is_empty(), "CLIENT_CODES is empty");
     assert_eq!(string_union(&dts, "ClientErrorCode"), client, "ClientErrorCode against CLIENT_CODES");

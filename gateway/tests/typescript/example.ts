@@ -17,6 +17,7 @@ import {
   type JoinResult,
   type JsonValue,
   type PeerLeftReason,
+  type PeerPresence,
   type PeerStats,
   type ServerErrorCode,
   type SwitchboardErrorCode,
@@ -33,6 +34,7 @@ show(version, subprotocol);
 // Every option the SDK reads.
 const options: ConnectOptions = {
   url: 'wss://signal.example.com/v1/ws',
+  urls: ['wss://node-b.example.com/v1/ws', 'wss://node-c.example.com/v1/ws'],
   token: async () => (await fetch('/token')).text(),
   iceServers: [{ urls: 'stun:stun.example.com:3478' }],
   iceServersUrl: null,
@@ -66,8 +68,9 @@ client.addEventListener('connection-state', (e) => {
       if (e.resumed) return show(e.peerId, e.nodeId, e.gapMs);
       return show(e.peerId, e.nodeId);
     case 'resuming':
-      if (e.withinMs !== undefined) return show(e.withinMs);
-      return show(e.attempt);
+      if (e.withinMs === undefined) return show(e.attempt);
+      if (e.cause === 'break') return show(e.withinMs, e.code === 1006 || e.code === 4000, e.reason);
+      return show(e.withinMs, e.cause);
     case 'failed':
       return show(e.code, e.reason, e.error.code, e.error.fatal);
     case 'closed':
@@ -110,6 +113,15 @@ client.addEventListener('peer-state', (e) => {
   const state: RTCPeerConnectionState = e.state;
   show(e.peerId, state, e.peer.connectionState, e.peer.pc.connectionState);
 });
+client.addEventListener('peer-presence', (e) => {
+  switch (e.state) {
+    case 'reconnecting':
+    case 'connected':
+      return show(e.peerId, e.peer.presence === e.state);
+    default:
+      return unreachable(e.state);
+  }
+});
 client.addEventListener('peer-muted', (e) => {
   show(e.peerId, e.audio, e.video, e.peer.muted.audio, e.peer.muted.video);
 });
@@ -151,6 +163,7 @@ const everyEvent = {
   'peer-joined': true,
   'peer-left': true,
   'peer-state': true,
+  'peer-presence': true,
   'peer-muted': true,
   'cluster-status': true,
   track: true,
@@ -165,7 +178,7 @@ show(everyEvent);
 // Properties.
 show(client.url, client.state, client.peerId, client.nodeId, client.room, client.iceServers.length);
 show(client.limits?.max_message_bytes, client.limits?.max_json_depth, client.cluster?.redis);
-for (const [id, peer] of client.peers) show(id, peer.muted, peer.channel, peer.connectionState);
+for (const [id, peer] of client.peers) show(id, peer.muted, peer.channel, peer.connectionState, peer.presence);
 
 // Methods.
 async function call(): Promise<void> {
@@ -226,6 +239,8 @@ function describe(code: SwitchboardErrorCode): string {
 }
 show(describe('room-full'), new SwitchboardError('token', 'the token callback failed', { fatal: true }).closeCode);
 const removed: PeerLeftReason = 'hung-up';
+const away: PeerPresence = 'reconnecting';
+show(away);
 show(removed, new SwitchboardEvent('custom', { x: 1 }).type);
 
 function unreachable(x: never): never {

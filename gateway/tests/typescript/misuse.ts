@@ -62,4 +62,14 @@ if (peer) peer.muted.audio = true;
 // @ts-expect-error
 client.on('joined', () => {});
 
+// The server's word on a peer's signaling connection is not an RTCPeerConnectionState.
+// @ts-expect-error
+client.addEventListener('peer-presence', (e) => e.state === 'failed');
+// Only a broken socket's resume says which close broke it.
+client.addEventListener('connection-state', (e) => {
+  // @ts-expect-error
+  if (e.state === 'resuming' && e.cause === 'drain') return e.code;
+  return undefined;
+});
+
 export { code };

@@ -91,3 +91,84 @@ pub fn assert_screenshots(report: &Value, key: &str) {
         assert!(meta.len() > 1000, "screenshot {shot} is empty");
     }
 }
+
+/// Like [`run`], for a scenario that needs the test to act midway (break a network path, say):
+/// each stdout line `control <command>` goes to `control`, whose answer goes back to the script
+/// as one line on its stdin. Everything else is as [`run`] does it, the deadline included.
+pub fn run_controlled(dir: &Path, script: &str, args: &[&str], mut control: impl FnMut(&str) -> String) -> Value {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg(artifacts())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node {script}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (lines, incoming) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + SCENARIO_DEADLINE;
+    let mut out = String::new();
+    let mut timed_out = false;
+    loop {
+        match incoming.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if let Some(command) = line.strip_prefix("control ") {
+                    let answer = control(command.trim());
+                    // A script that died meanwhile reports itself through its exit status.
+                    let _ = writeln!(stdin, "{answer}").and_then(|()| stdin.flush());
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if Instant::now() > deadline => {
+                let _ = child.kill();
+                timed_out = true;
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+    drop(stdin);
+    let ok = child.wait().is_ok_and(|s| s.success()) && !timed_out;
+    let err = errors.join().unwrap_or_default();
+    let why = if timed_out { format!("killed after {SCENARIO_DEADLINE:?}\n") } else { String::new() };
+    assert!(
+        ok,
+        "{script} failed\n{why}--- stdout\n{out}\n--- stderr (reason, then the pages' state and console)\n{err}"
+    );
+    println!("{}", out.trim());
+    let line =
+        out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{script} printed no report:\n{out}"));
+    let report: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{script}: bad report {line}: {e}"));
+    assert_eq!(report["ok"], true, "{report}");
+    report
+}
+
+/// Puts `file` (a scenario kept next to this module rather than in `tests/browser/`) into the
+/// scenarios' directory `dir`, where it finds `lib.mjs`.
+pub fn add_scenario(dir: &Path, file: &str) {
+    let src = workspace().join("tests/tests/browser_support").join(file);
+    std::fs::copy(&src, dir.join(file)).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+}
