@@ -229,6 +229,12 @@ impl Session {
         // Ahead of the store, so ahead of any resume's `Moved` in each room: there they wait
         // with the parked member, and are answered unless it resumes (when the replay has them).
         let owed = owed.take().unwrap_or_default();
+        let reconnect_seq = *reconnect_seq;
+        if let Some(seq) = reconnect_seq.filter(|_| !self.replay.acknowledges()) {
+            // A client that never acknowledged resumes from its `reconnect` (it sends no
+            // `last_seq`): what came before it need not be stored.
+            self.replay.ack(seq);
+        }
         let (first_seq, frames) = self.replay.export();
         let parked = ParkedSession {
             peer: self.id,
@@ -238,7 +244,7 @@ impl Session {
             frames,
             first_seq,
             last_cseq: self.replay.last_cseq,
-            reconnect_seq: *reconnect_seq,
+            reconnect_seq,
             announced: *announced,
         };
         self.hand_back(owed, Fate::Kept);

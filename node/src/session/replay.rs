@@ -24,6 +24,9 @@ pub struct Replay {
     bytes: usize,
     /// The last client `cseq` processed (0: none).
     pub last_cseq: u64,
+    /// The client has acknowledged frames: it knows about numbering (an older client never
+    /// acknowledges, and resumes only after a drain's `reconnect`).
+    acknowledges: bool,
 }
 
 /// Why a resume from a given `last_seq` cannot be served.
@@ -55,7 +58,7 @@ impl Replay {
     pub fn resumed(first: u64, frames: impl IntoIterator<Item = Bytes>, last_cseq: u64) -> Self {
         let frames: VecDeque<Bytes> = frames.into_iter().collect();
         let bytes = frames.iter().map(Bytes::len).sum();
-        Self { first: first.max(1), frames, bytes, last_cseq }
+        Self { first: first.max(1), frames, bytes, last_cseq, acknowledges: true }
     }
 
     /// The oldest kept frame's `seq` (or the next one's, when nothing is kept).
@@ -72,6 +75,10 @@ impl Replay {
     pub fn push(&mut self, frame: Bytes, bound: Bound) -> u64 {
         let seq = self.first + self.frames.len() as u64;
         self.bytes += frame.len();
+        if self.frames.capacity() == 0 {
+            // Most sessions keep one or two frames until their next ack: not the default four.
+            self.frames.reserve_exact(2);
+        }
         self.frames.push_back(frame);
         while self.frames.len() > bound.frames.max(1) || (self.bytes > bound.bytes && self.frames.len() > 1) {
             self.pop();
@@ -84,6 +91,17 @@ impl Replay {
             self.bytes -= f.len();
             self.first += 1;
         }
+    }
+
+    /// The client acknowledges every frame up to `seq`.
+    pub fn acknowledged(&mut self, seq: u64) {
+        self.acknowledges = true;
+        self.ack(seq);
+    }
+
+    /// Whether the client has ever acknowledged a frame.
+    pub fn acknowledges(&self) -> bool {
+        self.acknowledges
     }
 
     /// The client has every frame up to `seq`.
@@ -146,6 +164,7 @@ mod tests {
     fn numbers_from_one_and_replays_what_follows() {
         let mut r = Replay::new();
         assert_eq!(r.last_seq(), 0);
+        assert!(!r.acknowledges(), "an older client never acknowledges");
         assert_eq!(r.check(0, BOUND), Ok(()));
         for n in 1..=3 {
             assert_eq!(r.push(frame(n), BOUND), n);
@@ -167,7 +186,8 @@ mod tests {
         assert_eq!(r.check(2, BOUND), Ok(()));
         assert!(matches!(r.check(1, BOUND), Err(ReplayError::Gone { last_seq: 1, .. })));
         assert_eq!(r.check(7, BOUND), Err(ReplayError::Ahead { last_seq: 7, sent: 6 }));
-        r.ack(5);
+        r.acknowledged(5);
+        assert!(r.acknowledges());
         assert_eq!(seqs(&r, 5), [6]);
         r.ack(100);
         assert_eq!((r.last_seq(), r.bytes(), r.frames.capacity()), (6, 0, 0));

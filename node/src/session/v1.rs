@@ -36,7 +36,7 @@ impl Session {
         };
         if let ClientMessage::Ack { seq } = frame.msg {
             self.state.metrics.message_in(Dialect::V1, "ack");
-            return self.replay.ack(seq);
+            return self.replay.acknowledged(seq);
         }
         if let Some(cseq) = frame.cseq {
             if cseq <= self.replay.last_cseq {
