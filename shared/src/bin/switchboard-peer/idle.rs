@@ -51,6 +51,10 @@ pub struct Args {
     /// tells what a room membership costs the server on top of a connection.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub join: bool,
+    /// v1: acknowledge every numbered frame (`ack`), as the SDK does, so the server lets go of
+    /// what it keeps for a resume (`--ack false`: it keeps all of it, the worst case).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub ack: bool,
 }
 
 pub async fn run(args: Args) -> Result<(), String> {
@@ -74,9 +78,10 @@ pub async fn run(args: Args) -> Result<(), String> {
         for task in batch {
             let mut client = task.await.map_err(|e| format!("session task: {e}"))??;
             let dropped = dropped.clone();
+            let ack = args.ack && matches!(args.proto, Proto::V1);
             // Keep reading so server pings are answered and the session stays alive.
             tokio::spawn(async move {
-                let _ = client.drain().await;
+                let _ = if ack { hold_acking(&mut client).await } else { client.drain().await };
                 dropped.fetch_add(1, Ordering::Relaxed);
             });
         }
@@ -131,11 +136,27 @@ async fn open_session(i: usize, args: &Args, timeout: Duration) -> Result<Client
     loop {
         let text = c.recv_text_until(deadline).await?;
         match wire::classify(args.proto, &text) {
-            Inbound::Joined => return Ok(c),
+            Inbound::Joined => {
+                if let Some(seq) = wire::seq_of(&text).filter(|_| args.ack) {
+                    c.send_text(wire::ack(seq)).await?;
+                }
+                return Ok(c);
+            }
             Inbound::Error => {
                 return Err(ClientError::Closed { code: None, reason: format!("server refused join: {text}") });
             }
             _ => {}
+        }
+    }
+}
+
+/// Reads until the server closes, acknowledging each numbered frame.
+async fn hold_acking(c: &mut Client) -> Result<(), ClientError> {
+    let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    loop {
+        let text = c.recv_text_until(forever).await?;
+        if let Some(seq) = wire::seq_of(&text) {
+            c.send_text(wire::ack(seq)).await?;
         }
     }
 }

@@ -349,6 +349,9 @@ fn refused(frame: &str) -> ClientError {
 }
 
 /// Runs `rounds` offer/answer rounds in one room until done or `deadline`.
+/// Rounds between two acknowledgements (a round brings A three frames, B one).
+const ACK_EVERY_ROUNDS: u32 = 8;
+
 async fn run_room(mut room: Room, rounds: u32, deadline: Instant) -> (Room, RoomStats) {
     let mut st =
         RoomStats { latencies_ms: Vec::with_capacity(rounds as usize * MSGS_PER_ROUND as usize), ..Default::default() };
@@ -367,12 +370,24 @@ async fn run_room(mut room: Room, rounds: u32, deadline: Instant) -> (Room, Room
 async fn rounds_loop(room: &mut Room, rounds: u32, deadline: Instant, st: &mut RoomStats) -> Result<(), ClientError> {
     let Room { i, proto, a, b, frames } = room;
     let proto = *proto;
-    for _ in 0..rounds {
+    // The last frame numbers each side read (v1), acknowledged every few rounds like the SDK
+    // does (about every 32 frames): else the node keeps every frame for a resume.
+    let (mut a_seq, mut b_seq) = (None, None);
+    for round in 0..rounds {
+        if round % ACK_EVERY_ROUNDS == ACK_EVERY_ROUNDS - 1 {
+            if let Some(seq) = a_seq.take() {
+                a.send_text(wire::ack(seq)).await?;
+            }
+            if let Some(seq) = b_seq.take() {
+                b.send_text(wire::ack(seq)).await?;
+            }
+        }
         a.send_text(frames.offer(now_ms())).await?;
         // B: wait for the offer, reply with two candidates and the answer.
         loop {
             let text = b.recv_text_until(deadline).await?;
             let at = now_ms();
+            b_seq = wire::seq_of(&text).or(b_seq);
             match wire::classify(proto, &text) {
                 Inbound::Offer(ts) => {
                     st.record(at, ts);
@@ -388,6 +403,7 @@ async fn rounds_loop(room: &mut Room, rounds: u32, deadline: Instant, st: &mut R
         loop {
             let text = a.recv_text_until(deadline).await?;
             let at = now_ms();
+            a_seq = wire::seq_of(&text).or(a_seq);
             match wire::classify(proto, &text) {
                 Inbound::Candidate(ts) => st.record(at, ts),
                 Inbound::Answer(ts) => {
