@@ -67,9 +67,10 @@ pub enum ClientError {
     /// The server closed the connection (or the stream ended: then `code` is `None`).
     #[error("connection closed (code {code:?}: {reason:?})")]
     Closed { code: Option<u16>, reason: String },
-    /// A session could not be resumed after the server's `reconnect` (see
+    /// A session could not be resumed after the server's `reconnect` or a broken socket (see
     /// [`rtc::signaling`](crate::rtc::signaling)): `resume-failed`, no node took the resume
-    /// within the server's `within_ms`, or a fresh session instead of the old one.
+    /// within the server's `within_ms` (`resume_within_ms`), or a fresh session instead of the
+    /// old one.
     /// Connect again without `resume` (a new peer id) and join again.
     #[error("resume failed: {0}")]
     ResumeFailed(String),
@@ -154,6 +155,18 @@ pub fn with_resume(url: &str, token: &str) -> String {
         Some(_) => "&",
     };
     format!("{url}{sep}resume={}", percent_encode(token))
+}
+
+/// `url` with the query that resumes a session after any break (issue 13): the token as
+/// [`with_resume`] puts it, and `last_seq`, the last frame's `seq` the client received (0 if
+/// none), so that the server sends again exactly what followed it.
+///
+/// ```
+/// use switchboard::client::with_resume_from;
+/// assert_eq!(with_resume_from("ws://n/v1/ws?access_token=a.b.c", "p.1f", 17), "ws://n/v1/ws?access_token=a.b.c&resume=p.1f&last_seq=17");
+/// ```
+pub fn with_resume_from(url: &str, token: &str, last_seq: u64) -> String {
+    format!("{}&last_seq={last_seq}", with_resume(url, token))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, for a query value.
@@ -366,7 +379,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ClientErr
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_url, with_access_token, with_resume};
+    use super::{parse_url, with_access_token, with_resume, with_resume_from};
 
     #[test]
     fn urls() {
@@ -404,6 +417,9 @@ mod tests {
             with_resume("ws://n/v1/ws?access_token=h.p.s", "a+b/c=d&e f?é%"),
             "ws://n/v1/ws?access_token=h.p.s&resume=a%2Bb%2Fc%3Dd%26e%20f%3F%C3%A9%25"
         );
+        // After a break: the last seq received follows the token.
+        assert_eq!(with_resume_from("ws://n/v1/ws", "p.0a", 0), "ws://n/v1/ws?resume=p.0a&last_seq=0");
+        assert_eq!(with_resume_from("ws://n/v1/ws?room=a&", "p.0a", 9), "ws://n/v1/ws?room=a&resume=p.0a&last_seq=9");
         // The result is a URL the client can dial: the request path carries the whole query.
         let url = with_resume("ws://n:8090/v1/ws?access_token=h.p.s", "a b");
         let t = parse_url(&url).unwrap();

@@ -17,6 +17,7 @@
 //! already there adds its own media only once connected). Remote candidates that arrive before
 //! the remote description are held and applied after it.
 
+pub mod ledger;
 pub mod media;
 pub mod signaling;
 pub mod webrtc17;
@@ -194,6 +195,14 @@ pub trait RtcPeer: Sized + Send + Sync + 'static {
 
     /// What arrived on the remote tracks so far.
     fn received(&self) -> &Arc<Received>;
+
+    /// The connection's state now.
+    fn connection_state(&self) -> ConnectionState;
+
+    /// Restarts ICE (`restartIce()`): new credentials, new candidates, and a negotiation this
+    /// side offers (perfect negotiation's rules apply to it like to any other). The same
+    /// connection goes on: tracks, data channels and DTLS stay.
+    fn restart_ice(&self) -> impl Future<Output = Result<(), RtcError>> + Send;
 
     /// Stops the media senders and closes the connection.
     fn close(&self) -> impl Future<Output = ()> + Send;

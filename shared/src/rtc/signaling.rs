@@ -1,29 +1,44 @@
-//! A v1 signaling session for a WebRTC peer: one WebSocket, read and written concurrently.
+//! A v1 signaling session for a WebRTC peer: one WebSocket, read and written concurrently, that
+//! comes back by itself after a draining node's `reconnect` and after any break of its socket.
 //!
 //! The [`Client`] is owned by a task; callers send through a channel (so ICE callbacks can
-//! send from anywhere) and receive v1 events from another. The task ends when the socket closes
-//! or every handle is dropped.
+//! send from anywhere) and receive v1 events from another. The task ends when every handle is
+//! dropped, when the server ends the session, or when a resume fails.
 //!
-//! A draining node's `reconnect` is handled inside the task, unseen by the caller
-//! (docs/protocol.md, the client rule of drain and resume): the task stops writing (what the
-//! [`Outbox`] gets meanwhile waits in its channel), sends its close and keeps reading until the
-//! server's close (or 3 s), passing on what arrives. It then connects again to
-//! the same URL plus `resume=<token>`, retrying with a short backoff while the server's
-//! `within_ms` lasts, and once a `welcome` with `resumed: true` and the same peer id arrives it
-//! goes on: the events of the gap follow, then the waiting messages go out in order. Neither
-//! the `reconnect` nor the resumed `welcome` reaches [`Signaling::events`]; each resume shows
-//! in [`Signaling::resumed`] instead. A resume that fails (`resume-failed`, no node within
-//! `within_ms`, a fresh session instead of the old one) ends the task with
-//! [`ClientError::ResumeFailed`]: the caller connects fresh and joins again, as after any
-//! other lost connection.
+//! **Numbers** (issue 13, `docs/protocol.md`): with a node that offers resuming (its `welcome`
+//! carries a `resume_token`), the task keeps the `seq` of every server frame (a repeat is
+//! dropped), acknowledges them (`ack`, every 32 frames or 1 s), numbers every message it sends
+//! but `ack` with `cseq` and keeps it until the server confirms it (`pong.last_cseq`, a resumed
+//! `welcome.last_cseq`). The bookkeeping is [`super::ledger`].
+//!
+//! **Breaks**: a read or write error, the end of the stream or a server close that leaves the
+//! session held (no close frame, 1006, 1011, 1012, 4000), or no frame at all for two
+//! heartbeats (`ping` goes out every heartbeat, so a live socket always has a `pong` to read)
+//! count as a broken socket. The task drops it without a close frame (a close would end the
+//! session), and resumes: `?resume=<token>&last_seq=<n>` on the URLs it was given, in turn,
+//! first after 0–100 ms, then 100 ms doubling to 1.6 s, until the resumed `welcome` or until
+//! `welcome.resume_within_ms` has passed. Then it re-sends what the server had not processed,
+//! in order, and the frames the server kept for it follow.
+//!
+//! **Drain**: on `reconnect` the task stops writing (what the [`Outbox`] gets meanwhile waits in
+//! its channel), sends its close and keeps reading until the server's close (or 3 s), passing on
+//! what arrives; then it resumes the same way with the `reconnect`'s token and `within_ms`.
+//!
+//! Neither `reconnect`, nor a resumed `welcome`, nor the `pong`s of the task's own pings (those
+//! without an `id`) reach [`Signaling::events`]; each lost socket and each resume shows in
+//! [`Signaling::link`] instead. A resume that fails (`resume-failed`, no node within the time, a fresh session
+//! instead of the old one) ends the task with [`ClientError::ResumeFailed`], and a break with a
+//! node that does not offer resuming with the error itself: the caller connects fresh and joins
+//! again, as after any other lost connection.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::client::{Client, ClientError, with_resume};
+use super::ledger::{Ledger, Seen, seq_of};
+use crate::client::{Client, ClientError, with_resume, with_resume_from};
 use crate::protocol::v1::{self, Event};
 use crate::protocol::{ErrorCode, PeerId, close};
 
@@ -37,6 +52,12 @@ const RESUME_BACKOFF: Duration = Duration::from_millis(100);
 const RESUME_BACKOFF_MAX: Duration = Duration::from_millis(1600);
 /// The least time one resume attempt (connect and `welcome`) gets, even near the deadline.
 const RESUME_ATTEMPT_MIN: Duration = Duration::from_secs(1);
+/// A socket with no frame for this many heartbeats is dead.
+const SILENT_HEARTBEATS: u32 = 2;
+/// …but never sooner than this.
+const SILENCE_MIN: Duration = Duration::from_secs(1);
+/// The heartbeat when a `welcome` names none.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Sends to the server; cheap to clone into callbacks.
 #[derive(Clone)]
@@ -46,56 +67,113 @@ impl Outbox {
     /// Sends `data` to `to` in `room` as a v1 `signal`.
     pub fn signal(&self, room: &str, to: PeerId, data: Value) {
         let msg = json!({"type": "signal", "room": room, "to": to.to_string(), "data": data});
-        // The task only stops with the socket: then there is no one to tell.
+        // The task only stops with the session: then there is no one to tell.
         let _ = self.0.send(msg.to_string());
     }
 
+    /// Sends a v1 message (a JSON object; the task numbers it).
     pub fn send(&self, msg: &Value) {
         let _ = self.0.send(msg.to_string());
     }
 }
 
-/// The resumes of one [`Signaling`] so far.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Resumes {
-    /// How many times the session was resumed.
+/// Why a session resumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Its node drained (`reconnect`).
+    Drain,
+    /// Its socket broke; what the task saw.
+    Break(String),
+}
+
+/// One resume of a [`Signaling`] session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// Resumes of the session so far, this one included.
     pub count: u32,
-    /// The last resume's gap: from its `reconnect` to the resumed `welcome`.
+    /// Of those, the ones after a break (not a drain).
+    pub after_break: u32,
+    pub cause: Cause,
+    /// From the `reconnect`, or from noticing the break, to the resumed `welcome`.
     pub gap: Duration,
-    /// The connection attempts the last resume took (1: the first one worked).
+    /// From the last frame read on the old socket to the resumed `welcome`: how long the
+    /// session was away (for a silent socket, the silence included).
+    pub away: Duration,
+    /// The connection attempts it took (1: the first one worked).
     pub attempts: u32,
-    /// The node the session is on since the last resume.
+    pub from_node: String,
+    /// The node the session is on now.
     pub node_id: String,
+    /// Our messages the server had not processed, sent again.
+    pub resent: usize,
+}
+
+/// What happens to a [`Signaling`] session's socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// The socket is lost (a drain, a break): the task is resuming the session.
+    Lost(Cause),
+    /// The session is back on a new socket.
+    Resumed(Resume),
 }
 
 /// One signaling connection: the peer id the server gave it, a way to send, and its events.
 pub struct Signaling {
     /// Kept across resumes.
     pub peer_id: PeerId,
-    /// The node of the first connection; after a resume, see [`Signaling::resumed`].
+    /// The node of the first connection; after a resume, see [`Signaling::link`].
     pub node_id: String,
     pub outbox: Outbox,
     pub events: mpsc::UnboundedReceiver<Result<Event, ClientError>>,
-    /// Changes after each resume. Reading it is optional; its order relative to `events` is
-    /// not kept (the resume happened before the first event that follows it on the new node).
-    pub resumed: watch::Receiver<Resumes>,
+    /// A [`Link::Lost`] when the socket is lost and a [`Link::Resumed`] when the session is
+    /// back. Reading it is optional; its order relative to `events` is not kept (a resume
+    /// happened before the first event that follows it on the new socket).
+    pub link: mpsc::UnboundedReceiver<Link>,
 }
 
 impl Signaling {
     /// Connects to a v1 endpoint (`ws://host:port/v1/ws`) and waits for `welcome`. `timeout`
     /// also bounds each resume attempt later on (see the module docs).
     pub async fn connect(url: &str, timeout: Duration) -> Result<Signaling, ClientError> {
-        let mut client = Client::connect_with(url, Some(v1::SUBPROTOCOL)).await?;
-        let (peer_id, node_id) = match client.recv_event(timeout).await? {
-            Event::Welcome { peer_id, node_id, .. } => (peer_id, node_id),
-            other => return Err(ClientError::Ws(format!("expected welcome, got {other:?}"))),
-        };
-        let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
-        let (ev_tx, events) = mpsc::unbounded_channel();
-        let (resumed_tx, resumed) = watch::channel(Resumes { node_id: node_id.clone(), ..Resumes::default() });
-        let task = Task { url: url.to_owned(), peer_id, timeout, out_rx, ev_tx, resumed_tx };
-        tokio::spawn(task.run(client));
-        Ok(Signaling { peer_id, node_id, outbox: Outbox(out_tx), events, resumed })
+        Self::connect_any(&[url.to_owned()], timeout).await
+    }
+
+    /// Connects to the first of `urls` that takes the connection; resumes try them all, that
+    /// one first.
+    pub async fn connect_any(urls: &[String], timeout: Duration) -> Result<Signaling, ClientError> {
+        let mut last = ClientError::BadRequest { url: String::new(), reason: "no URL to connect to".into() };
+        for (at, url) in urls.iter().enumerate() {
+            let (client, w) = match open(url, timeout).await {
+                Ok(open) => open,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let (out_tx, out_rx) = mpsc::unbounded_channel::<String>();
+            let (ev_tx, events) = mpsc::unbounded_channel();
+            let (link_tx, link) = mpsc::unbounded_channel();
+            let (peer_id, node_id) = (w.peer_id, w.node_id.clone());
+            let task = Task {
+                urls: urls.to_vec(),
+                at,
+                peer_id,
+                timeout,
+                out_rx,
+                ev_tx,
+                link_tx,
+                resumable: w.token.is_some(),
+                ledger: Ledger::new(),
+                resend: false,
+                last_frame: Instant::now(),
+                welcome: w,
+                count: 0,
+                after_break: 0,
+            };
+            tokio::spawn(task.run(client));
+            return Ok(Signaling { peer_id, node_id, outbox: Outbox(out_tx), events, link });
+        }
+        Err(last)
     }
 
     /// Joins `room` and returns the peers already in it.
@@ -122,116 +200,357 @@ impl Signaling {
     }
 }
 
+/// What a `welcome` says, as far as the task is concerned.
+#[derive(Clone, Debug)]
+struct Welcome {
+    peer_id: PeerId,
+    node_id: String,
+    resumed: bool,
+    heartbeat: Duration,
+    /// Resumes the session after a break (absent: the node does not offer it).
+    token: Option<String>,
+    /// How long the server holds the session after a break.
+    within: Duration,
+    last_cseq: Option<u64>,
+}
+
+impl Welcome {
+    fn read(ev: Event) -> Result<Welcome, Box<Event>> {
+        match ev {
+            Event::Welcome {
+                peer_id,
+                node_id,
+                resumed,
+                heartbeat_ms,
+                resume_token,
+                resume_within_ms,
+                last_cseq,
+                ..
+            } => Ok(Welcome {
+                peer_id,
+                node_id,
+                resumed,
+                heartbeat: match heartbeat_ms {
+                    0 => DEFAULT_HEARTBEAT,
+                    ms => Duration::from_millis(ms),
+                },
+                token: resume_token,
+                within: Duration::from_millis(resume_within_ms),
+                last_cseq,
+            }),
+            other => Err(Box::new(other)),
+        }
+    }
+}
+
+/// Connects and reads the `welcome`.
+async fn open(url: &str, timeout: Duration) -> Result<(Client, Welcome), ClientError> {
+    let mut client = Client::connect_with(url, Some(v1::SUBPROTOCOL)).await?;
+    let w = Welcome::read(client.recv_event(timeout).await?)
+        .map_err(|other| ClientError::Ws(format!("expected welcome, got {other:?}")))?;
+    Ok((client, w))
+}
+
 /// The task behind a [`Signaling`].
 struct Task {
-    /// The URL `connect` was given: every resume adds its own token to this one.
-    url: String,
+    /// The URLs `connect` was given: every resume adds its own token to these.
+    urls: Vec<String>,
+    /// The one the session is on (resumes try it first).
+    at: usize,
     peer_id: PeerId,
     timeout: Duration,
     out_rx: mpsc::UnboundedReceiver<String>,
     ev_tx: mpsc::UnboundedSender<Result<Event, ClientError>>,
-    resumed_tx: watch::Sender<Resumes>,
+    link_tx: mpsc::UnboundedSender<Link>,
+    /// The node numbers its frames and takes ours (its first `welcome` had a resume token).
+    resumable: bool,
+    ledger: Ledger,
+    /// The socket is a resumed one: send what the server had not processed, first.
+    resend: bool,
+    /// When the last frame arrived.
+    last_frame: Instant,
+    /// The last `welcome`: its heartbeat, token and node.
+    welcome: Welcome,
+    count: u32,
+    after_break: u32,
+}
+
+/// How a socket's service ended.
+enum End {
+    /// The session is over (the caller was told, or no one listens any more).
+    Stop,
+    /// A draining node's `reconnect`.
+    Drain { token: String, within: Duration },
+    /// The socket broke.
+    Break(ClientError),
 }
 
 /// Why a resume attempt did not work.
 enum Attempt {
     /// The connection failed (refused, HTTP 503, closed before `welcome`…): try again while
-    /// `within_ms` lasts.
+    /// the time lasts.
     Retry(ClientError),
     /// The server answered: the session is gone (or a different one came back).
     Final(ClientError),
 }
 
+/// Whether a read that ended with `e` leaves a session the server holds for a resume: the
+/// stream ended without a close frame (or with one that has no code, or says the server
+/// failed), the server's idle timeout (4000), a 1012 without `reconnect` (the session is
+/// parked). Any other close ends the session (1000, 1001 from a lone node going down, 4001,
+/// 4401…): a resume would only be refused.
+fn broken(e: &ClientError) -> bool {
+    match e {
+        ClientError::Closed { code: None, .. } | ClientError::Ws(_) | ClientError::Timeout(_) => true,
+        ClientError::Closed { code: Some(code), .. } => {
+            matches!(*code, 1005 | 1006 | 1011 | close::SERVICE_RESTART | close::IDLE_TIMEOUT)
+        }
+        _ => false,
+    }
+}
+
 impl Task {
     async fn run(mut self, mut client: Client) {
         loop {
-            tokio::select! {
-                out = self.out_rx.recv() => match out {
-                    Some(text) => {
-                        if let Err(e) = client.send_text(text).await {
+            let since;
+            let (cause, token, deadline) = match self.serve(&mut client).await {
+                End::Stop => return,
+                End::Drain { token, within } => {
+                    since = Instant::now();
+                    let _ = self.link_tx.send(Link::Lost(Cause::Drain));
+                    if !self.drain(&mut client).await {
+                        return;
+                    }
+                    (Cause::Drain, token, since + within)
+                }
+                End::Break(e) => {
+                    since = Instant::now();
+                    match self.welcome.token.clone() {
+                        Some(token) if !self.welcome.within.is_zero() => {
+                            let cause = Cause::Break(e.to_string());
+                            let _ = self.link_tx.send(Link::Lost(cause.clone()));
+                            (cause, token, since + self.welcome.within)
+                        }
+                        _ => {
                             let _ = self.ev_tx.send(Err(e));
                             return;
                         }
                     }
-                    None => {
-                        let _ = client.close().await;
-                        return;
-                    }
-                },
-                // A day: the read waits for the next frame; pings are answered inside.
-                ev = client.recv_event(Duration::from_secs(86_400)) => match ev {
-                    Ok(Event::Reconnect { resume_token, within_ms }) => {
-                        // The outbox is not read from here until the resume is done: what is
-                        // sent meanwhile waits in its channel, in order.
-                        let since = Instant::now();
-                        let deadline = since + Duration::from_millis(within_ms);
-                        if !self.drain(&mut client).await {
-                            return;
-                        }
-                        drop(client);
-                        match self.resume(&resume_token, deadline).await {
-                            Ok((resumed, node_id, attempts)) => {
-                                client = resumed;
-                                let gap = since.elapsed();
-                                self.resumed_tx.send_modify(|r| {
-                                    r.count += 1;
-                                    r.gap = gap;
-                                    r.attempts = attempts;
-                                    r.node_id = node_id;
-                                });
-                            }
-                            Err(e) => {
-                                let _ = self.ev_tx.send(Err(e));
-                                return;
-                            }
-                        }
-                    }
-                    ev => {
-                        let stop = ev.is_err();
-                        if self.ev_tx.send(ev).is_err() || stop {
-                            return;
-                        }
-                    }
-                },
+                }
+            };
+            // No close frame: after a break the server must hold the session.
+            drop(client);
+            match self.resume(&token, deadline).await {
+                Ok((resumed, w, attempts)) => {
+                    client = resumed;
+                    self.resumed(cause, w, attempts, since);
+                }
+                Err(e) => {
+                    let _ = self.ev_tx.send(Err(e));
+                    return;
+                }
             }
         }
     }
 
+    /// Takes the resumed `welcome` in and tells the caller.
+    fn resumed(&mut self, cause: Cause, w: Welcome, attempts: u32, since: Instant) {
+        let now = Instant::now();
+        self.ledger.confirm(w.last_cseq.unwrap_or(0));
+        self.ledger.resumed();
+        self.resend = true;
+        self.count += 1;
+        if matches!(cause, Cause::Break(_)) {
+            self.after_break += 1;
+        }
+        let from_node = std::mem::replace(&mut self.welcome, w).node_id;
+        let _ = self.link_tx.send(Link::Resumed(Resume {
+            count: self.count,
+            after_break: self.after_break,
+            cause,
+            gap: now - since,
+            away: now - self.last_frame,
+            attempts,
+            from_node,
+            node_id: self.welcome.node_id.clone(),
+            resent: self.ledger.unconfirmed().count(),
+        }));
+        self.last_frame = now;
+    }
+
+    /// No frame for this long: the socket is dead.
+    fn silence(&self) -> Duration {
+        (self.welcome.heartbeat * SILENT_HEARTBEATS).max(SILENCE_MIN)
+    }
+
+    /// Sends `texts`, within the time a silent socket is given (a write into a stalled socket
+    /// with full buffers would wait for ever).
+    async fn write(&self, client: &mut Client, texts: Vec<String>) -> Result<(), ClientError> {
+        let within = self.silence();
+        match tokio::time::timeout(within, client.send_many(texts)).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Ws(format!("a write did not go out within {within:?}"))),
+        }
+    }
+
+    /// A message of the caller's, numbered when the node takes numbers.
+    fn outgoing(&mut self, text: String) -> String {
+        if self.resumable { self.ledger.number(&text) } else { text }
+    }
+
+    /// Serves one socket until it ends.
+    async fn serve(&mut self, client: &mut Client) -> End {
+        if std::mem::take(&mut self.resend) {
+            let again: Vec<String> = self.ledger.unconfirmed().map(str::to_owned).collect();
+            if !again.is_empty()
+                && let Err(e) = self.write(client, again).await
+            {
+                return End::Break(e);
+            }
+        }
+        let heartbeat = self.welcome.heartbeat;
+        let mut beat = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let ack_at = self.ledger.ack_at().filter(|_| self.resumable);
+            let silent_at = self.last_frame + self.silence();
+            tokio::select! {
+                out = self.out_rx.recv() => match out {
+                    Some(text) => {
+                        let text = self.outgoing(text);
+                        if let Err(e) = self.write(client, vec![text]).await {
+                            return End::Break(e);
+                        }
+                    }
+                    None => {
+                        let _ = client.send_close().await;
+                        return End::Stop;
+                    }
+                },
+                frame = client.recv_text_until(silent_at) => match frame {
+                    Ok(text) => match self.take(&text) {
+                        Some(Event::Reconnect { resume_token, within_ms }) => {
+                            return End::Drain { token: resume_token, within: Duration::from_millis(within_ms) };
+                        }
+                        Some(ev) => {
+                            let sent = self.ev_tx.send(Ok(ev));
+                            if sent.is_err() {
+                                self.leave(client).await;
+                                return End::Stop;
+                            }
+                        }
+                        None => {}
+                    },
+                    Err(ClientError::Timeout(_)) => {
+                        let silence = self.silence();
+                        return End::Break(ClientError::Ws(format!("no frame for {silence:?}")));
+                    }
+                    Err(e) if broken(&e) => return End::Break(e),
+                    Err(e) => {
+                        let _ = self.ev_tx.send(Err(e));
+                        return End::Stop;
+                    }
+                },
+                // No one reads the events any more: the session is over.
+                () = self.ev_tx.closed() => {
+                    self.leave(client).await;
+                    return End::Stop;
+                }
+                _ = beat.tick() => {
+                    let ping = self.outgoing(json!({"type": "ping"}).to_string());
+                    if let Err(e) = self.write(client, vec![ping]).await {
+                        return End::Break(e);
+                    }
+                }
+                () = tokio::time::sleep_until(ack_at.unwrap_or(silent_at)), if ack_at.is_some() => {
+                    if let Some(ack) = self.ledger.take_ack(Instant::now())
+                        && let Err(e) = self.write(client, vec![ack]).await
+                    {
+                        return End::Break(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One server frame: notes its seq and returns the event to act on, if any (`None`: a
+    /// repeat, our own ping's `pong`, or a frame that does not parse — any room member can
+    /// relay odd JSON, and it never ends the session).
+    fn take(&mut self, text: &str) -> Option<Event> {
+        let now = Instant::now();
+        self.last_frame = now;
+        if self.ledger.receive(seq_of(text), now) == Seen::Repeat {
+            return None;
+        }
+        match serde_json::from_str::<Event>(text).ok()? {
+            Event::Pong { id, last_cseq } => {
+                if let Some(c) = last_cseq {
+                    self.ledger.confirm(c);
+                }
+                id.is_some().then_some(Event::Pong { id, last_cseq })
+            }
+            ev => Some(ev),
+        }
+    }
+
+    /// No one reads the events any more: sends what the caller still sent (its `leave`,
+    /// say) and closes.
+    async fn leave(&mut self, client: &mut Client) {
+        let mut last = Vec::new();
+        while let Ok(text) = self.out_rx.try_recv() {
+            last.push(self.outgoing(text));
+        }
+        if self.write(client, last).await.is_ok() {
+            let _ = client.send_close().await;
+        }
+    }
+
     /// After `reconnect`: sends our close and reads until the server's (or [`DRAIN_TIMEOUT`]),
-    /// passing on the events that arrive meanwhile: they are real. A frame that does not parse
-    /// is skipped (the socket is going anyway). False when no one listens any more.
-    async fn drain(&self, client: &mut Client) -> bool {
+    /// passing on the events that arrive meanwhile: they are real. False when no one listens
+    /// any more.
+    async fn drain(&mut self, client: &mut Client) -> bool {
         if client.send_close().await.is_err() {
             return true; // the socket is gone already: nothing more will arrive on it
         }
         let until = Instant::now() + DRAIN_TIMEOUT;
         loop {
-            match client.recv_event(until.saturating_duration_since(Instant::now())).await {
-                // A second one changes nothing: the first token is the one the server parks.
-                Ok(Event::Reconnect { .. }) | Err(ClientError::Json { .. }) => {}
-                Ok(ev) => {
-                    if self.ev_tx.send(Ok(ev)).is_err() {
-                        return false;
+            match client.recv_text_until(until).await {
+                Ok(text) => match self.take(&text) {
+                    // A second one changes nothing: the first token is the one the server parks.
+                    Some(Event::Reconnect { .. }) | None => {}
+                    Some(ev) => {
+                        if self.ev_tx.send(Ok(ev)).is_err() {
+                            return false;
+                        }
                     }
-                }
+                },
                 // The server's close (1012), the end of the stream or the timeout.
                 Err(_) => return true,
             }
         }
     }
 
-    /// Connects to the same URL with `resume=<token>` until the session is back (the new
-    /// connection, its node id and the attempts it took) or `deadline` has passed.
-    async fn resume(&self, token: &str, deadline: Instant) -> Result<(Client, String, u32), ClientError> {
-        let url = with_resume(&self.url, token);
+    /// `url` with the resume query: the token, and our last seq when the node numbers frames.
+    fn resume_url(&self, url: &str, token: &str) -> String {
+        if self.resumable { with_resume_from(url, token, self.ledger.last_seq()) } else { with_resume(url, token) }
+    }
+
+    /// Connects with `resume=<token>`, to each URL in turn, until the session is back (the new
+    /// connection, its `welcome` and the attempts it took) or `deadline` has passed.
+    async fn resume(&mut self, token: &str, deadline: Instant) -> Result<(Client, Welcome, u32), ClientError> {
         tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % (RESUME_JITTER_MS + 1))).await;
         let mut backoff = RESUME_BACKOFF;
         let mut attempts = 0;
         loop {
+            let at = (self.at + attempts as usize) % self.urls.len().max(1);
+            let url = self.resume_url(self.urls.get(at).map_or("", String::as_str), token);
             attempts += 1;
             let budget = self.timeout.min(deadline.saturating_duration_since(Instant::now()).max(RESUME_ATTEMPT_MIN));
             let last = match tokio::time::timeout(budget, self.attempt(&url)).await {
-                Ok(Ok((client, node_id))) => return Ok((client, node_id, attempts)),
+                Ok(Ok((client, w))) => {
+                    self.at = at;
+                    return Ok((client, w, attempts));
+                }
                 Ok(Err(Attempt::Final(e))) => return Err(e),
                 Ok(Err(Attempt::Retry(e))) => e,
                 Err(_) => ClientError::Timeout(budget),
@@ -248,243 +567,40 @@ impl Task {
     }
 
     /// One resume attempt: connect, then expect `welcome` with `resumed` and our peer id.
-    async fn attempt(&self, url: &str) -> Result<(Client, String), Attempt> {
+    async fn attempt(&self, url: &str) -> Result<(Client, Welcome), Attempt> {
         let mut client = Client::connect_with(url, Some(v1::SUBPROTOCOL)).await.map_err(Attempt::Retry)?;
-        match client.recv_event(self.timeout).await {
-            Ok(Event::Welcome { peer_id, node_id, resumed: true, .. }) if peer_id == self.peer_id => {
-                Ok((client, node_id))
-            }
-            Ok(Event::Welcome { peer_id, resumed, .. }) => {
+        match client.recv_event(self.timeout).await.map(Welcome::read) {
+            Ok(Ok(w)) if w.resumed && w.peer_id == self.peer_id => Ok((client, w)),
+            Ok(Ok(w)) => {
                 // Not ours: leave that session at once rather than let it idle out.
                 let _ = client.close().await;
                 Err(Attempt::Final(ClientError::ResumeFailed(format!(
-                    "welcome with peer id {peer_id} (resumed: {resumed}) instead of {}",
-                    self.peer_id
+                    "welcome with peer id {} (resumed: {}) instead of {}",
+                    w.peer_id, w.resumed, self.peer_id
                 ))))
             }
-            Ok(Event::Error { code: ErrorCode::ResumeFailed, message, .. }) => {
-                Err(Attempt::Final(ClientError::ResumeFailed(format!("resume-failed: {message}"))))
-            }
+            Ok(Err(other)) => Err(refused(*other)),
             Err(ClientError::Closed { code: Some(close::RESUME_FAILED), reason }) => {
                 Err(Attempt::Final(ClientError::ResumeFailed(format!("closed {}: {reason}", close::RESUME_FAILED))))
             }
-            // Another refusal right after the upgrade (`too-many-connections`, `shutting-down`):
-            // like a refused connection, another node may take it.
-            Ok(Event::Error { code, message, .. }) => {
-                Err(Attempt::Retry(ClientError::Ws(format!("{}: {message}", code.as_str()))))
-            }
-            Ok(other) => Err(Attempt::Final(ClientError::ResumeFailed(format!("expected welcome, got {other:?}")))),
             Err(e) => Err(Attempt::Retry(e)),
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    //! The task against a scripted node on a local socket: what a client sees of a drain.
-
-    use std::time::Duration;
-
-    use actix_http::ws::{self, CloseCode, CloseReason, Codec, Frame, Message};
-    use futures_util::{SinkExt, StreamExt};
-    use serde_json::{Value, json};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio_util::codec::Framed;
-
-    use super::Signaling;
-    use crate::client::ClientError;
-    use crate::protocol::v1::Event;
-    use crate::protocol::{PeerId, close};
-
-    const STEP: Duration = Duration::from_secs(5);
-    const ME: PeerId = PeerId(7);
-    const OTHER: PeerId = PeerId(9);
-
-    type Ws = Framed<TcpStream, Codec>;
-
-    /// Accepts one connection: its request path, and the socket after a 101 (or `None` after
-    /// answering `status` instead, like a draining node's 503).
-    async fn accept(listener: &TcpListener, status: Option<&str>) -> (String, Option<Ws>) {
-        let (mut io, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(io.read_u8().await.unwrap());
+/// What a first frame other than `welcome` means to a resume attempt.
+fn refused(first: Event) -> Attempt {
+    match first {
+        Event::Error { code: ErrorCode::ResumeFailed, message, .. } => {
+            Attempt::Final(ClientError::ResumeFailed(format!("resume-failed: {message}")))
         }
-        let head = String::from_utf8(head).unwrap();
-        let path = head.split(' ').nth(1).unwrap().to_owned();
-        if let Some(status) = status {
-            io.write_all(format!("HTTP/1.1 {status}\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            return (path, None);
-        }
-        let key = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .expect("a Sec-WebSocket-Key")
-            .trim()
-            .to_owned();
-        let accept = String::from_utf8(ws::hash_key(key.as_bytes()).to_vec()).unwrap();
-        let reply = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: switchboard.v1\r\n\r\n"
-        );
-        io.write_all(reply.as_bytes()).await.unwrap();
-        (path, Some(Framed::new(io, Codec::new())))
-    }
-
-    async fn send(ws: &mut Ws, v: Value) {
-        ws.send(Message::Text(v.to_string().into())).await.unwrap();
-    }
-
-    fn welcome(peer: PeerId, node: &str, resumed: bool) -> Value {
-        json!({
-            "type": "welcome", "protocol": 1, "peer_id": peer.to_string(), "node_id": node,
-            "heartbeat_ms": 15000, "resumed": resumed,
-            "limits": {
-                "max_message_bytes": 65536, "max_rooms": 8, "max_peers_per_room": 16,
-                "messages_per_sec": 100, "candidates_per_sec": 100, "descriptions_per_min": 100,
-                "max_candidates_per_negotiation": 100, "max_meta_bytes": 1024,
-            },
-        })
-    }
-
-    fn signal(n: u32) -> Value {
-        json!({"type": "signal", "room": "r", "from": OTHER.to_string(), "data": {"n": n}})
-    }
-
-    /// The next text frame, or `Close` as `"<close>"`.
-    async fn read(ws: &mut Ws) -> String {
-        loop {
-            match tokio::time::timeout(STEP, ws.next()).await.unwrap().unwrap().unwrap() {
-                Frame::Text(b) => return String::from_utf8(b.to_vec()).unwrap(),
-                Frame::Close(_) => return "<close>".into(),
-                _ => {}
-            }
-        }
-    }
-
-    async fn connected(listener: &TcpListener, url: &str) -> (Signaling, Ws) {
-        let (sig, (_, ws)) = tokio::join!(Signaling::connect(url, STEP), async {
-            let (path, ws) = accept(listener, None).await;
-            let mut ws = ws.unwrap();
-            send(&mut ws, welcome(ME, "n0", false)).await;
-            (path, ws)
-        });
-        (sig.unwrap(), ws)
-    }
-
-    /// `reconnect` handled inside: frames before the server's close pass, messages sent in the
-    /// gap wait, a 503 is retried, and the caller sees neither `reconnect` nor `welcome`.
-    #[tokio::test]
-    async fn resumes_invisibly() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/v1/ws?access_token=h.p.s", listener.local_addr().unwrap());
-        let (mut sig, mut n0) = connected(&listener, &url).await;
-
-        sig.outbox.send(&json!({"m": "before"}));
-        assert_eq!(read(&mut n0).await, r#"{"m":"before"}"#);
-        send(&mut n0, json!({"type": "reconnect", "resume_token": "t/1+", "within_ms": 5000})).await;
-        // The client closes first and sends nothing else on this socket.
-        assert_eq!(read(&mut n0).await, "<close>");
-        sig.outbox.send(&json!({"m": "during"}));
-        // Real frames until the server's close.
-        send(&mut n0, signal(1)).await;
-        n0.send(Message::Close(Some(CloseReason { code: CloseCode::Restart, description: None }))).await.unwrap();
-        drop(n0);
-
-        // A draining node refuses the first attempt; the next one resumes.
-        let (path, _) = accept(&listener, Some("503 Service Unavailable")).await;
-        assert_eq!(path, "/v1/ws?access_token=h.p.s&resume=t%2F1%2B");
-        let (path, n1) = accept(&listener, None).await;
-        assert_eq!(path, "/v1/ws?access_token=h.p.s&resume=t%2F1%2B");
-        let mut n1 = n1.unwrap();
-        send(&mut n1, welcome(ME, "n1", true)).await;
-        send(&mut n1, signal(2)).await;
-        // What waited goes out after the welcome, in order.
-        assert_eq!(read(&mut n1).await, r#"{"m":"during"}"#);
-
-        for n in [1, 2] {
-            match sig.next(STEP).await.unwrap() {
-                Event::Signal { data, .. } => assert_eq!(data, json!({"n": n})),
-                other => panic!("expected signal {n}, got {other:?}"),
-            }
-        }
-        sig.resumed.changed().await.unwrap();
-        let r = sig.resumed.borrow().clone();
-        assert_eq!((r.count, r.attempts, r.node_id.as_str()), (1, 2, "n1"));
-        assert!(r.gap < Duration::from_secs(5), "{:?}", r.gap);
-
-        // A second drain resumes from the URL the caller gave, not the first resume's.
-        send(&mut n1, json!({"type": "reconnect", "resume_token": "t2", "within_ms": 5000})).await;
-        assert_eq!(read(&mut n1).await, "<close>");
-        drop(n1); // no close from the server: the end of the stream does as well
-        let (path, n2) = accept(&listener, None).await;
-        assert_eq!(path, "/v1/ws?access_token=h.p.s&resume=t2");
-        send(&mut n2.unwrap(), welcome(ME, "n2", true)).await;
-        sig.resumed.changed().await.unwrap();
-        assert_eq!(sig.resumed.borrow().count, 2);
-    }
-
-    /// `resume-failed` (and its 4410) ends the task with `ResumeFailed`: the caller starts over.
-    #[tokio::test]
-    async fn resume_failed_ends_the_session() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
-        let (mut sig, mut n0) = connected(&listener, &url).await;
-        send(&mut n0, json!({"type": "reconnect", "resume_token": "t", "within_ms": 5000})).await;
-        assert_eq!(read(&mut n0).await, "<close>");
-        n0.send(Message::Close(Some(CloseReason { code: CloseCode::Restart, description: None }))).await.unwrap();
-
-        let (path, n1) = accept(&listener, None).await;
-        assert_eq!(path, "/v1/ws?resume=t");
-        let mut n1 = n1.unwrap();
-        send(&mut n1, json!({"type": "error", "code": "resume-failed", "message": "unknown token"})).await;
-        let code = CloseCode::Other(close::RESUME_FAILED);
-        n1.send(Message::Close(Some(CloseReason { code, description: Some("resume-failed".into()) }))).await.unwrap();
-        match sig.next(STEP).await {
-            Err(ClientError::ResumeFailed(why)) => assert!(why.contains("unknown token"), "{why}"),
-            other => panic!("expected ResumeFailed, got {other:?}"),
-        }
-    }
-
-    /// A fresh `welcome` (another peer id) is no resume; nor is one after `within_ms`.
-    #[tokio::test]
-    async fn a_fresh_session_is_no_resume() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
-        let (mut sig, mut n0) = connected(&listener, &url).await;
-        send(&mut n0, json!({"type": "reconnect", "resume_token": "t", "within_ms": 5000})).await;
-        assert_eq!(read(&mut n0).await, "<close>");
-        drop(n0);
-        let (_, n1) = accept(&listener, None).await;
-        let mut n1 = n1.unwrap();
-        send(&mut n1, welcome(OTHER, "n1", false)).await;
-        assert!(matches!(sig.next(STEP).await, Err(ClientError::ResumeFailed(_))));
-        // It leaves the session it did not want.
-        assert_eq!(read(&mut n1).await, "<close>");
-    }
-
-    #[tokio::test]
-    async fn gives_up_after_within_ms() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
-        let (mut sig, mut n0) = connected(&listener, &url).await;
-        send(&mut n0, json!({"type": "reconnect", "resume_token": "t", "within_ms": 300})).await;
-        assert_eq!(read(&mut n0).await, "<close>");
-        drop(n0);
-        let refuse = async {
-            loop {
-                accept(&listener, Some("503 Service Unavailable")).await;
-            }
-        };
-        tokio::select! {
-            ev = sig.next(STEP) => match ev {
-                Err(ClientError::ResumeFailed(why)) => assert!(why.contains("in time"), "{why}"),
-                other => panic!("expected ResumeFailed, got {other:?}"),
-            },
-            () = refuse => unreachable!(),
-        }
+        // Another refusal right after the upgrade (`too-many-connections`, `shutting-down`):
+        // like a refused connection, another node may take it.
+        Event::Error { code, message, .. } => Attempt::Retry(ClientError::Ws(format!("{}: {message}", code.as_str()))),
+        other => Attempt::Final(ClientError::ResumeFailed(format!("expected welcome, got {other:?}"))),
     }
 }
+
+#[cfg(test)]
+#[path = "signaling_tests.rs"]
+mod tests;

@@ -6,10 +6,13 @@
 //! text, binary as binary: a browser tells the two apart), sends synthetic video and audio, and
 //! prints one JSON line per event; on exit (after
 //! `--duration-secs`, or SIGINT) a summary of what each remote peer sent it. A draining node's
-//! `reconnect` is followed inside the signaling task (`switchboard::rtc::signaling`): the
-//! session resumes on another node with the same peer id and the calls go on untouched (one
-//! `resumed` line). If its node goes away otherwise, or the resume fails, it connects again
-//! (with backoff), joins again and calls whoever is there.
+//! `reconnect`, and any break of the signaling socket (a reset, a stalled path, the node's idle
+//! timeout), are followed inside the signaling task (`switchboard::rtc::signaling`): the
+//! session resumes (on any node) with the same peer id and the calls go on on the same peer
+//! connections (one `resumed` line each, with how long the socket was away); a call whose ICE
+//! went `disconnected` or `failed` meanwhile restarts ICE. Other members' breaks show as
+//! `peer-state` lines. If the resume fails, it connects again (with backoff), joins again and
+//! calls whoever is there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +21,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard::client::with_access_token;
 use switchboard::protocol::PeerId;
-use switchboard::protocol::v1::Event;
-use switchboard::rtc::signaling::{Outbox, Signaling};
+use switchboard::protocol::v1::{Event, PeerState};
+use switchboard::rtc::signaling::{Cause, Link, Outbox, Signaling};
 use switchboard::rtc::{ConnectionState, DataChannel, Peer, PeerConfig, PeerEvent, RtcPeer as _};
 use tokio::sync::mpsc;
 
@@ -29,9 +32,10 @@ use crate::ice::{IceArgs, MediaArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The node's v1 endpoint, e.g. ws://127.0.0.1:8090/v1/ws.
-    #[arg(long)]
-    url: String,
+    /// The node's v1 endpoint, e.g. ws://127.0.0.1:8090/v1/ws. Give it more than once for
+    /// several nodes: the first that answers takes the session, and resumes try them all.
+    #[arg(long, required = true)]
+    url: Vec<String>,
     /// The room to join.
     #[arg(long)]
     room: String,
@@ -56,7 +60,23 @@ struct Remote {
     /// Its signals, applied in order by a task of their own.
     signals: mpsc::UnboundedSender<Value>,
     tracks_added: bool,
+    /// We offered the call: the impolite side, which restarts ICE first.
+    offerer: bool,
 }
+
+/// The resumes of the signaling session, across fresh sessions too.
+#[derive(Default)]
+struct Resumes {
+    /// Every resume: after a drain or after a break.
+    all: u32,
+    /// The ones after a broken socket.
+    after_break: u32,
+}
+
+/// How long the polite side of a call waits, after a resume, before it restarts a broken ICE
+/// itself: the impolite side restarts at once, and two restarts offered together would be
+/// glare (which webrtc-rs 0.17 cannot roll back).
+const POLITE_RESTART_DELAY: Duration = Duration::from_secs(2);
 
 fn emit(v: Value) {
     println!("{v}");
@@ -75,7 +95,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     });
     let mut summary = serde_json::Map::new();
     let mut backoff = Duration::from_millis(200);
-    let mut resumes = 0u32;
+    let mut resumes = Resumes::default();
     loop {
         match session(&args, deadline, &mut stop, &mut summary, &mut backoff, &mut resumes).await {
             Ok(()) => break,
@@ -92,7 +112,12 @@ pub async fn run(args: Args) -> Result<(), String> {
             Err(e) => return Err(e),
         }
     }
-    emit(json!({"event": "done", "resumes": resumes, "received": summary}));
+    emit(json!({
+        "event": "done",
+        "resumes": resumes.all,
+        "resumes_after_break": resumes.after_break,
+        "received": summary,
+    }));
     Ok(())
 }
 
@@ -106,14 +131,15 @@ async fn until(deadline: Option<tokio::time::Instant>) {
 
 /// One signaling session: connect, join, call and answer until the deadline or a stop (`Ok`)
 /// or until the connection fails (`Err`). What each remote peer sent goes into `summary`; each
-/// resume of the signaling session (a draining node's `reconnect`) counts in `resumes`.
+/// resume of the signaling session (a draining node's `reconnect`, a broken socket) counts in
+/// `resumes`.
 async fn session(
     args: &Args,
     deadline: Option<tokio::time::Instant>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     summary: &mut serde_json::Map<String, Value>,
     backoff: &mut Duration,
-    resumes: &mut u32,
+    resumes: &mut Resumes,
 ) -> Result<(), String> {
     let step = Duration::from_secs(10);
     // A token and ICE servers per session: a fresh token (and fresh TURN credentials) after
@@ -121,11 +147,15 @@ async fn session(
     let access = Access::new(&args.access)?;
     let token = access.token(&args.room, None).await?;
     let config = access.peer_config(&args.ice, token.as_deref()).await?;
-    let url = match &token {
-        Some(t) => with_access_token(&args.url, t),
-        None => args.url.clone(),
-    };
-    let mut sig = Signaling::connect(&url, step).await.map_err(|e| format!("connect: {e}"))?;
+    let urls: Vec<String> = args
+        .url
+        .iter()
+        .map(|url| match &token {
+            Some(t) => with_access_token(url, t),
+            None => url.clone(),
+        })
+        .collect();
+    let mut sig = Signaling::connect_any(&urls, step).await.map_err(|e| format!("connect: {e}"))?;
     let present = sig.join(&args.room, step).await.map_err(|e| format!("join: {e}"))?;
     *backoff = Duration::from_millis(200);
     let ids: Vec<String> = present.iter().map(ToString::to_string).collect();
@@ -133,8 +163,6 @@ async fn session(
         json!({"event": "joined", "room": args.room, "peer_id": sig.peer_id.to_string(), "node": sig.node_id, "peers": ids}),
     );
     let (events_tx, mut events) = mpsc::unbounded_channel::<(PeerId, PeerEvent<DataChannel>)>();
-    let resumes_before = *resumes;
-    let mut node = sig.node_id.clone();
     let mut remotes: HashMap<PeerId, Remote> = HashMap::new();
     let result = async {
         for id in present {
@@ -145,23 +173,46 @@ async fn session(
             tokio::select! {
                 _ = until(deadline) => return Ok(()),
                 _ = stop.changed() => return Ok(()),
-                // The task resumed the session on another node: same peer id, same room, the
-                // calls untouched. Only news.
-                Ok(()) = sig.resumed.changed() => {
-                    let r = sig.resumed.borrow_and_update().clone();
-                    // A count, not one per change: two quick resumes may show as one change.
-                    *resumes = resumes_before + r.count;
-                    emit(json!({
-                        "event": "resumed",
-                        "peer_id": sig.peer_id.to_string(),
-                        "from_node": node,
-                        "node": r.node_id,
-                        "gap_ms": r.gap.as_millis() as u64,
-                        "attempts": r.attempts,
-                        "resumes": *resumes,
-                    }));
-                    node = r.node_id;
-                }
+                // The signaling socket was lost (a drain, a break) and the task resumes the
+                // session by itself (after a drain on another node; after a break on any):
+                // same peer id, same room, the same calls. A call whose ICE broke meanwhile
+                // restarts it.
+                Some(link) = sig.link.recv() => match link {
+                    Link::Lost(cause) => {
+                        let (cause, why) = match cause {
+                            Cause::Drain => ("drain", None),
+                            Cause::Break(why) => ("break", Some(why)),
+                        };
+                        emit(json!({"event": "signaling-lost", "cause": cause, "why": why}));
+                    }
+                    Link::Resumed(r) => {
+                        resumes.all += 1;
+                        let why = match r.cause {
+                            Cause::Drain => None,
+                            Cause::Break(why) => {
+                                resumes.after_break += 1;
+                                Some(why)
+                            }
+                        };
+                        emit(json!({
+                            "event": "resumed",
+                            "peer_id": sig.peer_id.to_string(),
+                            "cause": if why.is_some() { "break" } else { "drain" },
+                            "why": why,
+                            "from_node": r.from_node,
+                            "node": r.node_id,
+                            "gap_ms": r.gap.as_millis() as u64,
+                            "away_ms": r.away.as_millis() as u64,
+                            "attempts": r.attempts,
+                            "resent": r.resent,
+                            "resumes": resumes.all,
+                            "resumes_after_break": resumes.after_break,
+                        }));
+                        for (id, remote) in &remotes {
+                            restart_broken_ice(remote, *id, "resumed");
+                        }
+                    }
+                },
                 ev = sig.events.recv() => match ev {
                     Some(Ok(Event::PeerJoined { peer, .. })) => {
                         emit(json!({"event": "peer-joined", "peer": peer.peer_id.to_string()}));
@@ -177,6 +228,15 @@ async fn session(
                             ),
                         };
                         let _ = r.signals.send(data);
+                    }
+                    // Another member's socket broke (it is held for its resume) or it resumed.
+                    Some(Ok(Event::PeerState { peer_id, state, .. })) => {
+                        emit(json!({"event": "peer-state", "peer": peer_id.to_string(), "state": state.as_str()}));
+                        if state == PeerState::Connected
+                            && let Some(remote) = remotes.get(&peer_id)
+                        {
+                            restart_broken_ice(remote, peer_id, "peer-resumed");
+                        }
                     }
                     Some(Ok(Event::PeerLeft { peer_id, reason, .. })) => {
                         if let Some(r) = remotes.remove(&peer_id) {
@@ -264,7 +324,31 @@ async fn open(
             echo(dc);
         }
     }
-    Ok(Remote { peer, signals, tracks_added: offerer })
+    Ok(Remote { peer, signals, tracks_added: offerer, offerer })
+}
+
+/// After a resume (ours, or the remote's): if the call's ICE went `disconnected` or `failed`
+/// while signaling was away, restarts it. The impolite side (the call's offerer) does it at
+/// once; the polite side only if it is still broken [`POLITE_RESTART_DELAY`] later.
+fn restart_broken_ice(remote: &Remote, id: PeerId, after: &'static str) {
+    let broken = |s| matches!(s, ConnectionState::Disconnected | ConnectionState::Failed);
+    if !broken(remote.peer.connection_state()) {
+        return;
+    }
+    let (peer, polite) = (Arc::clone(&remote.peer), !remote.offerer);
+    tokio::spawn(async move {
+        if polite {
+            tokio::time::sleep(POLITE_RESTART_DELAY).await;
+        }
+        let state = peer.connection_state();
+        if !broken(state) {
+            return;
+        }
+        emit(json!({"event": "ice-restart", "peer": id.to_string(), "state": state.as_str(), "after": after}));
+        if let Err(e) = peer.restart_ice().await {
+            emit(json!({"event": "ice-restart-failed", "peer": id.to_string(), "error": e.to_string()}));
+        }
+    });
 }
 
 async fn add_media(peer: &Peer, media: &MediaArgs) -> Result<(), String> {
