@@ -114,6 +114,9 @@ pub struct Parked {
     pub(super) owed: Vec<Provenance>,
     /// Senders of signals that did not fit in `frames`: answered whatever happens.
     pub(super) lost: Vec<Provenance>,
+    /// Tells this parking from a later one of the same member (it may resume elsewhere and
+    /// come back, to be parked here again): a grace timer ends only its own parking.
+    pub(super) id: u64,
 }
 
 /// Keeps `d` for a parked member.
@@ -147,7 +150,8 @@ impl Handler<Park> for Room {
         };
         let m = &mut self.members[i];
         m.session = None;
-        let mut kept = Box::<Parked>::default();
+        let id = rand::random();
+        let mut kept = Box::new(Parked { id, ..Parked::default() });
         // Whatever waited for a join still settling goes first.
         for d in m.backlog.take().unwrap_or_default() {
             keep(&mut kept, d);
@@ -163,7 +167,8 @@ impl Handler<Park> for Room {
         msg.session.do_send(RoomParked { parked: Some(parked) });
         let peer = msg.peer;
         ctx.run_later(msg.grace, move |act, ctx| {
-            if let Some(i) = act.position(peer).filter(|&i| act.members[i].parked.is_some()) {
+            let this_parking = |m: &Member| m.parked.as_ref().is_some_and(|p| p.id == id);
+            if let Some(i) = act.position(peer).filter(|&i| this_parking(&act.members[i])) {
                 debug!(parent: &act.span, peer = %peer, "a parked member did not resume in time");
                 act.remove(i, LeaveReason::Timeout, Origin::Local, ctx);
                 act.check_idle();
@@ -315,7 +320,7 @@ impl Room {
         let m = &mut self.members[i];
         // What it owes goes along (this handover, or the parked session's replay); what did
         // not fit does not.
-        let Parked { frames, owed: _, lost } = *m.parked.take().unwrap_or_default();
+        let Parked { frames, owed: _, lost, .. } = *m.parked.take().unwrap_or_default();
         m.node = Some(to.clone());
         self.local -= 1;
         self.state.metrics.members.dec();

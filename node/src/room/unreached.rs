@@ -15,7 +15,7 @@ use crate::dialect::error_frame;
 use crate::session::{Deliver, Provenance};
 
 /// Why a signal kept for a member that went away unreached is answered.
-const NOT_RESUMED: &str = "the peer was told to reconnect and did not come back in time";
+const NOT_RESUMED: &str = "the peer lost its connection (or its node drained) and did not come back in time";
 pub(super) const OVERFLOW: &str = "the peer was away and too much was waiting for it";
 const SESSION_ENDED: &str = "the peer's connection ended before the message reached it";
 const LATE: &str = "the peer's node stalled and could not deliver it in time";

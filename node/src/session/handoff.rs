@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 
 use super::{Deliver, JoinedRoom, Provenance, Session};
 use crate::bus::{ParkedRoom, ParkedSession};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, error_frame};
 use crate::post::Homed;
 use crate::registry::RouteResume;
 use crate::room::{Fate, Leave, Owed, Park, Resume, Room};
@@ -304,7 +304,9 @@ impl Session {
             // Rooms that did take it back hear it leave (the client starts afresh).
             let err =
                 ProtocolError::new(ErrorCode::ResumeFailed, "a room of the parked session is gone; connect afresh");
-            self.fail(&err, None, ctx);
+            // In place of `welcome`, like every refused resume: not numbered.
+            self.state.metrics.error(err.code);
+            self.write(None, &error_frame(self.dialect, &err, None), "error", ctx);
             return self.close(close::RESUME_FAILED, "resume-failed", LeaveReason::Disconnected, ctx);
         }
         self.state.metrics.bus.resumed.inc();
