@@ -4,17 +4,21 @@
 //! read back from the node's `listening on` line), talk to them over real sockets, and kill
 //! them on drop. Nothing here mocks the node.
 
+mod breaks;
 mod client;
 mod coturn;
 mod nginx;
+mod peer_proc;
 mod process;
 mod proxy;
 mod redis;
 mod resume;
 
+pub use breaks::{Break, Got, PeerStateSeen, SeqLog, SeqOptions, SeqPeer, SeqPlan, SeqStream};
 pub use client::{Client, Frame, V1Peer};
 pub use coturn::Coturn;
 pub use nginx::Nginx;
+pub use peer_proc::PeerProc;
 pub use process::{
     Node, external_tool, external_tool_probed, free_port, http_get, node_binary, peer_binary, run_until,
 };

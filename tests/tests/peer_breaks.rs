@@ -19,13 +19,10 @@
 //! The node runs with a 1 s heartbeat and a 3 s idle timeout (so a stall is noticed within
 //! ~2 s) and a 5 s reconnect grace. About 25 s in all.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use switchboard_tests::{Node, Proxy, node_binary, peer_binary};
+use serde_json::Value;
+use switchboard_tests::{Node, PeerProc, Proxy, node_binary, peer_binary};
 
 /// Breaks of B's socket.
 const BREAKS: usize = 10;
@@ -42,133 +39,6 @@ const AUDIO_PER_SEC: f64 = 50.0;
 /// Upper bound of each peer's stay; the test ends both with SIGINT well before.
 const DURATION_SECS: u64 = 55;
 
-/// One `switchboard-peer join` process: its stdout's JSON lines, each with when the test read it.
-struct PeerProc {
-    name: &'static str,
-    child: Mutex<Child>,
-    lines: Arc<Mutex<Vec<(Instant, Value)>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl PeerProc {
-    fn spawn(name: &'static str, bin: &str, url: &str, room: &str, t0: Instant) -> PeerProc {
-        let mut child = Command::new(bin)
-            .args(["join", "--url", url, "--room", room, "--duration-secs", &DURATION_SECS.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().expect("piped stdout");
-        let l = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                let at = Instant::now();
-                println!("[{name} +{:7.3}s] {line}", at.duration_since(t0).as_secs_f64());
-                let v = serde_json::from_str(&line).unwrap_or_else(|_| json!({"event": "<not json>", "line": line}));
-                l.lock().unwrap().push((at, v));
-            }
-        });
-        let mut err = child.stderr.take().expect("piped stderr");
-        let e = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            *e.lock().unwrap() = s;
-        });
-        PeerProc { name, child: Mutex::new(child), lines, stderr }
-    }
-
-    fn lines(&self) -> Vec<(Instant, Value)> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn count(&self, event: &str) -> usize {
-        self.lines.lock().unwrap().iter().filter(|(_, v)| v["event"] == event).count()
-    }
-
-    /// SIGINT: the peer leaves, prints `done` and exits.
-    fn interrupt(&self) {
-        let pid = self.child.lock().unwrap().id();
-        // SAFETY: kill(2) with the pid of a child we own.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGINT);
-        }
-    }
-
-    fn try_wait(&self) -> Option<std::process::ExitStatus> {
-        self.child.lock().unwrap().try_wait().ok().flatten()
-    }
-
-    fn dump(&self, t0: Instant) -> String {
-        let mut s = format!("--- {} (stdout) ---\n", self.name);
-        for (at, v) in self.lines() {
-            s.push_str(&format!("+{:7.3}s {v}\n", at.duration_since(t0).as_secs_f64()));
-        }
-        s.push_str(&format!("--- {} (stderr) ---\n{}\n", self.name, self.stderr.lock().unwrap()));
-        s
-    }
-}
-
-impl Drop for PeerProc {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-fn dump(peers: &[&PeerProc], t0: Instant) -> String {
-    peers.iter().map(|p| p.dump(t0)).collect()
-}
-
-/// Waits until `p` printed a line matching `pred`; returns it with when it was read.
-async fn wait_line(
-    p: &PeerProc,
-    what: &str,
-    within: Duration,
-    peers: &[&PeerProc],
-    t0: Instant,
-    pred: impl Fn(&Value) -> bool,
-) -> (Instant, Value) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(hit) = p.lines().into_iter().find(|(_, v)| pred(v)) {
-            return hit;
-        }
-        assert!(Instant::now() < deadline, "{}: no {what} within {within:?}\n{}", p.name, dump(peers, t0));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until `p` printed `n` lines of `event`; returns the last of them.
-async fn wait_count(
-    p: &PeerProc,
-    event: &str,
-    n: usize,
-    within: Duration,
-    peers: &[&PeerProc],
-    t0: Instant,
-) -> (Instant, Value) {
-    let deadline = Instant::now() + within;
-    loop {
-        let hits: Vec<(Instant, Value)> = p.lines().into_iter().filter(|(_, v)| v["event"] == event).collect();
-        if hits.len() >= n {
-            return hits[n - 1].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}: {} `{event}` lines of {n} within {within:?}\n{}",
-            p.name,
-            hits.len(),
-            dump(peers, t0)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webrtc_call_survives_ten_breaks_of_one_peers_signaling_socket() {
     let bin = peer_binary();
@@ -182,11 +52,11 @@ async fn a_webrtc_call_survives_ten_breaks_of_one_peers_signaling_socket() {
 
     // A first, straight to the node (it answers); then B, the newcomer that offers, through
     // the proxy.
-    let a = PeerProc::spawn("A", &bin, &node.ws_url("/v1/ws"), &room, t0);
-    let (_, a_joined) = wait_line(&a, "joined", Duration::from_secs(15), &[&a], t0, |v| v["event"] == "joined").await;
-    let b = PeerProc::spawn("B", &bin, &format!("{}/v1/ws", proxy.url("ws")), &room, t0);
+    let a = PeerProc::spawn("A", &bin, &node.ws_url("/v1/ws"), &room, DURATION_SECS, t0);
+    let (_, a_joined) = a.wait_line("joined", Duration::from_secs(15), &[&a], |v| v["event"] == "joined").await;
+    let b = PeerProc::spawn("B", &bin, &format!("{}/v1/ws", proxy.url("ws")), &room, DURATION_SECS, t0);
     let peers = [&a, &b];
-    let (_, b_joined) = wait_line(&b, "joined", Duration::from_secs(15), &peers, t0, |v| v["event"] == "joined").await;
+    let (_, b_joined) = b.wait_line("joined", Duration::from_secs(15), &peers, |v| v["event"] == "joined").await;
     let a_id = a_joined["peer_id"].as_str().expect("A's peer id").to_string();
     let b_id = b_joined["peer_id"].as_str().expect("B's peer id").to_string();
     assert_eq!(proxy.connections(), 1, "B's socket goes through the proxy");
@@ -194,10 +64,8 @@ async fn a_webrtc_call_survives_ten_breaks_of_one_peers_signaling_socket() {
     let connected = |partner: String| {
         move |v: &Value| v["event"] == "state" && v["peer"] == partner.as_str() && v["state"] == "connected"
     };
-    let (a_conn, _) =
-        wait_line(&a, "connected to B", Duration::from_secs(20), &peers, t0, connected(b_id.clone())).await;
-    let (b_conn, _) =
-        wait_line(&b, "connected to A", Duration::from_secs(20), &peers, t0, connected(a_id.clone())).await;
+    let (a_conn, _) = a.wait_line("connected to B", Duration::from_secs(20), &peers, connected(b_id.clone())).await;
+    let (b_conn, _) = b.wait_line("connected to A", Duration::from_secs(20), &peers, connected(a_id.clone())).await;
     tokio::time::sleep(SETTLE).await;
 
     // Ten breaks, each once the last resume is through.
@@ -209,17 +77,17 @@ async fn a_webrtc_call_survives_ten_breaks_of_one_peers_signaling_socket() {
             proxy.stall();
             // B notices the silence (two heartbeats), drops the socket and tries to resume; the
             // attempt waits in the proxy's backlog until the heal.
-            wait_count(&b, "signaling-lost", i + 1, Duration::from_secs(6), &peers, t0).await;
+            b.wait_count("signaling-lost", i + 1, Duration::from_secs(6), &peers).await;
             proxy.heal();
             "stall"
         } else {
             let closed = proxy.reset();
-            assert!(closed >= 1, "break {i}: the proxy held no connection to reset\n{}", dump(&peers, t0));
+            assert!(closed >= 1, "break {i}: the proxy held no connection to reset\n{}", PeerProc::dump_all(&peers));
             "reset"
         };
         println!("[test +{:7.3}s] break {i}: {kind}", at.duration_since(t0).as_secs_f64());
-        let (res_at, r) = wait_count(&b, "resumed", i + 1, Duration::from_secs(8), &peers, t0).await;
-        assert_eq!(r["peer_id"], b_id.as_str(), "B resumed under another peer id: {r}\n{}", dump(&peers, t0));
+        let (res_at, r) = b.wait_count("resumed", i + 1, Duration::from_secs(8), &peers).await;
+        assert_eq!(r["peer_id"], b_id.as_str(), "B resumed under another peer id: {r}\n{}", PeerProc::dump_all(&peers));
         assert_eq!(r["cause"], "break", "{r}");
         report.push(format!(
             "break {i} ({kind}): resumed {:.3}s after it, gap_ms={} away_ms={} attempts={} resent={} ({})",
@@ -247,14 +115,14 @@ async fn a_webrtc_call_survives_ten_breaks_of_one_peers_signaling_socket() {
             if let Some(s) = p.try_wait() {
                 break s;
             }
-            assert!(Instant::now() < end, "{} did not exit after SIGINT\n{}", p.name, dump(&peers, t0));
+            assert!(Instant::now() < end, "{} did not exit after SIGINT\n{}", p.name, PeerProc::dump_all(&peers));
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         statuses.push(status);
     }
     // Let the reader threads take the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let all = dump(&peers, t0);
+    let all = PeerProc::dump_all(&peers);
     for (p, s) in peers.iter().zip(&statuses) {
         assert!(s.success(), "{} exited {s}\n{all}", p.name);
     }

@@ -17,13 +17,10 @@
 
 mod cluster;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_tests::{Frame, Nginx, V1Peer, peer_binary};
+use switchboard_tests::{Frame, Nginx, PeerProc, V1Peer, peer_binary};
 
 use cluster::Cluster;
 
@@ -36,100 +33,9 @@ const AUDIO_PER_SEC: f64 = 50.0;
 /// Audio that must have arrived after the drain, at least: 5 s worth.
 const AUDIO_AFTER_DRAIN_MIN: f64 = 5.0 * AUDIO_PER_SEC;
 
-/// One `switchboard-peer join` process: its stdout's JSON lines, each with when the test read it.
-struct PeerProc {
-    name: &'static str,
-    child: Mutex<Child>,
-    spawned: Instant,
-    lines: Arc<Mutex<Vec<(Instant, Value)>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl PeerProc {
-    fn spawn(name: &'static str, bin: &str, url: &str, room: &str, t0: Instant) -> PeerProc {
-        let spawned = Instant::now();
-        let mut child = Command::new(bin)
-            .args(["join", "--url", url, "--room", room, "--duration-secs", &DURATION_SECS.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().expect("piped stdout");
-        let l = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                let at = Instant::now();
-                println!("[{name} +{:7.3}s] {line}", at.duration_since(t0).as_secs_f64());
-                let v = serde_json::from_str(&line).unwrap_or_else(|_| json!({"event": "<not json>", "line": line}));
-                l.lock().unwrap().push((at, v));
-            }
-        });
-        let mut err = child.stderr.take().expect("piped stderr");
-        let e = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            *e.lock().unwrap() = s;
-        });
-        PeerProc { name, child: Mutex::new(child), spawned, lines, stderr }
-    }
-
-    fn try_wait(&self) -> std::io::Result<Option<std::process::ExitStatus>> {
-        self.child.lock().unwrap().try_wait()
-    }
-
-    fn lines(&self) -> Vec<(Instant, Value)> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The earliest its `--duration-secs` can end (its deadline is set after it starts).
-    fn earliest_end(&self) -> Instant {
-        self.spawned + Duration::from_secs(DURATION_SECS)
-    }
-
-    fn dump(&self, t0: Instant) -> String {
-        let mut s = format!("--- {} (stdout) ---\n", self.name);
-        for (at, v) in self.lines() {
-            s.push_str(&format!("+{:7.3}s {v}\n", at.duration_since(t0).as_secs_f64()));
-        }
-        s.push_str(&format!("--- {} (stderr) ---\n{}\n", self.name, self.stderr.lock().unwrap()));
-        s
-    }
-}
-
-impl Drop for PeerProc {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-/// Both peers' output, for a failure message.
-fn dump(peers: &[&PeerProc], t0: Instant) -> String {
-    peers.iter().map(|p| p.dump(t0)).collect()
-}
-
-/// Waits until `p` printed a line matching `pred`; returns it with when it was read.
-async fn wait_line(
-    p: &PeerProc,
-    what: &str,
-    within: Duration,
-    peers: &[&PeerProc],
-    t0: Instant,
-    pred: impl Fn(&Value) -> bool,
-) -> (Instant, Value) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(hit) = p.lines().into_iter().find(|(_, v)| pred(v)) {
-            return hit;
-        }
-        assert!(Instant::now() < deadline, "{}: no {what} within {within:?}\n{}", p.name, dump(peers, t0));
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+/// The earliest `p`'s `--duration-secs` can end (its deadline is set after it starts).
+fn earliest_end(p: &PeerProc) -> Instant {
+    p.spawned + Duration::from_secs(DURATION_SECS)
 }
 
 /// The sum of a metric's samples (all label sets) in a node's `/metrics`.
@@ -156,15 +62,20 @@ async fn a_webrtc_call_of_two_reference_peers_survives_a_node_drain_behind_nginx
     let t0 = Instant::now();
 
     // A first (it answers), then B (the newcomer offers); both through nginx.
-    let a = PeerProc::spawn("A", &bin, &url, &room, t0);
-    let (_, a_joined) = wait_line(&a, "joined", Duration::from_secs(15), &[&a], t0, |v| v["event"] == "joined").await;
-    let b = PeerProc::spawn("B", &bin, &url, &room, t0);
+    let a = PeerProc::spawn("A", &bin, &url, &room, DURATION_SECS, t0);
+    let (_, a_joined) = a.wait_line("joined", Duration::from_secs(15), &[&a], |v| v["event"] == "joined").await;
+    let b = PeerProc::spawn("B", &bin, &url, &room, DURATION_SECS, t0);
     let peers = [&a, &b];
-    let (_, b_joined) = wait_line(&b, "joined", Duration::from_secs(15), &peers, t0, |v| v["event"] == "joined").await;
+    let (_, b_joined) = b.wait_line("joined", Duration::from_secs(15), &peers, |v| v["event"] == "joined").await;
     let (a_id, b_id) =
         (a_joined["peer_id"].as_str().unwrap().to_string(), b_joined["peer_id"].as_str().unwrap().to_string());
     let node_id = a_joined["node"].as_str().expect("node in joined").to_string();
-    assert_eq!(b_joined["node"], node_id.as_str(), "nginx's room hash must put both on one node\n{}", dump(&peers, t0));
+    assert_eq!(
+        b_joined["node"],
+        node_id.as_str(),
+        "nginx's room hash must put both on one node\n{}",
+        PeerProc::dump_all(&peers)
+    );
     // Cluster::start names its nodes n0, n1, ...
     let drained = node_id
         .strip_prefix('n')
@@ -182,10 +93,8 @@ async fn a_webrtc_call_of_two_reference_peers_survives_a_node_drain_behind_nginx
     let connected = |partner: String| {
         move |v: &Value| v["event"] == "state" && v["peer"] == partner.as_str() && v["state"] == "connected"
     };
-    let (a_conn, _) =
-        wait_line(&a, "connected to B", Duration::from_secs(20), &peers, t0, connected(b_id.clone())).await;
-    let (b_conn, _) =
-        wait_line(&b, "connected to A", Duration::from_secs(20), &peers, t0, connected(a_id.clone())).await;
+    let (a_conn, _) = a.wait_line("connected to B", Duration::from_secs(20), &peers, connected(b_id.clone())).await;
+    let (b_conn, _) = b.wait_line("connected to A", Duration::from_secs(20), &peers, connected(a_id.clone())).await;
     tokio::time::sleep(SETTLE).await;
 
     // Drain their node.
@@ -197,10 +106,16 @@ async fn a_webrtc_call_of_two_reference_peers_survives_a_node_drain_behind_nginx
     );
     cluster.nodes[drained].terminate();
     let resumed = |v: &Value| v["event"] == "resumed";
-    let (a_res_at, a_res) = wait_line(&a, "resumed", Duration::from_secs(12), &peers, t0, resumed).await;
-    let (b_res_at, b_res) = wait_line(&b, "resumed", Duration::from_secs(12), &peers, t0, resumed).await;
+    let (a_res_at, a_res) = a.wait_line("resumed", Duration::from_secs(12), &peers, resumed).await;
+    let (b_res_at, b_res) = b.wait_line("resumed", Duration::from_secs(12), &peers, resumed).await;
     for (p, id, r) in [(&a, &a_id, &a_res), (&b, &b_id, &b_res)] {
-        assert_eq!(r["peer_id"], id.as_str(), "{}: resumed under another peer id\n{}", p.name, dump(&peers, t0));
+        assert_eq!(
+            r["peer_id"],
+            id.as_str(),
+            "{}: resumed under another peer id\n{}",
+            p.name,
+            PeerProc::dump_all(&peers)
+        );
         assert_eq!(r["from_node"], node_id.as_str(), "{}: {r}", p.name);
         assert_eq!(r["node"], other_id.as_str(), "{}: {r}", p.name);
         assert_eq!(r["resumes"], 1, "{}: {r}", p.name);
@@ -217,7 +132,7 @@ async fn a_webrtc_call_of_two_reference_peers_survives_a_node_drain_behind_nginx
     let obs = observer.id.clone();
     for p in peers {
         let obs = obs.clone();
-        wait_line(p, "peer-joined (observer)", Duration::from_secs(5), &peers, t0, move |v| {
+        p.wait_line("peer-joined (observer)", Duration::from_secs(5), &peers, move |v| {
             v["event"] == "peer-joined" && v["peer"] == obs.as_str()
         })
         .await;
@@ -235,18 +150,20 @@ async fn a_webrtc_call_of_two_reference_peers_survives_a_node_drain_behind_nginx
         let end = p.spawned + Duration::from_secs(DURATION_SECS + 15);
         loop {
             match p.try_wait() {
-                Ok(Some(s)) => {
+                Some(s) => {
                     statuses.push(s);
                     break;
                 }
-                _ if Instant::now() > end => panic!("{} did not finish in time\n{}", p.name, dump(&peers, t0)),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                None if Instant::now() > end => {
+                    panic!("{} did not finish in time\n{}", p.name, PeerProc::dump_all(&peers))
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
     }
     // Let the reader threads take the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let all = dump(&peers, t0);
+    let all = PeerProc::dump_all(&peers);
 
     // Both leaves reached the observer as `left`: the resumed sessions carried them out.
     let mut left = std::collections::BTreeMap::new();
@@ -280,11 +197,11 @@ async fn a_webrtc_call_of_two_reference_peers_survives_a_node_drain_behind_nginx
         }
         // While both still run (before the partner's own leave at its deadline): no peer-left,
         // no state change of the call after the drain.
-        let calm_until = partner.earliest_end().min(p.earliest_end());
+        let calm_until = earliest_end(partner).min(earliest_end(p));
         for (at, v) in &lines {
             if v["event"] == "peer-left" {
                 assert!(
-                    *at >= partner.earliest_end() && v["reason"] == "left" && v["peer"] == partner_id.as_str(),
+                    *at >= earliest_end(partner) && v["reason"] == "left" && v["peer"] == partner_id.as_str(),
                     "{name}: peer-left during the call: {v}\n{all}"
                 );
             }
