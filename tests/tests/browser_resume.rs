@@ -9,14 +9,14 @@
 //! break arrives once, in order, both ways. The nodes run short heartbeats and idle timeouts so
 //! that a stalled socket is found dead (by the page and by its node) within the stall.
 //!
-//! Scenario: `tests/tests/browser_support/resume-break.mjs`; screenshots: `target/test-artifacts/`.
+//! Scenario: `tests/browser/resume-break.mjs`; screenshots: `target/test-artifacts/`.
 
 mod browser_support;
 mod cluster;
 
 use std::time::Instant;
 
-use browser_support::{add_scenario, assert_screenshots, run_controlled, scenarios};
+use browser_support::{assert_screenshots, run_controlled, scenarios};
 use cluster::Cluster;
 use serde_json::Value;
 use switchboard_tests::Proxy;
@@ -43,7 +43,6 @@ fn strings(v: &Value) -> Vec<&str> {
 #[test]
 fn pages_keep_their_call_through_a_reset_and_a_stall_of_one_pages_network() {
     let Some((dir, _one_at_a_time)) = scenarios() else { return };
-    add_scenario(&dir, "resume-break.mjs");
     let c = Cluster::start(2, &["--heartbeat-secs", "1", "--idle-timeout-secs", "3"]);
     let proxy = Proxy::start(&c.nodes[0].addr);
     let (a, b, ws) = (c.nodes[0].http_url(""), c.nodes[1].http_url(""), proxy.url("ws"));

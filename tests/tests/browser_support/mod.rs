@@ -70,6 +70,11 @@ pub fn run(dir: &Path, script: &str, args: &[&str]) -> Value {
     cmd.arg(script).arg(artifacts()).args(args).current_dir(dir);
     let (ok, out, err) = run_until(cmd, Instant::now() + SCENARIO_DEADLINE);
     assert!(ok, "{script} failed\n--- stdout\n{out}\n--- stderr (reason, then the pages' state and console)\n{err}");
+    report_of(script, &out)
+}
+
+/// A scenario's JSON report: its last line that is an object, which must say `ok`.
+fn report_of(script: &str, out: &str) -> Value {
     println!("{}", out.trim());
     let line =
         out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{script} printed no report:\n{out}"));
@@ -158,17 +163,5 @@ pub fn run_controlled(dir: &Path, script: &str, args: &[&str], mut control: impl
         ok,
         "{script} failed\n{why}--- stdout\n{out}\n--- stderr (reason, then the pages' state and console)\n{err}"
     );
-    println!("{}", out.trim());
-    let line =
-        out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{script} printed no report:\n{out}"));
-    let report: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{script}: bad report {line}: {e}"));
-    assert_eq!(report["ok"], true, "{report}");
-    report
-}
-
-/// Puts `file` (a scenario kept next to this module rather than in `tests/browser/`) into the
-/// scenarios' directory `dir`, where it finds `lib.mjs`.
-pub fn add_scenario(dir: &Path, file: &str) {
-    let src = workspace().join("tests/tests/browser_support").join(file);
-    std::fs::copy(&src, dir.join(file)).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    report_of(script, &out)
 }
