@@ -11,6 +11,7 @@
 //!   reading is cut off as a slow consumer instead of growing the node's memory;
 //! - frames are handed to the actor synchronously, with no channel hop in between.
 
+use std::fmt::Write as _;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -29,6 +30,9 @@ const READ_BUDGET: usize = 32;
 const READ_CHUNK: usize = 4096;
 /// The largest WebSocket frame header: 2 bytes, a 64-bit length, a mask key.
 const MAX_FRAME_HEADER: usize = 14;
+/// How a numbered frame opens (see `switchboard::protocol::v1::seq_prefix`).
+const SEQ_OPEN: &[u8] = b"{\"seq\":";
+
 /// The first allocation of an outbound burst.
 const OUTBOX_CHUNK: usize = 8192;
 
@@ -106,8 +110,9 @@ impl Outbox {
             return Ok(());
         }
         let Some(rest) = payload.strip_prefix(b"{") else { return self.text(payload) };
-        let prefix = switchboard::protocol::v1::seq_prefix(seq);
-        let len = prefix.len() + rest.len();
+        // `{"seq":` + the digits + `,`, written straight into the buffer (no allocation).
+        let digits = seq.checked_ilog10().unwrap_or(0) as usize + 1;
+        let len = SEQ_OPEN.len() + digits + 1 + rest.len();
         if self.buf.len() + len > self.limit {
             self.write_now();
             if self.buf.len() + len > self.limit {
@@ -130,7 +135,8 @@ impl Outbox {
                 self.buf.put_u64(len as u64);
             }
         }
-        self.buf.extend_from_slice(prefix.as_bytes());
+        self.buf.extend_from_slice(SEQ_OPEN);
+        let _ = write!(self.buf, "{seq},");
         self.buf.extend_from_slice(rest);
         self.wake();
         Ok(())
@@ -432,14 +438,17 @@ mod tests {
         let (_rd, wr) = server.unwrap().0.into_split();
         let mut out = super::Outbox::new(wr, 1 << 20);
         let mut codec = Codec::new().max_size(1 << 20).client_mode();
-        for size in [0usize, 100, 200, 70_000] {
+        for (seq, size) in [(1, 0usize), (9, 100), (10, 200), (u64::MAX, 70_000), (99_999, 104)] {
             let payload = format!(r#"{{"type":"x","pad":"{}"}}"#, "a".repeat(size));
-            out.numbered(u64::MAX, payload.as_bytes()).unwrap();
+            out.numbered(seq, payload.as_bytes()).unwrap();
+            let expected = format!("{}{}", switchboard::protocol::v1::seq_prefix(seq), &payload[1..]);
             let mut buf = bytes::BytesMut::from(&out.buf[..]);
             out.buf.clear();
             let Some(Frame::Text(text)) = codec.decode(&mut buf).unwrap() else { panic!("not a text frame") };
+            assert_eq!(&text[..], expected.as_bytes());
+            assert!(buf.is_empty(), "the declared length is the payload's");
             let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
-            assert_eq!((v["seq"].as_u64(), v["pad"].as_str().map(str::len)), (Some(u64::MAX), Some(size)));
+            assert_eq!((v["seq"].as_u64(), v["pad"].as_str().map(str::len)), (Some(seq), Some(size)));
         }
         drop(client);
     }
