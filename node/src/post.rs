@@ -97,6 +97,11 @@ impl<A: Actor> Homed<A> {
 
     /// Sends `msg` without waiting for an answer, like [`Addr::do_send`]: directly from the
     /// actor's own worker, through its post from any other.
+    /// Whether the actor still takes messages (false once it has stopped).
+    pub fn connected(&self) -> bool {
+        self.addr.connected()
+    }
+
     pub fn do_send<M>(&self, msg: M)
     where
         M: Message + Send + 'static,

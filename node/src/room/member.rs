@@ -7,6 +7,7 @@ use crate::post::Homed;
 use switchboard::protocol::v1::PeerInfo;
 
 use super::handoff::{self, Hold, Origin, Parked, Verdict};
+use super::unreached::{Fate, Owed};
 use crate::bus::{MemberRecord, NodeId};
 use crate::session::{Deliver, Session};
 
@@ -54,6 +55,14 @@ impl Member {
         }
         match (&mut self.backlog, &self.session) {
             (Some(backlog), _) => backlog.push(d),
+            // Its session stopped and its leave is on the way here: a signal sent to it now
+            // would be dropped with the session's mailbox; its sender is answered instead.
+            (None, Some(s)) if !s.connected() => {
+                if let Some(p) = d.provenance {
+                    let room = p.room.clone();
+                    room.do_send(Owed { peer: self.info.peer_id, provenance: *p, fate: Fate::Lost });
+                }
+            }
             (None, Some(s)) => s.do_send(d),
             (None, None) => {}
         }
