@@ -28,12 +28,7 @@ pub const ACK_AFTER: Duration = Duration::from_secs(1);
 /// nothing, e.g. one older than `cseq`, must not grow the client without bound).
 pub const MAX_UNCONFIRMED: usize = 1024;
 
-/// The `seq` a server frame starts with (`{"seq":N,…`), if it has one.
-pub fn seq_of(frame: &str) -> Option<u64> {
-    let rest = frame.strip_prefix("{\"seq\":")?;
-    let end = rest.find([',', '}'])?;
-    rest[..end].parse().ok()
-}
+pub use crate::protocol::v1::seq_of;
 
 /// What a received frame was to the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchboard::client::{Client, ClientError};
-use switchboard::protocol::v1::Event;
+use switchboard::protocol::v1::{Event, Request, seq_of};
 use tokio::time::Instant;
 
 use crate::stats::{self, JsonLine};
@@ -137,8 +137,8 @@ async fn open_session(i: usize, args: &Args, timeout: Duration) -> Result<Client
         let text = c.recv_text_until(deadline).await?;
         match wire::classify(args.proto, &text) {
             Inbound::Joined => {
-                if let Some(seq) = wire::seq_of(&text).filter(|_| args.ack) {
-                    c.send_text(wire::ack(seq)).await?;
+                if let Some(seq) = seq_of(&text).filter(|_| args.ack) {
+                    c.send_text(Request::Ack { seq }.to_json()).await?;
                 }
                 return Ok(c);
             }
@@ -155,8 +155,8 @@ async fn hold_acking(c: &mut Client) -> Result<(), ClientError> {
     let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     loop {
         let text = c.recv_text_until(forever).await?;
-        if let Some(seq) = wire::seq_of(&text) {
-            c.send_text(wire::ack(seq)).await?;
+        if let Some(seq) = seq_of(&text) {
+            c.send_text(Request::Ack { seq }.to_json()).await?;
         }
     }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use switchboard::client::{Client, ClientError};
-use switchboard::protocol::v1::{self, Event};
+use switchboard::protocol::v1::{self, Event, Request, seq_of};
 use tokio::time::Instant;
 
 use crate::stats::{self, JsonLine, now_ms};
@@ -376,10 +376,10 @@ async fn rounds_loop(room: &mut Room, rounds: u32, deadline: Instant, st: &mut R
     for round in 0..rounds {
         if round % ACK_EVERY_ROUNDS == ACK_EVERY_ROUNDS - 1 {
             if let Some(seq) = a_seq.take() {
-                a.send_text(wire::ack(seq)).await?;
+                a.send_text(Request::Ack { seq }.to_json()).await?;
             }
             if let Some(seq) = b_seq.take() {
-                b.send_text(wire::ack(seq)).await?;
+                b.send_text(Request::Ack { seq }.to_json()).await?;
             }
         }
         a.send_text(frames.offer(now_ms())).await?;
@@ -387,7 +387,7 @@ async fn rounds_loop(room: &mut Room, rounds: u32, deadline: Instant, st: &mut R
         loop {
             let text = b.recv_text_until(deadline).await?;
             let at = now_ms();
-            b_seq = wire::seq_of(&text).or(b_seq);
+            b_seq = seq_of(&text).or(b_seq);
             match wire::classify(proto, &text) {
                 Inbound::Offer(ts) => {
                     st.record(at, ts);
@@ -403,7 +403,7 @@ async fn rounds_loop(room: &mut Room, rounds: u32, deadline: Instant, st: &mut R
         loop {
             let text = a.recv_text_until(deadline).await?;
             let at = now_ms();
-            a_seq = wire::seq_of(&text).or(a_seq);
+            a_seq = seq_of(&text).or(a_seq);
             match wire::classify(proto, &text) {
                 Inbound::Candidate(ts) => st.record(at, ts),
                 Inbound::Answer(ts) => {

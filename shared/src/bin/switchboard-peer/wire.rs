@@ -100,29 +100,6 @@ pub fn seed_join(channel: &str, user: &str) -> String {
     format!(r#"{{"type":"join","body":{{"channelName":"{channel}","userId":"{user}"}}}}"#)
 }
 
-/// The `seq` a v1 frame opens with (`{"seq":N,…`): the server numbers every frame after
-/// `welcome` for resumes.
-pub fn seq_of(text: &str) -> Option<u64> {
-    let rest = text.strip_prefix("{\"seq\":")?;
-    let end = rest.find(|c: char| !c.is_ascii_digit())?;
-    rest[..end].parse().ok()
-}
-
-/// A v1 `ack` of every frame up to `seq`: the server lets go of what it keeps for a resume.
-pub fn ack(seq: u64) -> String {
-    format!(r#"{{"type":"ack","seq":{seq}}}"#)
-}
-
-#[cfg(test)]
-mod seq_tests {
-    #[test]
-    fn reads_the_leading_seq_only() {
-        assert_eq!(super::seq_of(r#"{"seq":42,"type":"pong"}"#), Some(42));
-        assert_eq!(super::seq_of(r#"{"type":"pong","seq":42}"#), None);
-        assert_eq!(super::seq_of(r#"{"seq":}"#), None);
-    }
-}
-
 /// The v1 `join` for `room`.
 pub fn v1_join(room: &str) -> String {
     format!(r#"{{"type":"join","room":"{room}"}}"#)

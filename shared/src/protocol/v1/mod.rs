@@ -22,7 +22,7 @@ mod cluster;
 mod resume;
 pub use client::{Event, PeerEntry, Request};
 pub use cluster::{ClusterStatus, NOTIFY_CLUSTER_STATUS, notify_wants};
-pub use resume::{ResumeToken, seq_prefix};
+pub use resume::{ResumeToken, seq_of, seq_prefix};
 
 /// The protocol version this module speaks.
 pub const VERSION: u32 = 1;

@@ -59,6 +59,14 @@ pub fn seq_prefix(seq: u64) -> String {
     format!("{{\"seq\":{seq},")
 }
 
+/// The `seq` a server frame starts with (`{"seq":N,…`), if it has one: read without parsing
+/// the frame.
+pub fn seq_of(frame: &str) -> Option<u64> {
+    let rest = frame.strip_prefix("{\"seq\":")?;
+    let end = rest.find([',', '}'])?;
+    rest[..end].parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +91,8 @@ mod tests {
         let numbered = format!("{}{}", seq_prefix(12), &frame[1..]);
         let v: serde_json::Value = serde_json::from_str(&numbered).unwrap();
         assert_eq!((v["seq"].as_u64(), v["type"].as_str()), (Some(12), Some("pong")));
+        assert_eq!(seq_of(&numbered), Some(12));
+        assert_eq!(seq_of(r#"{"type":"pong","seq":42}"#), None);
+        assert_eq!(seq_of(r#"{"seq":}"#), None);
     }
 }
