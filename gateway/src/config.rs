@@ -18,10 +18,14 @@ pub struct GatewayConfig {
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// The cluster's Redis (`redis://[:password@]host:port[/db]`): the nodes' membership and
-    /// heartbeats are read there, kicks and closes published there.
-    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    /// The cluster's Redis, as the nodes reach it (`redis[s]://`, `redis[s]+sentinel://`; see
+    /// the node's `--redis-url`): the nodes' membership and heartbeats are read there, kicks and
+    /// closes published there.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", value_parser = switchboard::cluster::endpoint::check_url)]
     pub redis_url: String,
+
+    #[command(flatten)]
+    pub redis_tls: RedisTlsArgs,
 
     /// Cluster name: the namespace of the cluster's Redis keys, and the audience of its tokens.
     /// Must match the nodes'.
@@ -62,6 +66,34 @@ pub enum LogFormat {
 fn parse_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
     if ok { Ok(s.to_string()) } else { Err("must be 1-64 characters of A-Z a-z 0-9 _ - .".into()) }
+}
+
+/// The files a `rediss://` URL needs beyond the system's roots (node and gateway alike).
+#[derive(Clone, Debug, Default, Args)]
+pub struct RedisTlsArgs {
+    /// PEM file of the CA(s) that signed the Redis servers' (and sentinels') certificates, for a
+    /// `rediss` URL. Default: the system's trusted roots.
+    #[arg(long, env = "SWITCHBOARD_REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<std::path::PathBuf>,
+
+    /// PEM client certificate for mutual TLS (Redis `tls-auth-clients yes`); needs
+    /// `--redis-tls-key-file`.
+    #[arg(long, env = "SWITCHBOARD_REDIS_TLS_CERT_FILE")]
+    pub redis_tls_cert_file: Option<std::path::PathBuf>,
+
+    /// PEM private key of `--redis-tls-cert-file`.
+    #[arg(long, env = "SWITCHBOARD_REDIS_TLS_KEY_FILE")]
+    pub redis_tls_key_file: Option<std::path::PathBuf>,
+}
+
+impl RedisTlsArgs {
+    pub fn files(&self) -> switchboard::cluster::endpoint::TlsFiles {
+        switchboard::cluster::endpoint::TlsFiles {
+            ca: self.redis_tls_ca_file.clone(),
+            cert: self.redis_tls_cert_file.clone(),
+            key: self.redis_tls_key_file.clone(),
+        }
+    }
 }
 
 /// Tokens, ICE servers, the admin API and browser rules.

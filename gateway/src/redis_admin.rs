@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, cmd};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, cmd};
 use switchboard::api::{Member, NodeInfo, RoomDetail, RoomList, RoomSummary};
+use switchboard::cluster::endpoint::Endpoint;
 use switchboard::cluster::{Control, Keys, parse_record};
 use switchboard::protocol::{PeerId, RoomName};
 use tracing::warn;
@@ -33,39 +34,38 @@ pub struct RedisAdmin {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    endpoint: Endpoint,
+    /// The connection, made on first use and dropped after an operation fails for want of
+    /// Redis: the next one connects again (through the sentinels: to the current master).
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     keys: Keys,
 }
 
 impl RedisAdmin {
-    /// Parses `redis_url`; the connection is made on first use (a gateway starts, unready,
-    /// while Redis is away) and remade whenever it drops. Must be called inside a tokio
-    /// runtime (an actix system), which then drives the connection.
-    pub fn new(redis_url: &str, cluster: &str) -> Result<Self, RedisError> {
-        let client = redis::Client::open(redis_url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+    /// Nothing connects yet: a gateway starts, unready, while Redis is away. Operations must
+    /// run inside a tokio runtime (an actix system), which then drives the connection.
+    pub fn new(endpoint: Endpoint, cluster: &str) -> Self {
         // The gateway is no node: `Keys`' own-node keys are never used here.
         let keys = Keys::new(cluster, "gateway".into());
-        Ok(Self { inner: Arc::new(Inner { conn, keys }) })
+        Self { inner: Arc::new(Inner { endpoint, conn: tokio::sync::Mutex::new(None), keys }) }
     }
 
     /// Runs one operation against Redis, bounded as a whole.
-    fn run<T>(
+    fn run<T: Send + 'static>(
         &self,
         bound: Duration,
         op: impl Future<Output = Result<T, AdminError>> + Send + 'static,
     ) -> AdminResult<T> {
+        let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            match tokio::time::timeout(bound, op).await {
+            let result = match tokio::time::timeout(bound, op).await {
                 Ok(r) => r,
                 Err(_) => Err(AdminError::Unavailable(format!("Redis did not answer within {} ms", bound.as_millis()))),
+            };
+            if matches!(result, Err(AdminError::Unavailable(_))) {
+                inner.conn.lock().await.take();
             }
+            result
         })
     }
 }
@@ -75,8 +75,18 @@ fn down(e: RedisError) -> AdminError {
 }
 
 impl Inner {
-    fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    async fn conn(&self) -> Result<MultiplexedConnection, AdminError> {
+        let mut current = self.conn.lock().await;
+        if let Some(conn) = current.as_ref() {
+            return Ok(conn.clone());
+        }
+        let client = self.endpoint.client(REDIS_TIMEOUT).await.map_err(down)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let conn = client.get_multiplexed_async_connection_with_config(&config).await.map_err(down)?;
+        *current = Some(conn.clone());
+        Ok(conn)
     }
 
     fn room_key(&self, room: &str) -> String {
@@ -84,7 +94,7 @@ impl Inner {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, AdminError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         // Lease expiries are on Redis' clock: compare them with Redis' TIME, not ours.
         let (secs, micros): (u64, u64) = cmd("TIME").query_async(&mut conn).await.map_err(down)?;
         let now_ms = secs * 1000 + micros / 1000;
@@ -142,7 +152,7 @@ impl Inner {
                 .parse()
                 .map_err(|_| AdminError::BadRequest("cursor must be the next_cursor of a previous page".into()))?,
         };
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let pattern = format!("{}*", glob_escape(&self.keys.room_prefix()));
         let mut keys: Vec<String> = Vec::new();
         for _ in 0..MAX_SCAN_ROUNDS {
@@ -184,7 +194,7 @@ impl Inner {
     }
 
     async fn room(&self, room: &str) -> Result<RoomDetail, AdminError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let fields: Vec<(String, String)> =
             cmd("HGETALL").arg(self.room_key(room)).query_async(&mut conn).await.map_err(down)?;
         if fields.is_empty() {
@@ -217,7 +227,7 @@ impl Inner {
         let receivers: u64 = cmd("PUBLISH")
             .arg(self.keys.control())
             .arg(control.encode())
-            .query_async(&mut self.conn())
+            .query_async(&mut self.conn().await?)
             .await
             .map_err(down)?;
         if receivers == 0 {
@@ -229,7 +239,7 @@ impl Inner {
     async fn kick(&self, room: &str, peer: PeerId) -> Result<u64, AdminError> {
         let key = self.room_key(room);
         let field = peer.to_string();
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let present: bool = cmd("HEXISTS").arg(&key).arg(&field).query_async(&mut conn).await.map_err(down)?;
         if !present {
             let exists: bool = cmd("EXISTS").arg(&key).query_async(&mut conn).await.map_err(down)?;
@@ -242,7 +252,7 @@ impl Inner {
 
     async fn close(&self, room: &str) -> Result<u64, AdminError> {
         let key = self.room_key(room);
-        let members: u64 = cmd("HLEN").arg(&key).query_async(&mut self.conn()).await.map_err(down)?;
+        let members: u64 = cmd("HLEN").arg(&key).query_async(&mut self.conn().await?).await.map_err(down)?;
         if members == 0 {
             return Err(AdminError::NoSuchRoom);
         }
@@ -256,7 +266,7 @@ impl Inner {
     async fn wait_until(&self, what: Gone<'_>) -> Result<(), AdminError> {
         let deadline = Instant::now() + ACTION_TIMEOUT;
         let mut pause = Duration::from_millis(5);
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         loop {
             let gone = match what {
                 Gone::Member { key, field } => {
@@ -310,14 +320,11 @@ impl ClusterAdmin for RedisAdmin {
     }
 
     fn healthy(&self) -> futures_util::future::BoxFuture<'static, bool> {
-        let mut conn = self.inner.conn();
-        Box::pin(async move {
-            let ping = cmd("PING");
-            matches!(
-                tokio::time::timeout(Duration::from_secs(1), ping.query_async::<String>(&mut conn)).await,
-                Ok(Ok(_))
-            )
-        })
+        let i = Arc::clone(&self.inner);
+        let ping = self.run(Duration::from_secs(1), async move {
+            cmd("PING").query_async::<String>(&mut i.conn().await?).await.map_err(down)
+        });
+        Box::pin(async move { ping.await.is_ok() })
     }
 }
 

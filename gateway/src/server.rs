@@ -17,13 +17,14 @@ use crate::edge::Edge;
 use crate::error::{ApiFailure, EdgeError};
 use crate::redis_admin::RedisAdmin;
 use crate::routes;
+use switchboard::cluster::endpoint::Endpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("--redis-url: {0}")]
-    RedisUrl(#[from] redis::RedisError),
+    RedisUrl(#[from] switchboard::cluster::endpoint::EndpointError),
     #[error("{0}")]
     Edge(#[from] EdgeError),
     #[error("server: {0}")]
@@ -50,7 +51,9 @@ struct Probe {
 
 /// Runs the gateway until SIGTERM or SIGINT. Must be called inside an actix `System`.
 pub async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
-    let admin: Arc<dyn ClusterAdmin> = Arc::new(RedisAdmin::new(&config.redis_url, &config.cluster_name)?);
+    let endpoint = Endpoint::parse(&config.redis_url, &config.redis_tls.files())?;
+    endpoint.supported()?;
+    let admin: Arc<dyn ClusterAdmin> = Arc::new(RedisAdmin::new(endpoint, &config.cluster_name));
     let edge = web::Data::new(Edge::new(&config.edge, &config.cluster_name, Arc::clone(&admin))?);
     let probe = web::Data::new(Probe { admin, draining: AtomicBool::new(false) });
     let listener =

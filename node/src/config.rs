@@ -9,6 +9,7 @@ use switchboard_gateway::origin::LOCAL_ORIGINS;
 
 use clap::{Parser, ValueEnum};
 use switchboard::auth::{KeyError, TokenKeys};
+use switchboard::cluster::endpoint::{Endpoint, EndpointError};
 use switchboard::protocol::v1::Limits;
 use switchboard_gateway::config::EdgeArgs;
 
@@ -34,10 +35,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_NODE_ID", value_parser = parse_name)]
     pub node_id: Option<String>,
 
-    /// Redis URL for clustering (`redis://[:password@]host:port[/db]`). Absent: the node runs
-    /// alone on the embedded in-memory bus.
-    #[arg(long, env = "SWITCHBOARD_REDIS_URL", value_parser = parse_redis_url)]
+    /// Redis URL for clustering. Absent: the node runs alone on the embedded in-memory bus.
+    /// One Redis: `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`; Sentinel (the master is asked
+    /// of the sentinels, failovers followed): `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,
+    /// HOST:PORT…]/MASTER[/DB]`. `rediss` instead of `redis` for TLS (see `--redis-tls-*`).
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", value_parser = switchboard::cluster::endpoint::check_url)]
     pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub redis_tls: switchboard_gateway::config::RedisTlsArgs,
 
     /// Cluster name: the namespace of this cluster's keys and channels, so several clusters can
     /// share one Redis.
@@ -226,16 +232,6 @@ fn no_port_flag(s: &str) -> Result<String, String> {
     Err(format!("there is no --port: the port is part of --listen, e.g. --listen 0.0.0.0:{s}"))
 }
 
-fn parse_redis_url(s: &str) -> Result<String, String> {
-    use redis::IntoConnectionInfo;
-    let expected =
-        "expected redis://[:PASSWORD@]HOST:PORT[/DB], e.g. redis://127.0.0.1:6379 (rediss:// is not supported yet)";
-    if !s.starts_with("redis://") && !s.starts_with("redis+unix://") && !s.starts_with("unix://") {
-        return Err(expected.into());
-    }
-    s.into_connection_info().map(|_| s.to_string()).map_err(|e| format!("{e}; {expected}"))
-}
-
 fn parse_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
     if ok { Ok(s.to_string()) } else { Err("must be 1-64 characters of A-Z a-z 0-9 _ - .".into()) }
@@ -304,14 +300,19 @@ impl Config {
         self.edge.token_secrets.iter().filter(|s| !s.is_empty()).cloned().collect()
     }
 
-    /// Where `--redis-url` points, as `host:port` (or a socket path): never the URL itself,
-    /// which may carry a password. `None` without a Redis URL.
-    pub fn redis_addr(&self) -> Option<String> {
-        use redis::IntoConnectionInfo;
+    /// The cluster's Redis, with its TLS files read; `None` without a Redis URL.
+    pub fn redis_endpoint(&self) -> Option<Result<Endpoint, EndpointError>> {
         let url = self.redis_url.as_deref()?;
-        // The URL was checked when the flag was parsed; a URL that stopped parsing is shown as
+        Some(Endpoint::parse(url, &self.redis_tls.files()))
+    }
+
+    /// Where `--redis-url` points, as `host:port` (hosts, master name, TLS): never the URL
+    /// itself, which may carry a password. `None` without a Redis URL.
+    pub fn redis_addr(&self) -> Option<String> {
+        // The URL was checked when the flag was parsed; one that stopped parsing is shown as
         // nothing rather than as itself.
-        url.into_connection_info().ok().map(|info| info.addr().to_string())
+        let url = self.redis_url.as_deref()?;
+        Endpoint::parse(url, &Default::default()).ok().map(|e| e.shown().to_string())
     }
 
     /// The limits as announced to v1 clients in `welcome`.

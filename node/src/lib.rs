@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use actix::Actor;
 use actix_web::web;
+use switchboard::cluster::endpoint::Endpoint;
 use switchboard_gateway::admin::ClusterAdmin;
 use switchboard_gateway::edge::Edge;
 use switchboard_gateway::error::EdgeError;
@@ -56,8 +57,8 @@ pub enum NodeError {
     Metrics(#[from] prometheus::Error),
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
-    #[error("--redis-url: {0}")]
-    RedisUrl(#[from] redis::RedisError),
+    #[error("refusing to start (bad-redis-url): {0}")]
+    RedisEndpoint(#[from] switchboard::cluster::endpoint::EndpointError),
     #[error("refusing to start ({code}): {0}", code = .0.code())]
     Config(#[from] config::ConfigError),
     #[error("refusing to start ({code}): {0}", code = .0.code())]
@@ -75,11 +76,15 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let node_id: NodeId =
         config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>())).into();
     let metrics = Metrics::new(&node_id)?;
-    let bus: Arc<dyn Bus> = match &config.redis_url {
+    let endpoint = config.redis_endpoint().transpose()?;
+    if let Some(e) = &endpoint {
+        e.supported()?;
+    }
+    let bus: Arc<dyn Bus> = match &endpoint {
         None => MemoryBus::new(),
-        Some(url) => {
+        Some(e) => {
             let settings = redis_settings(&config);
-            RedisBus::new(url, &config.cluster_name, node_id.clone(), settings, metrics.bus.clone())?
+            RedisBus::new(e.clone(), &config.cluster_name, node_id.clone(), settings, metrics.bus.clone())
         }
     };
     let registry = Registry::new();
@@ -91,8 +96,11 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let status = Arc::new(Arc::downgrade(&state));
     bus.attach(node_id.clone(), Inboxes { rooms: directory.clone(), cluster: registry.recipient(), status });
 
-    let edge =
-        web::Data::new(Edge::new(&state.config.edge, &state.config.cluster_name, cluster_admin(&state, &directory)?)?);
+    let edge = web::Data::new(Edge::new(
+        &state.config.edge,
+        &state.config.cluster_name,
+        cluster_admin(&state, &directory, endpoint)?,
+    )?);
 
     let listener = server::bind(listen).map_err(|source| NodeError::Listen { addr: listen, source })?;
     let local = listener.local_addr()?;
@@ -119,10 +127,14 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
 
 /// What the admin API acts on: this node's own rooms on the embedded bus; in a cluster, every
 /// node's records in Redis, read as a gateway reads them (any node then answers the same).
-fn cluster_admin(state: &Arc<NodeState>, rooms: &Arc<RoomDirectory>) -> Result<Arc<dyn ClusterAdmin>, NodeError> {
-    Ok(match &state.config.redis_url {
+fn cluster_admin(
+    state: &Arc<NodeState>,
+    rooms: &Arc<RoomDirectory>,
+    redis: Option<Endpoint>,
+) -> Result<Arc<dyn ClusterAdmin>, NodeError> {
+    Ok(match redis {
         None => Arc::new(LocalAdmin::new(Arc::downgrade(state), Arc::clone(rooms))),
-        Some(url) => Arc::new(RedisAdmin::new(url, &state.config.cluster_name)?),
+        Some(endpoint) => Arc::new(RedisAdmin::new(endpoint, &state.config.cluster_name)),
     })
 }
 

@@ -81,6 +81,8 @@ pub struct BusMetrics {
     pub transit: Histogram,
     pub errors: IntCounter,
     pub reconnects: IntCounter,
+    /// Master switches the sentinels announced (Sentinel only).
+    pub failovers: IntCounter,
     pub nodes_lost: IntCounter,
     /// Sessions this node parked while draining (told to reconnect with a resume token).
     pub parked: IntCounter,
@@ -140,6 +142,10 @@ impl BusMetrics {
             },
             errors: counter("bus_errors_total", "Cluster bus operations that failed.")?,
             reconnects: counter("bus_reconnects_total", "Lost connections to Redis.")?,
+            failovers: counter(
+                "bus_failovers_total",
+                "Master switches announced by the Redis sentinels (+switch-master), each followed by a reconnect.",
+            )?,
             nodes_lost: counter("bus_nodes_lost_total", "Other nodes declared lost (lease expired).")?,
             parked: counter("sessions_parked_total", "Sessions parked for a resume elsewhere while draining.")?,
             resumed: counter(

@@ -5,6 +5,8 @@
 //! they live here, and the stateless gateway reads the very format the nodes write. (Relay
 //! messages between nodes are the node's own business and stay in its bus.)
 
+#[cfg(feature = "redis")]
+pub mod endpoint;
 mod keys;
 mod record;
 

@@ -6,6 +6,11 @@
 //!                                        scripts, PUBLISH, lease)    own channel + control)
 //! ```
 //!
+//! Where Redis is comes from an [`Endpoint`]: one Redis, or (Sentinel) whichever master the
+//! sentinels name when a task (re)connects; `sentinel` hears `+switch-master` and makes both
+//! tasks reconnect at once, so a failover is followed like a Redis restart (new lease epoch,
+//! members written again, rooms reconciled).
+//!
 //! Each node subscribes to exactly one channel of its own; a relay is published to the channel
 //! of the node that holds its target, so PUBLISH's receiver count says whether that node got
 //! it. Membership changes are Lua scripts that write and notify in one step ([`keys`] lists
@@ -20,6 +25,7 @@ mod link;
 mod pipeline;
 mod replies;
 mod scripts;
+mod sentinel;
 mod subscriber;
 mod wire;
 mod writer;
@@ -43,6 +49,7 @@ use link::{Inlets, Received};
 use replies::{is_script_error, joined, records};
 use switchboard::cluster::Control;
 pub use switchboard::cluster::Keys;
+use switchboard::cluster::endpoint::{Endpoint, Kind};
 use writer::Op;
 
 use super::{
@@ -88,26 +95,15 @@ const MAX_QUEUED: usize = 200_000;
 
 pub struct RedisBus {
     shared: Arc<Shared>,
-    start: Mutex<Option<(mpsc::UnboundedReceiver<Op>, redis::Client)>>,
+    start: Mutex<Option<mpsc::UnboundedReceiver<Op>>>,
     arbiter: OnceLock<actix::Arbiter>,
 }
 
 impl RedisBus {
-    /// Checks the URL; nothing connects until [`Bus::attach`].
-    pub fn new(
-        url: &str,
-        cluster: &str,
-        node: NodeId,
-        settings: Settings,
-        metrics: BusMetrics,
-    ) -> Result<Arc<Self>, redis::RedisError> {
-        use redis::IntoConnectionInfo;
-        // Nagle would hold back a lone PUBLISH behind the previous one's ACK.
-        let info =
-            url.into_connection_info()?.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        // host:port only: the password stays out of the logs.
-        let addr = info.addr().to_string();
-        let client = redis::Client::open(info)?;
+    /// Nothing connects until [`Bus::attach`].
+    pub fn new(endpoint: Endpoint, cluster: &str, node: NodeId, settings: Settings, metrics: BusMetrics) -> Arc<Self> {
+        // Hosts and ports only: the password stays out of the logs.
+        let addr = endpoint.shown().to_string();
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             // Ordered by start time: a message from an earlier process of the same node id that
@@ -125,8 +121,10 @@ impl RedisBus {
             acks: Acks::default(),
             tx,
             generation: AtomicU64::new(0),
+            endpoint,
+            switched: tokio::sync::watch::Sender::new(0),
         });
-        Ok(Arc::new(Self { shared, start: Mutex::new(Some((rx, client))), arbiter: OnceLock::new() }))
+        Arc::new(Self { shared, start: Mutex::new(Some(rx)), arbiter: OnceLock::new() })
     }
 }
 
@@ -138,10 +136,13 @@ impl Bus for RedisBus {
     fn attach(&self, node: NodeId, inboxes: Inboxes) {
         debug_assert_eq!(&node, self.shared.keys.node());
         let _ = self.shared.inboxes.set(inboxes);
-        let Some((rx, client)) = self.start.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        let Some(rx) = self.start.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
         let arbiter = actix::Arbiter::new();
-        arbiter.spawn(subscriber::run(Arc::clone(&self.shared), client.clone()));
-        arbiter.spawn(writer::run(Arc::clone(&self.shared), client, rx));
+        arbiter.spawn(subscriber::run(Arc::clone(&self.shared)));
+        arbiter.spawn(writer::run(Arc::clone(&self.shared), rx));
+        if self.shared.endpoint.kind() == Kind::Sentinel {
+            arbiter.spawn(sentinel::run(Arc::clone(&self.shared)));
+        }
         let _ = self.arbiter.set(arbiter);
     }
 
@@ -313,6 +314,10 @@ pub struct Shared {
     tx: mpsc::UnboundedSender<Op>,
     /// Counts this node's registrations (its leases).
     generation: AtomicU64,
+    endpoint: Endpoint,
+    /// Bumped when the sentinels announce a new master: the writer and the subscriber drop
+    /// their connections and connect again (to the new master).
+    switched: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use redis::{Cmd, RedisResult, Value};
+use switchboard::cluster::endpoint::wrong_server;
 
 use super::Shared;
 use super::link::Outboxes;
@@ -106,10 +107,13 @@ pub(super) async fn execute(
     if publishes > 0 && !lease_held {
         next = Next::Register;
     }
+    if results.iter().any(|r| r.as_ref().is_err_and(wrong_server)) {
+        next = Next::Reconnect("Redis answers as a replica (READONLY): the master moved");
+    }
     for (s, result) in sent.into_iter().zip(results) {
         match s {
             Sent::Op(op) => {
-                if result.as_ref().is_err_and(|e| is_script_error(e, "FENCED")) {
+                if result.as_ref().is_err_and(|e| is_script_error(e, "FENCED")) && matches!(next, Next::Continue) {
                     next = Next::Register;
                 }
                 shared.answer(op, vec![result]);

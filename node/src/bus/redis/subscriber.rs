@@ -24,15 +24,18 @@ use crate::bus::ClusterEvent;
 /// How often the links' receiving side gives up expired gaps and repeats owed statuses.
 const UPKEEP_EVERY: Duration = Duration::from_millis(10);
 
-pub async fn run(shared: Arc<Shared>, client: redis::Client) {
+pub async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new();
     let mut first = true;
     let mut check = tokio::time::interval(shared.settings.canary_every);
     let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
     upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut switched = shared.switched.subscribe();
     loop {
+        switched.borrow_and_update();
         // A stalled network path would hang a connect without a bound.
         let subscribed = tokio::time::timeout(shared.settings.timeout, async {
+            let client = shared.endpoint.client(shared.settings.timeout).await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&[shared.keys.own_channel(), shared.keys.control()]).await?;
             Ok::<_, redis::RedisError>(pubsub)
@@ -41,17 +44,24 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client) {
         let mut pubsub = match subscribed {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
+                let error = e.to_string();
                 warn!(
                     node = %shared.keys.node(),
                     redis = %shared.addr,
-                    error = %e,
+                    error,
+                    hint = shared.endpoint.hint(&error).unwrap_or_default(),
                     "cannot reach Redis: this node is not ready (/readyz 503) and relays nothing to other nodes until it can"
                 );
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
             Err(_) => {
-                warn!(node = %shared.keys.node(), redis = %shared.addr, "cannot reach Redis: subscribing timed out");
+                warn!(
+                    node = %shared.keys.node(),
+                    redis = %shared.addr,
+                    hint = shared.endpoint.hint("timed out").unwrap_or_default(),
+                    "cannot reach Redis: subscribing timed out"
+                );
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
@@ -86,6 +96,10 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client) {
                     shared.inlets.lock().unwrap_or_else(PoisonError::into_inner).expire();
                     shared.deliver_released();
                     send_statuses(&shared, false);
+                }
+                _ = switched.changed() => {
+                    warn!(node = %shared.keys.node(), "the sentinels named a new master; subscribing there");
+                    break;
                 }
                 _ = check.tick() => {
                     if shared.health.subscription_stale(shared.settings.canary_every, shared.settings.lease) {

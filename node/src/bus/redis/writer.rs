@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+use redis::{AsyncConnectionConfig, RedisResult};
 use switchboard::protocol::{PeerId, RoomName};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -164,7 +164,7 @@ pub(super) struct Link {
     pub(super) since: Instant,
 }
 
-pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::UnboundedReceiver<Op>) {
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Op>) {
     let lease = shared.settings.lease;
     let mut renew = tokio::time::interval(lease / 3);
     let mut reap = tokio::time::interval((lease / 6).max(Duration::from_millis(50)));
@@ -180,6 +180,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
     let mut backoff = Backoff::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut canary_seq = 0u64;
+    let mut switched = shared.switched.subscribe();
     loop {
         let Some(l) = link.as_mut() else {
             links.reachable(false);
@@ -194,7 +195,9 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
             }
             // Connecting can take up to its timeout (a frozen Redis accepts and never answers):
             // fail what arrives meanwhile rather than hold it.
-            let connecting = connect(&shared, &client, fresh);
+            // A switch announced before this connect is followed by it.
+            switched.borrow_and_update();
+            let connecting = connect(&shared, fresh);
             tokio::pin!(connecting);
             let connected = loop {
                 tokio::select! {
@@ -222,14 +225,16 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();
+                    let error = e.to_string();
                     warn!(
                         node = %shared.keys.node(),
                         redis = %shared.addr,
-                        error = %e,
+                        hint = shared.endpoint.hint(&error).unwrap_or_default(),
+                        error,
                         retry_in_ms = wait.as_millis() as u64,
                         "cannot reach Redis: this node is not ready (/readyz 503) and relays nothing to other nodes until it can"
                     );
-                    if !fail_for(&shared, &mut rx, &mut links, wait, &e.to_string()).await {
+                    if !fail_for(&shared, &mut rx, &mut links, wait, &error).await {
                         return;
                     }
                 }
@@ -284,6 +289,7 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                 canary_seq += 1;
                 publish_canary(&shared, l, canary_seq).await
             }
+            _ = switched.changed() => Ok(Next::Reconnect("the sentinels named a new master")),
         };
         match outcome {
             Ok(Next::Continue) => {}
@@ -294,9 +300,10 @@ pub async fn run(shared: Arc<Shared>, client: redis::Client, mut rx: mpsc::Unbou
                     l.registered = Instant::now();
                     shared.send_cluster(ClusterEvent::Reassert);
                 }
-                Err(e) => link = lost(&shared, e),
+                Err(e) => link = lost(&shared, &e),
             },
-            Err(e) => link = lost(&shared, e),
+            Ok(Next::Reconnect(why)) => link = lost(&shared, &why),
+            Err(e) => link = lost(&shared, &e),
         }
     }
 }
@@ -305,9 +312,12 @@ pub(super) enum Next {
     Continue,
     /// The lease is gone: take a new one.
     Register,
+    /// This connection reaches a Redis that is not (or no longer) the writable master: connect
+    /// again, asking the sentinels where the master is now.
+    Reconnect(&'static str),
 }
 
-fn lost(shared: &Shared, e: RedisError) -> Option<Link> {
+fn lost(shared: &Shared, e: &dyn std::fmt::Display) -> Option<Link> {
     shared.set_upkeep(None);
     warn!(node = %shared.keys.node(), error = %e, "cluster bus connection lost");
     shared.health.disconnected();
@@ -364,7 +374,8 @@ fn bounce(shared: &Shared, links: &mut Outboxes, from: NodeId, link: Option<Link
     }
 }
 
-async fn connect(shared: &Shared, client: &redis::Client, fresh: bool) -> RedisResult<Link> {
+async fn connect(shared: &Shared, fresh: bool) -> RedisResult<Link> {
+    let client = shared.endpoint.client(shared.settings.timeout).await?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(shared.settings.timeout))
         .set_response_timeout(Some(shared.settings.timeout));

@@ -1,0 +1,438 @@
+//! Where the cluster's Redis is and how to reach it, for the node and the gateway alike: one
+//! `--redis-url` names the topology, the `--redis-tls-*` files complete its TLS.
+//!
+//! | URL                                                            | topology                  |
+//! |----------------------------------------------------------------|---------------------------|
+//! | `redis://[[user]:password@]host:port[/db]`, `rediss://…`       | one Redis (a primary)     |
+//! | `redis+sentinel://[[user]:password@]host:port[,…]/master[/db]` | Sentinel: the master named|
+//! | `redis+cluster://[[user]:password@]host:port[,…]`              | Redis Cluster (seeds)     |
+//!
+//! `rediss` in any of them means TLS, to sentinels and data nodes alike; the credentials, too,
+//! go to both. With Sentinel the master is asked of the sentinels on every (re)connect, so a
+//! caller that reconnects whenever its connection fails follows a failover by itself
+//! ([`Endpoint::client`]); [`Endpoint::sentinel_client`] lets it also hear `+switch-master`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redis::io::tcp::TcpSettings;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, RedisResult,
+    TlsCertificates, TlsMode,
+};
+
+/// The URL forms `--redis-url` accepts, for error messages.
+pub const URL_FORMS: &str = "redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB], \
+     redis[s]+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB] or \
+     redis[s]+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("{0}; expected {URL_FORMS}")]
+    Url(String),
+    #[error("--redis-tls-{flag}-file {path}: {error}")]
+    TlsFile { flag: &'static str, path: String, error: String },
+    #[error("--redis-tls-cert-file and --redis-tls-key-file go together (a client certificate needs its key)")]
+    HalfClientCertificate,
+    #[error(
+        "--redis-tls-* files are set but the Redis URL does not use TLS: write rediss:// (or rediss+sentinel://, rediss+cluster://)"
+    )]
+    TlsFilesWithoutTls,
+    #[error("Redis Cluster (redis+cluster://) is not supported by this version yet; use one Redis or Sentinel")]
+    ClusterUnsupported,
+}
+
+/// PEM files completing a TLS URL: the CA that signed the servers' certificates (default: the
+/// system's roots) and, for mutual TLS, this client's certificate and key.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    fn any(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+
+    fn load(&self) -> Result<Option<TlsCertificates>, EndpointError> {
+        fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, EndpointError> {
+            let bytes = std::fs::read(path).map_err(|e| EndpointError::TlsFile {
+                flag,
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })?;
+            if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+                let error = "not a PEM file (no -----BEGIN line)".to_string();
+                return Err(EndpointError::TlsFile { flag, path: path.display().to_string(), error });
+            }
+            Ok(bytes)
+        }
+        if !self.any() {
+            return Ok(None);
+        }
+        let root_cert = self.ca.as_deref().map(|p| read("ca", p)).transpose()?;
+        let client_tls = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                Some(ClientTlsConfig { client_cert: read("cert", cert)?, client_key: read("key", key)? })
+            }
+            (None, None) => None,
+            _ => return Err(EndpointError::HalfClientCertificate),
+        };
+        Ok(Some(TlsCertificates { client_tls, root_cert }))
+    }
+}
+
+/// What kind of Redis deployment the URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Single,
+    Sentinel,
+    Cluster,
+}
+
+/// A parsed `--redis-url` with its TLS files: checked once at startup, then asked for a client
+/// on every (re)connect.
+#[derive(Clone)]
+pub struct Endpoint {
+    topology: Topology,
+    shown: String,
+    tls: bool,
+}
+
+#[derive(Clone)]
+enum Topology {
+    Single(Box<Client>),
+    Sentinel(Box<Sentinel>),
+    Cluster,
+}
+
+#[derive(Clone)]
+struct Sentinel {
+    sentinels: Vec<ConnectionAddr>,
+    master: String,
+    db: i64,
+    username: Option<String>,
+    password: Option<String>,
+    certs: Option<TlsCertificates>,
+}
+
+/// Nagle would hold back a lone PUBLISH behind the previous one's ACK.
+fn tcp() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
+/// Checks the form of a `--redis-url` (not its TLS files): for a CLI flag's parser.
+pub fn check_url(url: &str) -> Result<String, String> {
+    parse_url(url).map(|_| url.to_string()).map_err(|e| e.to_string())
+}
+
+struct Parsed {
+    kind: Kind,
+    tls: bool,
+    /// One connection info per host, each carrying the URL's credentials (and db for a single).
+    hosts: Vec<ConnectionInfo>,
+    master: Option<String>,
+    db: i64,
+}
+
+fn parse_url(url: &str) -> Result<Parsed, EndpointError> {
+    let bad = |why: &str| EndpointError::Url(why.to_string());
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+    let (kind, tls) = match scheme {
+        "redis" | "redis+unix" | "unix" => (Kind::Single, false),
+        "rediss" => (Kind::Single, true),
+        "redis+sentinel" => (Kind::Sentinel, false),
+        "rediss+sentinel" => (Kind::Sentinel, true),
+        "redis+cluster" => (Kind::Cluster, false),
+        "rediss+cluster" => (Kind::Cluster, true),
+        other => return Err(EndpointError::Url(format!("unknown scheme {other}://"))),
+    };
+    if kind == Kind::Single {
+        let info = url.into_connection_info().map_err(|e| EndpointError::Url(e.to_string()))?;
+        let db = info.redis_settings().db();
+        return Ok(Parsed { kind, tls, hosts: vec![info], master: None, db });
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let base = if tls { "rediss" } else { "redis" };
+    let hosts = hosts
+        .split(',')
+        .map(|host| {
+            if host.is_empty() {
+                return Err(bad("an empty host in the list"));
+            }
+            let one = match userinfo {
+                Some(u) => format!("{base}://{u}@{host}"),
+                None => format!("{base}://{host}"),
+            };
+            one.as_str().into_connection_info().map_err(|e| EndpointError::Url(format!("{host}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut parts = path.split('/').filter(|p| !p.is_empty());
+    let (master, db) = match kind {
+        Kind::Sentinel => {
+            let master = parts.next().ok_or_else(|| bad("a Sentinel URL names its master after the hosts: /MASTER"))?;
+            let db = match parts.next() {
+                Some(d) => d.parse().map_err(|_| EndpointError::Url(format!("database {d:?} is not a number")))?,
+                None => 0,
+            };
+            (Some(master.to_string()), db)
+        }
+        _ => (None, 0),
+    };
+    if parts.next().is_some() {
+        return Err(bad("unexpected path after the hosts"));
+    }
+    Ok(Parsed { kind, tls, hosts, master, db })
+}
+
+impl Endpoint {
+    /// Parses `url` and reads the TLS files; nothing connects yet.
+    pub fn parse(url: &str, files: &TlsFiles) -> Result<Self, EndpointError> {
+        let p = parse_url(url)?;
+        if files.any() && !p.tls {
+            return Err(EndpointError::TlsFilesWithoutTls);
+        }
+        let certs = files.load()?;
+        if p.tls {
+            // The redis crate's rustls takes the process' provider; which one, we decide.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let addrs: Vec<String> = p.hosts.iter().map(|h| h.addr().to_string()).collect();
+        let tls_note = if p.tls { " (TLS)" } else { "" };
+        let (topology, shown) = match p.kind {
+            Kind::Single => {
+                let info = p.hosts.into_iter().next().ok_or_else(|| EndpointError::Url("no host".into()))?;
+                let info = info.set_tcp_settings(tcp());
+                let client = match &certs {
+                    Some(certs) => Client::build_with_tls(info, certs.clone()),
+                    None => Client::open(info),
+                }
+                .map_err(|e| EndpointError::Url(e.to_string()))?;
+                (Topology::Single(Box::new(client)), format!("{}{tls_note}", addrs.join(",")))
+            }
+            Kind::Sentinel => {
+                let master = p.master.unwrap_or_default();
+                let settings = p.hosts[0].redis_settings();
+                let (username, password) =
+                    (settings.username().map(String::from), settings.password().map(String::from));
+                let sentinels = p.hosts.iter().map(|h| h.addr().clone()).collect();
+                let shown = format!("master {master} via sentinels {}{tls_note}", addrs.join(","));
+                let s = Sentinel { sentinels, master, db: p.db, username, password, certs };
+                (Topology::Sentinel(Box::new(s)), shown)
+            }
+            Kind::Cluster => (Topology::Cluster, format!("cluster {}{tls_note}", addrs.join(","))),
+        };
+        if let Topology::Sentinel(s) = &topology {
+            // Certificates and settings are checked now, not at the first connect.
+            s.client(p.tls).map_err(|e| EndpointError::Url(e.to_string()))?;
+        }
+        Ok(Endpoint { topology, shown, tls: p.tls })
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.topology {
+            Topology::Single(_) => Kind::Single,
+            Topology::Sentinel(_) => Kind::Sentinel,
+            Topology::Cluster => Kind::Cluster,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Where it points, for logs: hosts and ports, the master's name, whether TLS — never the
+    /// password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The Sentinel master's name, if the URL names one.
+    pub fn master_name(&self) -> Option<&str> {
+        match &self.topology {
+            Topology::Sentinel(s) => Some(&s.master),
+            _ => None,
+        }
+    }
+
+    /// Refuses a topology this version cannot run on (Redis Cluster, for now).
+    pub fn supported(&self) -> Result<(), EndpointError> {
+        match self.topology {
+            Topology::Cluster => Err(EndpointError::ClusterUnsupported),
+            _ => Ok(()),
+        }
+    }
+
+    /// A client for the Redis to use now: the one Redis, or the master the sentinels name at
+    /// this moment (after checking it calls itself master). Bounded by `within`.
+    pub async fn client(&self, within: Duration) -> RedisResult<Client> {
+        let timed_out = || RedisError::from((redis::ErrorKind::Io, "asking the sentinels for the master timed out"));
+        match &self.topology {
+            Topology::Single(client) => Ok((**client).clone()),
+            Topology::Sentinel(s) => {
+                let mut sentinel = s.client(self.tls)?;
+                tokio::time::timeout(within, sentinel.async_get_client()).await.map_err(|_| timed_out())?
+            }
+            Topology::Cluster => Err(RedisError::from((redis::ErrorKind::InvalidClientConfig, "Redis Cluster"))),
+        }
+    }
+
+    /// What a failure to connect most likely means, for the log line that reports it: the
+    /// usual TLS mistakes otherwise show up as a bare `connection reset` or a timeout.
+    pub fn hint(&self, error: &str) -> Option<&'static str> {
+        let e = error.to_ascii_lowercase();
+        let any = |words: &[&str]| words.iter().any(|w| e.contains(w));
+        if self.tls {
+            if any(&["unknownissuer", "invalid peer certificate", "certificate verify"]) {
+                return Some(
+                    "the server's certificate is not signed by a CA this process trusts: give it with --redis-tls-ca-file",
+                );
+            }
+            if any(&["certificaterequired", "handshakefailure", "bad certificate", "unknownca"]) {
+                return Some(
+                    "the server wants a client certificate it trusts: give --redis-tls-cert-file and --redis-tls-key-file",
+                );
+            }
+            if any(&["timed out", "corrupt", "invalidcontenttype", "invalid content type"]) {
+                return Some("no TLS answer: if this port speaks plain Redis, write redis:// rather than rediss://");
+            }
+        } else if any(&["reset by peer", "broken pipe", "connection closed", "unexpected end", "end of file"]) {
+            return Some("the server dropped a plain connection at once: if it speaks only TLS, write rediss://");
+        }
+        None
+    }
+
+    /// A client for one of the sentinels (to hear `+switch-master`); `None` for other topologies.
+    pub async fn sentinel_client(&self, within: Duration) -> Option<RedisResult<Client>> {
+        let Topology::Sentinel(s) = &self.topology else { return None };
+        let timed_out = || RedisError::from((redis::ErrorKind::Io, "no sentinel answered in time"));
+        let mut sentinel = match s.client(self.tls) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            tokio::time::timeout(within, sentinel.async_get_sentinel_client())
+                .await
+                .unwrap_or_else(|_| Err(timed_out())),
+        )
+    }
+}
+
+impl Sentinel {
+    fn client(&self, tls: bool) -> RedisResult<SentinelClient> {
+        let mut b = SentinelClientBuilder::new(self.sentinels.clone(), &self.master, SentinelServerType::Master)?
+            .set_client_to_redis_db(self.db)
+            .set_client_to_redis_tcp_settings(tcp())
+            .set_client_to_sentinel_tcp_settings(tcp());
+        if let Some(user) = &self.username {
+            b = b.set_client_to_redis_username(user).set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = &self.password {
+            b = b.set_client_to_redis_password(password).set_client_to_sentinel_password(password);
+        }
+        if tls {
+            b = b.set_client_to_redis_tls_mode(TlsMode::Secure).set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(certs) = &self.certs {
+                b = b
+                    .set_client_to_redis_certificates(certs.clone())
+                    .set_client_to_sentinel_certificates(certs.clone());
+            }
+        }
+        b.build()
+    }
+}
+
+/// Whether `e` says the server is no longer (or not yet) the writable primary — a master
+/// demoted by a failover answers `READONLY`: the caller must reconnect (through the sentinels)
+/// rather than keep using it.
+pub fn wrong_server(e: &RedisError) -> bool {
+    const CODES: [&str; 3] = ["READONLY", "MASTERDOWN", "LOADING"];
+    e.code().is_some_and(|c| CODES.contains(&c))
+        || e.detail().is_some_and(|d| CODES.iter().any(|c| d.contains(&format!("-{c} ")) || d.starts_with(c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<Endpoint, EndpointError> {
+        Endpoint::parse(url, &TlsFiles::default())
+    }
+
+    #[test]
+    fn every_topology_parses_and_shows_no_password() {
+        let e = parse("redis://:s3cret@10.0.0.5:6380/2").unwrap();
+        assert_eq!((e.kind(), e.shown()), (Kind::Single, "10.0.0.5:6380"));
+        let e = parse("rediss://app:s3cret@redis.example.com:6380").unwrap();
+        assert_eq!((e.kind(), e.shown(), e.is_tls()), (Kind::Single, "redis.example.com:6380 (TLS)", true));
+        let e = parse("redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/mymaster/3").unwrap();
+        assert_eq!(e.kind(), Kind::Sentinel);
+        assert_eq!(e.shown(), "master mymaster via sentinels 10.0.0.1:26379,10.0.0.2:26379");
+        assert_eq!(e.master_name(), Some("mymaster"));
+        let e = parse("rediss+sentinel://user:pw@s1:26379/m").unwrap();
+        assert_eq!(e.shown(), "master m via sentinels s1:26379 (TLS)");
+        let e = parse("redis+cluster://a:7000,b:7001").unwrap();
+        assert_eq!(e.kind(), Kind::Cluster);
+        assert!(matches!(e.supported(), Err(EndpointError::ClusterUnsupported)));
+        assert!(!parse("redis+sentinel://:s3cret@h:1/m").unwrap().shown().contains("s3cret"));
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_with_the_forms_expected() {
+        for url in [
+            "http://h:1",
+            "127.0.0.1:6379",
+            "redis+sentinel://h:26379",
+            "redis+sentinel://h:26379/m/notanumber",
+            "redis+sentinel://h:26379,/m",
+            "redis+cluster://h:1/extra",
+        ] {
+            let err = parse(url).err().unwrap_or_else(|| panic!("{url} parsed"));
+            assert!(err.to_string().contains("expected redis[s]://"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn tls_files_need_a_tls_url_and_a_key_goes_with_its_certificate() {
+        let files = TlsFiles { ca: Some("/nonexistent/ca.pem".into()), ..TlsFiles::default() };
+        assert!(matches!(Endpoint::parse("redis://h:1", &files), Err(EndpointError::TlsFilesWithoutTls)));
+        let err = Endpoint::parse("rediss://h:1", &files).err().unwrap();
+        assert!(err.to_string().starts_with("--redis-tls-ca-file /nonexistent/ca.pem:"), "{err}");
+        let dir = std::env::temp_dir().join(format!("sb-endpoint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "hello").unwrap();
+        let files = TlsFiles { cert: Some(junk.clone()), ..TlsFiles::default() };
+        assert!(matches!(Endpoint::parse("rediss://h:1", &files), Err(EndpointError::HalfClientCertificate)));
+        let files = TlsFiles { ca: Some(junk), ..TlsFiles::default() };
+        let err = Endpoint::parse("rediss://h:1", &files).err().unwrap();
+        assert!(err.to_string().contains("not a PEM file"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_usual_tls_mistakes_get_a_hint() {
+        let plain = parse("redis://h:1").unwrap();
+        assert!(plain.hint("Connection reset by peer (os error 104)").unwrap().contains("rediss://"));
+        assert_eq!(plain.hint("Connection refused (os error 111)"), None);
+        let tls = parse("rediss://h:1").unwrap();
+        assert!(tls.hint("invalid peer certificate: UnknownIssuer").unwrap().contains("--redis-tls-ca-file"));
+        assert!(tls.hint("received fatal alert: CertificateRequired").unwrap().contains("--redis-tls-cert-file"));
+        assert!(tls.hint("subscribing timed out").unwrap().contains("redis://"));
+    }
+
+    #[test]
+    fn a_demoted_master_is_told_apart() {
+        let readonly = RedisError::from((redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly), "x"));
+        assert!(wrong_server(&readonly));
+        let other = RedisError::from((redis::ErrorKind::Io, "reset"));
+        assert!(!wrong_server(&other));
+    }
+}
