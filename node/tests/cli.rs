@@ -22,11 +22,27 @@ fn mistakes_are_answered_with_what_to_type_instead() {
         let (ok, _, stderr) = switchboard_tests::run_until(node_command(&["--listen", listen]), deadline);
         assert!(!ok && stderr.contains(says), "--listen {listen}: stderr does not say {says:?}:\n{stderr}");
     }
+    refuses_to_start(&["--redis-url", "nonsense"], "expected redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB]");
     refuses_to_start(
-        &["--redis-url", "nonsense"],
-        "expected redis://[:PASSWORD@]HOST:PORT[/DB], e.g. redis://127.0.0.1:6379",
+        &["--redis-url", "redis+sentinel://s1:26379,s2:26379"],
+        "a Sentinel URL names its master after the hosts: /MASTER",
     );
-    refuses_to_start(&["--redis-url", "rediss://cache:6380"], "rediss:// is not supported yet");
+    refuses_to_start(
+        &["--redis-url", "redis://cache:6379", "--redis-tls-ca-file", "/etc/ssl/certs/ca-certificates.crt"],
+        "refusing to start (bad-redis-url): --redis-tls-* files are set but the Redis URL does not use TLS",
+    );
+    refuses_to_start(
+        &["--redis-url", "rediss://cache:6380", "--redis-tls-ca-file", "/nonexistent/ca.pem"],
+        "--redis-tls-ca-file /nonexistent/ca.pem: No such file",
+    );
+    refuses_to_start(
+        &["--redis-url", "rediss://cache:6380", "--redis-tls-cert-file", "/nonexistent/client.pem"],
+        "--redis-tls-cert-file and --redis-tls-key-file go together",
+    );
+    refuses_to_start(
+        &["--redis-url", "redis+cluster://c1:7000,c2:7000"],
+        "Redis Cluster (redis+cluster://) is not supported by this version yet",
+    );
 }
 
 #[test]
@@ -106,6 +122,12 @@ fn a_node_that_cannot_reach_its_redis_says_so_naming_it() {
     let log = stderr_until(child, "cannot reach Redis", Duration::from_secs(10));
     assert!(log.contains("cannot reach Redis"), "no word of Redis being unreachable:\n{log}");
     assert!(log.contains(&format!("127.0.0.1:{port}")), "the address is not named:\n{log}");
+    assert!(!log.contains("secret"), "the password is in the log:\n{log}");
+
+    // Through sentinels that do not answer: named too, with the master's name, no password.
+    let url = format!("redis+sentinel://:secret@127.0.0.1:{port}/cache-master");
+    let log = stderr_until(start_logged(&["--redis-url", &url]), "cannot reach Redis", Duration::from_secs(10));
+    assert!(log.contains(&format!("master cache-master via sentinels 127.0.0.1:{port}")), "not named:\n{log}");
     assert!(!log.contains("secret"), "the password is in the log:\n{log}");
 }
 

@@ -13,6 +13,8 @@ mod process;
 mod proxy;
 mod redis;
 mod resume;
+mod sentinel;
+mod tls;
 
 pub use breaks::{Break, Got, PeerStateSeen, SeqLog, SeqOptions, SeqPeer, SeqPlan, SeqStream};
 pub use client::{Client, Frame, V1Peer};
@@ -25,6 +27,8 @@ pub use process::{
 pub use proxy::Proxy;
 pub use redis::RedisServer;
 pub use resume::{PeerLog, Received, Resume, ResumingPeer, StreamPlan, Streaming, percentile, with_query};
+pub use sentinel::{MASTER as SENTINEL_MASTER, SentinelSet};
+pub use tls::TestCa;
 
 /// How long any single expectation waits before the test fails.
 pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

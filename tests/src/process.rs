@@ -7,6 +7,8 @@ pub struct Node {
     child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// What it wrote to stderr, when started with [`Node::start_logged`].
+    log: Option<std::sync::Arc<std::sync::Mutex<String>>>,
 }
 
 impl Node {
@@ -17,13 +19,44 @@ impl Node {
 
     /// Starts `bin` listening on `listen` (to restart a node where its clients expect it).
     pub fn start_at(bin: &str, listen: &str, args: &[&str]) -> Node {
+        Self::launch(bin, listen, args, false)
+    }
+
+    /// Like [`Node::start`], keeping what the node logs (stderr) for [`Node::log`]; it is also
+    /// copied to the test's stderr.
+    pub fn start_logged(bin: &str, args: &[&str]) -> Node {
+        Self::launch(bin, "127.0.0.1:0", args, true)
+    }
+
+    /// What the node has logged so far (empty unless started with [`Node::start_logged`]).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+            .unwrap_or_default()
+    }
+
+    fn launch(bin: &str, listen: &str, args: &[&str], keep_log: bool) -> Node {
         let mut child = Command::new(bin)
             .args(["--listen", listen, "--log", "warn"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if keep_log { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let log = child.stderr.take().map(|stderr| {
+            let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let into = std::sync::Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    let mut l = into.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+            log
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("node stdout");
@@ -32,7 +65,7 @@ impl Node {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("node did not start: {line:?}"))
             .to_string();
-        Node { child, addr }
+        Node { child, addr, log }
     }
 
     pub fn pid(&self) -> u32 {

@@ -8,12 +8,15 @@ pub mod members;
 
 use std::time::Duration;
 
-use switchboard_tests::{Node, RedisServer, node_binary};
+use switchboard_tests::{Node, RedisServer, SentinelSet, node_binary};
 
 pub struct Cluster {
+    /// The one Redis, or (Sentinel) the replica the failover will promote: `sentinels` holds the
+    /// first master.
     pub redis: RedisServer,
     pub nodes: Vec<Node>,
     pub args: Vec<String>,
+    pub sentinels: Option<SentinelSet>,
 }
 
 /// A lease short enough for tests to see a lost node quickly.
@@ -31,7 +34,7 @@ impl Cluster {
         let mut args: Vec<String> =
             vec!["--redis-url".into(), redis.url(), "--node-lease-ms".into(), lease_ms.to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut c = Cluster { redis, nodes: Vec::new(), args };
+        let mut c = Cluster { redis, nodes: Vec::new(), args, sentinels: None };
         for i in 0..n {
             let node = c.start_node(&format!("n{i}"));
             c.nodes.push(node);
@@ -39,9 +42,30 @@ impl Cluster {
         c
     }
 
+    /// `n` nodes on a Sentinel-managed Redis (a master, a replica, three sentinels), reaching
+    /// it through the sentinels (`redis+sentinel://`). `redis` is the replica.
+    pub fn with_sentinels(n: usize, extra: &[&str]) -> Cluster {
+        let (set, replica) = SentinelSet::start();
+        let url = set.url();
+        let mut args: Vec<String> = vec!["--redis-url".into(), url, "--node-lease-ms".into(), LEASE_MS.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut c = Cluster { redis: replica, nodes: Vec::new(), args, sentinels: Some(set) };
+        for i in 0..n {
+            let node = c.start_node(&format!("n{i}"));
+            c.nodes.push(node);
+        }
+        c
+    }
+
+    /// The URL the nodes reach Redis by.
+    pub fn redis_url(&self) -> String {
+        let i = self.args.iter().position(|a| a == "--redis-url").expect("--redis-url");
+        self.args[i + 1].clone()
+    }
+
     /// Starts one more node with this cluster's settings and waits until it is ready.
     pub fn start_node(&self, id: &str) -> Node {
-        self.start_node_with_redis(id, &self.redis.url())
+        self.start_node_with_redis(id, &self.redis_url())
     }
 
     /// Like [`Cluster::start_node`], but the node reaches Redis at `redis_url` (a

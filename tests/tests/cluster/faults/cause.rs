@@ -144,6 +144,88 @@ impl Run {
     }
 }
 
+impl Run {
+    /// `Fault::SentinelFailover`: the master SIGKILLed for good (`kill`), or failed over by an
+    /// operator while it lives on; `heal` is when every node is ready again on the promoted
+    /// replica (for a manual failover: when both nodes have moved there).
+    pub(super) async fn sentinel_failover(&mut self, kill: bool) {
+        let set = self.c.sentinels.as_mut().expect("a Sentinel cluster");
+        let before = set.master_port();
+        if kill {
+            set.master.kill();
+        } else {
+            let reply = set.sentinels[0].command(&["SENTINEL", "FAILOVER", switchboard_tests::SENTINEL_MASTER]);
+            assert_eq!(reply.as_deref(), Some("+OK\r\n"), "SENTINEL FAILOVER");
+        }
+        let from = self.now();
+        let how = if kill { "SIGKILL" } else { "SENTINEL FAILOVER (it lives on, demoted)" };
+        self.mark(format!("master (port {before:?}) {how}; the sentinels must promote the replica"));
+        let unready = if kill { all_unready_once(&self.c.nodes, Duration::from_secs(5)).await } else { "-".into() };
+        let moved = if kill {
+            all_ready(&self.c.nodes, Duration::from_secs(15)).await
+        } else {
+            all_on(&self.c.redis, self.c.nodes.len(), Duration::from_secs(15)).await
+        };
+        self.heal = self.now();
+        match moved {
+            Some(_) => {
+                let gap = self.heal - from;
+                self.mark(format!(
+                    "every node ready (on the new master) again, {} ms after the {how} (heal)",
+                    gap.as_millis()
+                ));
+                self.evidence
+                    .push(format!("failover gap ({how} → every node ready on the new master): {} ms", gap.as_millis()));
+            }
+            None => self.problems.push(format!("a node was not ready on the new master 15 s after the {how}")),
+        }
+        let after = self.c.sentinels.as_ref().and_then(|s| s.master_port());
+        self.evidence.push(format!(
+            "the sentinels' master: port {before:?} before, {after:?} after (the replica is {}); nodes unready \
+             during the failover: {unready}",
+            self.c.redis.port
+        ));
+        if after != Some(self.c.redis.port) {
+            self.problems.push(format!("the sentinels did not promote the replica (master now {after:?})"));
+        }
+        let back = self.now();
+        let from = from.saturating_sub(IN_FLIGHT);
+        self.paused.extend([(0, from, back), (1, from, back)]);
+    }
+}
+
+/// Waits until `redis` has the subscriptions of `nodes` nodes (each subscribes to its own channel
+/// and the control channel there once it has moved) and every node's lease is written there.
+async fn all_on(redis: &RedisServer, nodes: usize, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        let role = redis.command(&["ROLE"]).unwrap_or_default();
+        let subscribers = redis.command(&["PUBSUB", "NUMSUB", "sb:{switchboard}:control"]).unwrap_or_default();
+        let count = subscribers.lines().last().and_then(|l| l.strip_prefix(':')).and_then(|n| n.parse::<usize>().ok());
+        if role.contains("master") && count == Some(nodes) {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
+/// Waits until each node has answered `/readyz` 503 at least once (it noticed the fault); says
+/// which did.
+async fn all_unready_once(nodes: &[Node], within: Duration) -> String {
+    let start = Instant::now();
+    let mut seen = vec![false; nodes.len()];
+    while start.elapsed() < within && !seen.iter().all(|s| *s) {
+        for (i, n) in nodes.iter().enumerate() {
+            seen[i] |= n.get("/readyz").0 != 200;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let which: Vec<String> =
+        seen.iter().enumerate().map(|(i, s)| format!("n{i} {}", if *s { "yes" } else { "no" })).collect();
+    which.join(", ")
+}
+
 /// Relays sent this long before a node lost Redis may still have been on their way.
 const IN_FLIGHT: Duration = Duration::from_millis(200);
 

@@ -37,6 +37,13 @@ pub enum Fault {
     RedisRestart(usize),
     /// Redis gets SIGSTOP, and SIGCONT this long later (`heal`).
     RedisFreeze(Duration),
+    /// Redis under Sentinel (a master, a replica, three sentinels; the nodes on
+    /// `redis+sentinel://`): the sentinels promote the replica. `kill`: the master is SIGKILLed
+    /// and never comes back, `heal` is when every node is ready again (must be within 15 s of
+    /// the kill: the gap is reported). Otherwise an operator's `SENTINEL FAILOVER` while the
+    /// master lives on (demoted to a replica): the nodes must move to the new master, not stay
+    /// on the old one. No live peer may see another leave.
+    SentinelFailover { kill: bool },
 }
 
 impl Fault {
@@ -59,6 +66,8 @@ impl Fault {
             Fault::Partition(d) => format!("partition-{}ms", d.as_millis()),
             Fault::RedisRestart(n) => format!("redis-restart-x{n}"),
             Fault::RedisFreeze(d) => format!("redis-freeze-{}ms", d.as_millis()),
+            Fault::SentinelFailover { kill: true } => "sentinel-failover-kill".into(),
+            Fault::SentinelFailover { kill: false } => "sentinel-failover-manual".into(),
         }
     }
 }

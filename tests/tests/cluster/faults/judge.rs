@@ -146,6 +146,20 @@ impl Run {
                     }
                 }
             }
+            Fault::SentinelFailover { .. } => {
+                // Nobody left: no member may have seen a peer leave (a fresh joiner is not
+                // closed either).
+                for m in &self.members {
+                    for (at, s) in &records[&m.name].seen {
+                        if let Seen::PeerLeft(p, why) = s {
+                            problems.push(format!("{} saw {p} leave ({why}) at {}: no peer left", m.name, secs(*at)));
+                        }
+                    }
+                }
+                let failovers: Vec<Option<f64>> =
+                    self.c.nodes.iter().map(|n| metrics(n, &["switchboard_bus_failovers_total"])[0]).collect();
+                self.evidence.push(format!("switchboard_bus_failovers_total per node: {failovers:?}"));
+            }
             _ => {}
         }
     }

@@ -96,6 +96,7 @@ pub async fn run(fault: Fault) -> Outcome {
         Fault::Partition(d) => r.partition(d).await,
         Fault::RedisRestart(n) => r.redis_restart(n).await,
         Fault::RedisFreeze(d) => r.redis_freeze(d).await,
+        Fault::SentinelFailover { kill } => r.sentinel_failover(kill).await,
     }
     r.judge(started).await
 }

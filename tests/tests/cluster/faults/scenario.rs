@@ -69,6 +69,7 @@ impl Run {
                 (c, Some(proxy))
             }
             Fault::SubscriberCut => (Cluster::start(3, &extra), None),
+            Fault::SentinelFailover { .. } => (Cluster::with_sentinels(2, &extra), None),
             _ => (Cluster::start(2, &extra), None),
         };
         let mut plan = vec![
