@@ -25,7 +25,7 @@ pub use process::{
     Node, external_tool, external_tool_probed, free_port, http_get, node_binary, peer_binary, run_until,
 };
 pub use proxy::Proxy;
-pub use redis::RedisServer;
+pub use redis::{Access, RedisServer};
 pub use resume::{PeerLog, Received, Resume, ResumingPeer, StreamPlan, Streaming, percentile, with_query};
 pub use sentinel::{MASTER as SENTINEL_MASTER, SentinelSet};
 pub use tls::TestCa;

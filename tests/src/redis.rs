@@ -13,8 +13,68 @@ pub struct RedisServer {
     dir: PathBuf,
     /// Arguments beyond the port and the in-memory settings (a replica's `--replicaof`, TLS).
     extra: Vec<String>,
-    /// TLS only: the plain port is closed and [`RedisServer::command`] does not reach it.
-    tls: bool,
+    /// TLS only (the plain port closed) and/or an ACL user: [`RedisServer::command`] then goes
+    /// through `redis-cli`.
+    access: Access,
+}
+
+/// How a test reaches a secured Redis or sentinel: TLS with the test CA, and/or an ACL user.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub ca: Option<PathBuf>,
+    pub user: Option<(String, String)>,
+}
+
+impl Access {
+    pub fn is_plain(&self) -> bool {
+        self.ca.is_none() && self.user.is_none()
+    }
+
+    /// The URL's `user:password@`, or nothing.
+    pub fn userinfo(&self) -> String {
+        self.user.as_ref().map(|(u, p)| format!("{u}:{p}@")).unwrap_or_default()
+    }
+
+    /// One command through `redis-cli`; its output (one line per element), `None` on failure.
+    pub fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--no-auth-warning"]);
+        if let Some(ca) = &self.ca {
+            cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
+        if let Some((user, pass)) = &self.user {
+            cmd.args(["--user", user, "--pass", pass]);
+        }
+        let out = cmd.args(args).stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && !text.starts_with("Could not connect") && !text.contains("NOAUTH")).then_some(text)
+    }
+
+    /// The `redis-server` (or sentinel config) arguments for this access on `port`, with the
+    /// certificates of `ca`.
+    pub fn server_args(&self, port: u16, ca: Option<&crate::tls::TestCa>) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(ca) = ca {
+            let file = |p: &PathBuf| p.display().to_string();
+            args.extend(["--port".into(), "0".into(), "--tls-port".into(), port.to_string()]);
+            args.extend([
+                "--tls-cert-file".into(),
+                file(&ca.server_cert),
+                "--tls-key-file".into(),
+                file(&ca.server_key),
+            ]);
+            args.extend(["--tls-ca-cert-file".into(), file(&ca.ca_cert), "--tls-replication".into(), "yes".into()]);
+            args.extend(["--tls-auth-clients".into(), "no".into()]);
+        } else {
+            args.extend(["--port".into(), port.to_string()]);
+        }
+        if let Some((user, pass)) = &self.user {
+            let rules = ["on".to_string(), format!(">{pass}"), "~*".into(), "&*".into(), "+@all".into()];
+            args.extend(["--user".to_string(), user.clone()].into_iter().chain(rules));
+            args.extend(["--user".into(), "default".into(), "off".into()]);
+        }
+        args
+    }
 }
 
 impl RedisServer {
@@ -26,7 +86,17 @@ impl RedisServer {
     /// Like [`RedisServer::start`], with more `redis-server` arguments (`--replicaof 127.0.0.1
     /// PORT`, say).
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        Self::launch(crate::free_port(), extra, false)
+        Self::launch(crate::free_port(), extra, Access::default())
+    }
+
+    /// A server reached with `access` (TLS-only with the certificates of `ca`, an ACL user that
+    /// replaces `default`), plus `extra` arguments.
+    pub fn start_secured(access: &Access, ca: Option<&crate::tls::TestCa>, extra: &[&str]) -> RedisServer {
+        let port = crate::free_port();
+        let mut args = access.server_args(port, ca);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::launch(port, &args, access.clone())
     }
 
     /// A TLS-only `redis-server` with the certificates of `ca` (its server certificate, and its
@@ -47,20 +117,20 @@ impl RedisServer {
             if auth_clients { "yes" } else { "no" }.into(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Self::launch(port, &args, true)
+        Self::launch(port, &args, Access { ca: Some(ca.ca_cert.clone()), user: None })
     }
 
     /// Starts `redis-server` on `port`, one the test chose (for example a port a node has been
     /// pointed at before any Redis listened there).
     pub fn start_on(port: u16) -> RedisServer {
-        Self::launch(port, &[], false)
+        Self::launch(port, &[], Access::default())
     }
 
-    fn launch(port: u16, extra: &[&str], tls: bool) -> RedisServer {
+    fn launch(port: u16, extra: &[&str], access: Access) -> RedisServer {
         let dir = std::env::temp_dir().join(format!("switchboard-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut r = RedisServer { child: None, port, dir, extra, tls };
+        let mut r = RedisServer { child: None, port, dir, extra, access };
         r.spawn();
         r
     }
@@ -71,7 +141,8 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let port = if self.tls { "0".to_string() } else { self.port.to_string() };
+        // A secured server's own arguments name its ports (given last, they win).
+        let port = if self.access.ca.is_some() { "0".to_string() } else { self.port.to_string() };
         let child = Command::new("redis-server")
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -84,11 +155,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let up = if self.tls {
-                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            } else {
-                self.command(&["PING"]).is_some_and(|r| r.contains("PONG"))
-            };
+            let up = self.command(&["PING"]).is_some_and(|r| r.contains("PONG"));
             if up {
                 return;
             }
@@ -98,8 +165,8 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        let scheme = if self.tls { "rediss" } else { "redis" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        let scheme = if self.access.ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://{}127.0.0.1:{}", self.access.userinfo(), self.port)
     }
 
     /// SIGKILL, as a crash would: every connection drops and (no persistence) every key is gone.
@@ -116,8 +183,12 @@ impl RedisServer {
         self.spawn();
     }
 
-    /// Sends one command over RESP and returns the raw reply (`None` if Redis is unreachable).
+    /// Sends one command over RESP and returns the raw reply (`None` if Redis is unreachable);
+    /// to a secured server, through `redis-cli` (one line per element).
     pub fn command(&self, args: &[&str]) -> Option<String> {
+        if !self.access.is_plain() {
+            return self.access.cli(self.port, args);
+        }
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         let mut req = format!("*{}\r\n", args.len());

@@ -23,3 +23,49 @@ async fn a_killed_master_s_failover_loses_nothing_silently_and_nobody_leaves() {
 async fn a_manual_failover_moves_every_node_to_the_new_master() {
     assert_no_problems(&run(Fault::SentinelFailover { kill: false }).await.problems);
 }
+
+/// Everything secured at once: TLS-only master, replica and sentinels (the test CA), an ACL user
+/// (`default` off) that the URL gives to sentinels and servers alike. Two nodes on
+/// `rediss+sentinel://app:…@…` relay across, the master is killed, and they relay across again
+/// on the promoted replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_an_acl_user_reach_sentinels_and_servers_alike() {
+    use std::time::{Duration, Instant};
+
+    use cluster::members::{answer, expect_peers_joined, offer, signal_arrives};
+    use switchboard_tests::{Access, Node, SentinelSet, TestCa, V1Peer, node_binary};
+
+    let ca = TestCa::generate("sentinel-tls");
+    let access = Access { ca: Some(ca.ca_cert.clone()), user: Some(("app".into(), "app-secret-pw".into())) };
+    let (mut set, replica) = SentinelSet::start_secured(&access, Some(&ca));
+    let url = set.url();
+    assert!(url.starts_with("rediss+sentinel://app:app-secret-pw@"), "{url}");
+    let ca_file = ca.ca_cert.to_str().expect("utf-8 path");
+    let start = |id: &str| {
+        Node::start(
+            &node_binary(),
+            &["--redis-url", &url, "--redis-tls-ca-file", ca_file, "--node-id", id, "--node-lease-ms", "1500"],
+        )
+    };
+    let (n0, n1) = (start("n0"), start("n1"));
+    for n in [&n0, &n1] {
+        n.wait_ready(true, Duration::from_secs(15));
+    }
+    let mut a = V1Peer::connect(&n0.ws_url("/v1/ws")).await;
+    let mut b = V1Peer::connect(&n1.ws_url("/v1/ws")).await;
+    a.join("secured").await;
+    b.join("secured").await;
+    expect_peers_joined(&mut a, "secured", &[&b.id]).await;
+    signal_arrives(&mut a, &mut b, "secured", offer()).await;
+
+    set.master.kill();
+    let killed = Instant::now();
+    for n in [&n0, &n1] {
+        n.wait_ready(false, Duration::from_secs(5));
+        n.wait_ready(true, Duration::from_secs(15));
+    }
+    println!("both nodes ready again {} ms after the master's kill", killed.elapsed().as_millis());
+    assert_eq!(set.master_port(), Some(replica.port), "the sentinels promoted the replica");
+    signal_arrives(&mut b, &mut a, "secured", answer()).await;
+    signal_arrives(&mut a, &mut b, "secured", offer()).await;
+}
