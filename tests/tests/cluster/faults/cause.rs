@@ -149,17 +149,16 @@ impl Run {
     /// operator while it lives on; `heal` is when every node is ready again on the promoted
     /// replica (for a manual failover: when both nodes have moved there).
     pub(super) async fn sentinel_failover(&mut self, kill: bool) {
-        let set = self.c.sentinels.as_mut().expect("a Sentinel cluster");
-        let before = set.master_port();
-        if kill {
-            set.master.kill();
-        } else {
+        let before = self.c.sentinels.as_ref().and_then(|s| s.master_port());
+        let killed = if kill { Some(self.lose_the_last_writes().await) } else { None };
+        if !kill {
+            let set = self.c.sentinels.as_mut().expect("a Sentinel cluster");
             let reply = set.sentinels[0].command(&["SENTINEL", "FAILOVER", switchboard_tests::SENTINEL_MASTER]);
             assert_eq!(reply.as_deref(), Some("+OK\r\n"), "SENTINEL FAILOVER");
         }
-        let from = self.now();
+        let from = killed.unwrap_or_else(|| self.now());
         let how = if kill { "SIGKILL" } else { "SENTINEL FAILOVER (it lives on, demoted)" };
-        self.mark(format!("master (port {before:?}) {how}; the sentinels must promote the replica"));
+        self.mark(format!("master (port {before:?}) {how} at {}; the sentinels must promote the replica", secs(from)));
         let unready = if kill { all_unready_once(&self.c.nodes, Duration::from_secs(5)).await } else { "-".into() };
         let moved = if kill {
             all_ready(&self.c.nodes, Duration::from_secs(15)).await
@@ -191,6 +190,49 @@ impl Run {
         let back = self.now();
         let from = from.saturating_sub(IN_FLIGHT);
         self.paused.extend([(0, from, back), (1, from, back)]);
+    }
+}
+
+impl Run {
+    /// Kills the master with writes its replica never got: the replica is stopped (SIGSTOP,
+    /// shorter than the sentinels' `down-after`) and its replication link cut (`CLIENT KILL TYPE
+    /// replica`) while `late` joins the mesh on n1, the master is SIGKILLed, and the replica
+    /// continues — without `late`'s record (checked), which the nodes must write again after
+    /// the failover.
+    /// Returns when the master was killed.
+    async fn lose_the_last_writes(&mut self) -> Duration {
+        signal_redis(&self.c.redis, libc::SIGSTOP);
+        // Its replication link cut too: what the master takes now is not even on its way.
+        let cut = self.c.sentinels.as_ref().and_then(|s| s.master.command(&["CLIENT", "KILL", "TYPE", "replica"]));
+        self.mark(format!(
+            "replica SIGSTOP, its link cut ({:?}): what the master takes now is never replicated",
+            cut.as_deref().map(str::trim)
+        ));
+        match Member::start("late", 1, &self.c.nodes[1], "mesh", self.t0).await {
+            Ok(m) => self.members.push(m),
+            Err(e) => self.problems.push(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let late = self.member("late").id.clone();
+        let key = "sb:{switchboard}:room:mesh";
+        let on_master = self.c.sentinels.as_ref().and_then(|s| s.master.command(&["HEXISTS", key, &late]));
+        let set = self.c.sentinels.as_mut().expect("a Sentinel cluster");
+        set.master.kill();
+        let killed = self.now();
+        self.mark("late (n1) joined the mesh; master SIGKILL");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        signal_redis(&self.c.redis, libc::SIGCONT);
+        let on_replica = self.c.redis.command(&["HEXISTS", key, &late]);
+        self.mark("replica SIGCONT");
+        self.evidence.push(format!(
+            "late's record on the master before the kill: {:?}; on the replica right after: {:?} (lost with the master)",
+            on_master.as_deref().map(str::trim),
+            on_replica.as_deref().map(str::trim)
+        ));
+        if on_replica.as_deref() != Some(":0\r\n") {
+            self.problems.push(format!("the replica had late's record after all ({on_replica:?}): no write was lost"));
+        }
+        killed
     }
 }
 
