@@ -151,9 +151,29 @@ pub struct EdgeArgs {
     /// `wss://signal.example.com/v1/ws`).
     #[arg(long, env = "SWITCHBOARD_PUBLIC_WS_URL")]
     pub public_ws_url: Option<String>,
+
+    /// URLs that get every room and membership change as a signed JSON `POST`
+    /// (`room.started`, `room.finished`, `peer.joined`, `peer.left`), comma-separated. A lone
+    /// node delivers its own; a cluster's delivery through Redis is not built yet.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_urls: Vec<String>,
+
+    /// The key of each delivery's `Switchboard-Signature` (HMAC-SHA256, at least 32 bytes).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// How long a webhook the receiver does not acknowledge (2xx within 5 s) is retried, with
+    /// exponential backoff, before it is given up and listed at `GET /v1/webhooks/failures`,
+    /// seconds.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_RETRY_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_retry_secs: u64,
 }
 
 impl EdgeArgs {
+    pub fn webhook_retry(&self) -> Duration {
+        Duration::from_secs(self.webhook_retry_secs)
+    }
+
     pub fn turn_ttl(&self) -> Duration {
         Duration::from_secs(self.turn_ttl_secs.max(60))
     }

@@ -20,6 +20,7 @@ use crate::error::{ApiFailure, EdgeError};
 use crate::metrics::{AuthFailure, EdgeMetrics};
 use crate::origin::OriginPolicy;
 use crate::turn::TurnSecret;
+use crate::webhook::{WebhookSettings, Webhooks};
 
 /// Shortest API key accepted: 16 bytes of a random key are beyond guessing online.
 pub const MIN_API_KEY_BYTES: usize = 16;
@@ -47,6 +48,7 @@ pub struct Edge {
     public_ws_url: Option<String>,
     admin: Arc<dyn ClusterAdmin>,
     metrics: EdgeMetrics,
+    webhooks: Option<Webhooks>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -86,6 +88,7 @@ impl Edge {
                 return Err(EdgeError::Production("anonymous peers are not allowed (--allow-anonymous)"));
             }
         }
+        let metrics = EdgeMetrics::new()?;
         let turn = args.turn_secret.as_deref().filter(|s| !s.is_empty()).map(TurnSecret::new).transpose()?;
         let turn_urls: Vec<String> = args.turn_urls.iter().filter(|u| !u.is_empty()).cloned().collect();
         if !turn_urls.is_empty() && turn.is_none() {
@@ -102,8 +105,21 @@ impl Edge {
             origins: OriginPolicy::new(&args.api_origins),
             public_ws_url: args.public_ws_url.clone(),
             admin,
-            metrics: EdgeMetrics::new()?,
+            webhooks: match WebhookSettings::new(
+                &args.webhook_urls,
+                args.webhook_secret.as_deref(),
+                args.webhook_retry(),
+            )? {
+                Some(settings) => Some(Webhooks::start(settings, cluster, metrics.webhooks.clone())),
+                None => None,
+            },
+            metrics,
         })
+    }
+
+    /// Where a lone node's rooms record their events; `None` without `--webhook-urls`.
+    pub fn webhooks(&self) -> Option<&Webhooks> {
+        self.webhooks.as_ref()
     }
 
     pub fn admin(&self) -> &Arc<dyn ClusterAdmin> {

@@ -113,6 +113,12 @@ pub enum EdgeError {
     Production(&'static str),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Webhook(#[from] crate::webhook::WebhookError),
+    #[error(
+        "--webhook-urls: a cluster's nodes do not record events for the gateways yet; webhooks are delivered by a lone node (no --redis-url) for now"
+    )]
+    WebhooksNeedLoneNode,
 }
 
 impl EdgeError {
@@ -124,6 +130,7 @@ impl EdgeError {
             Self::TurnWithoutSecret | Self::TurnSecret(_) => "bad-turn-config",
             Self::Production(_) => "not-production-ready",
             Self::Metrics(_) => "metrics",
+            Self::Webhook(_) | Self::WebhooksNeedLoneNode => "bad-webhook-config",
         }
     }
 }

@@ -23,3 +23,4 @@ pub mod routes;
 pub mod server;
 pub mod telemetry;
 pub mod turn;
+pub mod webhook;

@@ -39,6 +39,7 @@ pub struct EdgeMetrics {
     pub tokens_minted: IntCounter,
     pub turn_credentials: IntCounter,
     auth_failures: Vec<IntCounter>,
+    pub webhooks: crate::webhook::WebhookMetrics,
 }
 
 impl EdgeMetrics {
@@ -58,7 +59,8 @@ impl EdgeMetrics {
         registry.register(Box::new(failures.clone()))?;
         // Resolved up front so every reason shows (at 0) from the first scrape.
         let auth_failures = AuthFailure::ALL.iter().map(|r| failures.with_label_values(&[r.label()])).collect();
-        Ok(Self { registry, requests, tokens_minted, turn_credentials, auth_failures })
+        let webhooks = crate::webhook::WebhookMetrics::register(&registry)?;
+        Ok(Self { registry, requests, tokens_minted, turn_credentials, auth_failures, webhooks })
     }
 
     pub fn request(&self, route: &str, method: &str, status: u16) {

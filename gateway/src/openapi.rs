@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use switchboard::api::{
     ActionResult, ApiError, ApiErrorBody, ApiErrorCode, IceServer, IceServers, Member, NodeInfo, NodeList, RoomDetail,
-    RoomList, RoomSummary, TokenRequest, TokenResponse,
+    RoomList, RoomSummary, TokenRequest, TokenResponse, WebhookEvent, WebhookFailure, WebhookFailures, WebhookKind,
+    WebhookPeer,
 };
 use switchboard::protocol::Role;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -26,6 +27,7 @@ use crate::routes::Protocol;
         crate::routes::api::ice_servers,
         crate::routes::api::openapi,
         crate::routes::admin::nodes,
+        crate::routes::admin::webhook_failures,
         crate::routes::admin::rooms,
         crate::routes::admin::room,
         crate::routes::admin::close,
@@ -48,6 +50,11 @@ use crate::routes::Protocol;
         ApiErrorCode,
         Role,
         Protocol,
+        WebhookEvent,
+        WebhookPeer,
+        WebhookKind,
+        WebhookFailure,
+        WebhookFailures,
     )),
     modifiers(&SecuritySchemes),
     tags(

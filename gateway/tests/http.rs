@@ -98,6 +98,7 @@ fn openapi_is_valid_json_listing_every_route_with_its_security() {
         "GET /v1/ice-servers",
         "GET /v1/openapi.json",
         "GET /v1/nodes",
+        "GET /v1/webhooks/failures",
         "GET /v1/rooms",
         "GET /v1/rooms/{room}",
         "DELETE /v1/rooms/{room}",

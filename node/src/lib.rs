@@ -79,6 +79,9 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let endpoint = config.redis_endpoint().transpose()?;
     if let Some(e) = &endpoint {
         e.supported()?;
+        if config.edge.webhook_urls.iter().any(|u| !u.is_empty()) {
+            return Err(EdgeError::WebhooksNeedLoneNode.into());
+        }
     }
     let bus: Arc<dyn Bus> = match &endpoint {
         None => MemoryBus::new(),
@@ -101,6 +104,9 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         &state.config.cluster_name,
         cluster_admin(&state, &directory, endpoint)?,
     )?);
+    if let Some(webhooks) = edge.webhooks() {
+        let _ = state.webhooks.set(webhooks.clone());
+    }
 
     let listener = server::bind(listen).map_err(|source| NodeError::Listen { addr: listen, source })?;
     let local = listener.local_addr()?;

@@ -36,6 +36,9 @@ pub struct NodeState {
     pub handoff: Handoff,
     /// What clients are told of the cluster bus; `None` on a lone node.
     pub cluster: Option<ClusterWatch>,
+    /// Where rooms record their events for the webhooks (a lone node with `--webhook-urls`;
+    /// set once the edge has started them).
+    pub webhooks: std::sync::OnceLock<switchboard_gateway::webhook::Webhooks>,
     draining: AtomicBool,
 }
 
@@ -66,6 +69,7 @@ impl NodeState {
             draining: AtomicBool::new(false),
             handoff: Handoff::default(),
             cluster,
+            webhooks: std::sync::OnceLock::new(),
         }
     }
 

@@ -191,3 +191,77 @@ impl ApiError {
         Self { error: ApiErrorBody { code, message: message.into() } }
     }
 }
+
+/// What a webhook tells (its `type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum WebhookKind {
+    /// A room's first member joined.
+    #[serde(rename = "room.started")]
+    RoomStarted,
+    /// A room's last member left.
+    #[serde(rename = "room.finished")]
+    RoomFinished,
+    #[serde(rename = "peer.joined")]
+    PeerJoined,
+    #[serde(rename = "peer.left")]
+    PeerLeft,
+}
+
+/// The body of one webhook `POST`: the same bytes on every retry, the same `id` on a duplicate.
+/// Fields that do not apply are absent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookEvent {
+    /// Unique per event (`evt_` and 32 hex digits).
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: WebhookKind,
+    /// When it happened, Unix milliseconds.
+    pub created_at: u64,
+    pub cluster: String,
+    /// The room as its clients name it.
+    pub room: String,
+    /// Peer events only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<WebhookPeer>,
+    /// `peer.left` only: why (as `peer-left.reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub reason: Option<crate::protocol::v1::LeaveReason>,
+}
+
+/// The peer of a `peer.*` webhook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookPeer {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub id: PeerId,
+    /// The access token's user; `null` for an anonymous peer.
+    pub user: Option<String>,
+    /// The node it is connected to.
+    pub node: String,
+}
+
+/// A webhook that could not be delivered in its retry window (`GET /v1/webhooks/failures`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookFailure {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: WebhookKind,
+    pub room: String,
+    pub url: String,
+    pub attempts: u32,
+    /// What the last attempt got: `HTTP 500`, `timed out after 5 s`, a connection error.
+    pub last_error: String,
+    /// When it was given up, Unix milliseconds.
+    pub failed_at: u64,
+}
+
+/// `GET /v1/webhooks/failures`: the most recent first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WebhookFailures {
+    pub failures: Vec<WebhookFailure>,
+}

@@ -7,7 +7,7 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use switchboard::api::{ActionResult, ApiError, NodeList, RoomDetail, RoomList};
+use switchboard::api::{ActionResult, ApiError, NodeList, RoomDetail, RoomList, WebhookFailures};
 use switchboard::protocol::{PeerId, RoomName};
 
 use super::{ApiKey, no_store};
@@ -59,6 +59,23 @@ pub struct RoomQuery {
 pub async fn nodes(_key: ApiKey, edge: web::Data<Edge>) -> Result<HttpResponse, ApiFailure> {
     let nodes = edge.admin().nodes().await?;
     Ok(no_store(&NodeList { nodes }))
+}
+
+/// Webhooks given up after their retry window, most recent first (the last 100; empty without
+/// `--webhook-urls`).
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/failures",
+    tag = "admin",
+    responses(
+        (status = 200, body = WebhookFailures),
+        (status = 401, body = ApiError),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn webhook_failures(_key: ApiKey, edge: web::Data<Edge>) -> Result<HttpResponse, ApiFailure> {
+    let failures = edge.webhooks().map(|w| w.failures()).unwrap_or_default();
+    Ok(no_store(&WebhookFailures { failures }))
 }
 
 /// A page of rooms with their member counts.

@@ -43,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, edge: web::Data<Edge>, serve_clie
     cfg.service(resource("/v1/ice-servers", &edge).route(web::get().to(api::ice_servers)));
     cfg.service(resource("/v1/openapi.json", &edge).route(web::get().to(api::openapi)));
     cfg.service(resource("/v1/nodes", &edge).route(web::get().to(admin::nodes)));
+    cfg.service(resource("/v1/webhooks/failures", &edge).route(web::get().to(admin::webhook_failures)));
     cfg.service(resource("/v1/rooms", &edge).route(web::get().to(admin::rooms)));
     cfg.service(
         resource("/v1/rooms/{room}", &edge).route(web::get().to(admin::room)).route(web::delete().to(admin::close)),

@@ -33,6 +33,7 @@ use std::time::Instant;
 use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use bytes::Bytes;
 use serde_json::value::RawValue;
+use switchboard::api::{WebhookKind, WebhookPeer};
 use switchboard::protocol::v1::{LeaveReason, PeerInfo};
 use switchboard::protocol::{ErrorCode, PeerId, ProtocolError, Role, RoomName};
 use tracing::{Span, debug, info_span, warn};
@@ -158,6 +159,14 @@ impl Room {
         self.members.push(member);
     }
 
+    /// Records an event for the webhooks, if this node delivers any.
+    fn webhook(&self, kind: WebhookKind, peer: Option<(PeerId, Option<String>)>, reason: Option<LeaveReason>) {
+        let Some(hooks) = self.state.webhooks.get() else { return };
+        let node = self.state.node_id.to_string();
+        let peer = peer.map(|(id, user)| WebhookPeer { id, user, node });
+        hooks.send(kind, self.name.client_name().to_string(), peer, reason);
+    }
+
     /// Removes a member and tells the others (the news came from `origin`); returns it.
     fn remove(&mut self, index: usize, reason: LeaveReason, origin: Origin, ctx: &mut Context<Self>) -> Member {
         let m = self.detach(index, reason, ctx);
@@ -180,6 +189,10 @@ impl Room {
         if m.is_local() {
             self.local -= 1;
             self.state.metrics.members.dec();
+            self.webhook(WebhookKind::PeerLeft, Some((peer, m.info.user.as_deref().map(String::from))), Some(reason));
+            if self.local == 0 {
+                self.webhook(WebhookKind::RoomFinished, None, None);
+            }
             // The bus tells the other nodes; the call enqueues now, so it keeps its place
             // before any later relay of this room.
             let left = self.state.bus.leave(&self.name, &self.state.node_id, peer, reason);
@@ -239,6 +252,10 @@ impl Room {
             self.fan_out(&frame, "peer-joined", None, None, Origin::Local);
         }
         let peer = join.peer;
+        if self.local == 0 {
+            self.webhook(WebhookKind::RoomStarted, None, None);
+        }
+        self.webhook(WebhookKind::PeerJoined, Some((peer, info.user.as_deref().map(String::from))), None);
         let backlog = joined.settled.is_some().then(Vec::new);
         self.add(Member {
             info,

@@ -1,0 +1,253 @@
+//! Webhooks from a lone node (issue 16): a real HTTP receiver (actix-web, on a thread of its
+//! own) that records every request, checks every signature with its own HMAC, and misbehaves
+//! per room — fails twice (`flaky`), times out once (`slow`), always fails (`dead`) — against
+//! the exact set of events the rooms' members caused, delivered at least once and in order per
+//! room, a retry carrying the same body and id.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use common::*;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use switchboard_tests::{V1Peer, free_port, http_get};
+
+const SECRET: &str = "webhook-test-secret-0123456789abcdef";
+const API_KEY: &str = "webhook-test-admin-key-0123456789";
+
+/// One request as the receiver saw it.
+#[derive(Clone, Debug)]
+struct Got {
+    body: String,
+    event: Value,
+    signed: Result<(), String>,
+    answered: u16,
+}
+
+#[derive(Default)]
+struct Receiver {
+    got: Mutex<Vec<Got>>,
+    attempts: Mutex<BTreeMap<String, u32>>,
+}
+
+/// Checks `Switchboard-Signature: t=…,v1=…` against HMAC-SHA256(secret, "t.body"), as a receiver
+/// would (and `t` no older than 5 minutes).
+fn verify(header: Option<&str>, body: &[u8]) -> Result<(), String> {
+    let header = header.ok_or("no Switchboard-Signature")?;
+    let (t, v1) = header.split_once(",v1=").ok_or("malformed")?;
+    let t: u64 = t.strip_prefix("t=").ok_or("no t=")?.parse().map_err(|_| "t not a number")?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    if now.abs_diff(t) > 300 {
+        return Err(format!("t={t} is more than 5 minutes from now ({now})"));
+    }
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).map_err(|e| e.to_string())?;
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let want = hex::decode(v1).map_err(|e| e.to_string())?;
+    mac.verify_slice(&want).map_err(|_| "signature does not match".to_string())
+}
+
+async fn hook(req: HttpRequest, body: web::Bytes, r: web::Data<Arc<Receiver>>) -> HttpResponse {
+    let signed = verify(req.headers().get("switchboard-signature").and_then(|v| v.to_str().ok()), &body);
+    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let id = event["id"].as_str().unwrap_or_default().to_string();
+    let room = event["room"].as_str().unwrap_or_default().to_string();
+    let attempt = {
+        let mut a = r.attempts.lock().unwrap();
+        let n = a.entry(id.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let status = match room.as_str() {
+        "flaky" if attempt <= 2 => 500,
+        "dead" => 503,
+        "slow" if attempt == 1 => {
+            // Longer than the node's 5 s bound: the node must give up on this attempt and retry.
+            actix_web::rt::time::sleep(Duration::from_secs(6)).await;
+            200
+        }
+        _ => 200,
+    };
+    let body = String::from_utf8_lossy(&body).into_owned();
+    r.got.lock().unwrap().push(Got { body, event, signed, answered: status });
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+}
+
+fn start_receiver(port: u16) -> Arc<Receiver> {
+    let r = Arc::new(Receiver::default());
+    let data = web::Data::new(Arc::clone(&r));
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || App::new().app_data(data.clone()).route("/hook", web::post().to(hook)))
+                .workers(1)
+                .bind(("127.0.0.1", port))
+                .expect("bind the receiver")
+                .run()
+                .await
+        })
+    });
+    r
+}
+
+/// `(type, peer index or -, reason)` of one room's delivered events, first delivery of each id,
+/// in the order they first arrived.
+fn delivered(r: &Receiver, room: &str, peers: &[&str]) -> Vec<String> {
+    let got = r.got.lock().unwrap();
+    let mut seen = std::collections::HashSet::new();
+    got.iter()
+        .filter(|g| g.event["room"] == room && g.answered == 200)
+        .filter(|g| seen.insert(g.event["id"].as_str().unwrap_or_default().to_string()))
+        .map(|g| {
+            let e = &g.event;
+            let who = e["peer"]["id"]
+                .as_str()
+                .map(|id| peers.iter().position(|p| *p == id).map_or("?".to_string(), |i| format!("p{i}")))
+                .unwrap_or_else(|| "-".into());
+            let reason = e["reason"].as_str().unwrap_or("-");
+            format!("{} {who} {reason}", e["type"].as_str().unwrap_or("?"))
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_delivers_every_room_event_signed_in_order_and_retries_failures() {
+    let port = free_port();
+    let r = start_receiver(port);
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let node = start(&[
+        "--webhook-urls",
+        &url,
+        "--webhook-secret",
+        SECRET,
+        "--webhook-retry-secs",
+        "6",
+        "--api-keys",
+        API_KEY,
+    ]);
+    let ws = node.ws_url("/v1/ws");
+
+    // calm: two peers, one leaves, the other's socket closes.
+    let mut a = V1Peer::connect(&ws).await;
+    let mut b = V1Peer::connect(&ws).await;
+    a.join("calm").await;
+    b.join("calm").await;
+    b.ws.send_json(serde_json::json!({"type": "leave", "room": "calm"})).await;
+    b.ws.expect("left").await;
+    // The room has taken b's leave (a is told) before a's socket closes.
+    a.ws.expect("peer-left").await;
+    let calm = [a.id.clone(), b.id.clone()];
+    a.ws.close().await;
+
+    // flaky, slow, dead: one peer each, joining and leaving.
+    let mut ids = BTreeMap::new();
+    for room in ["flaky", "slow", "dead"] {
+        let mut p = V1Peer::connect(&ws).await;
+        p.join(room).await;
+        p.ws.send_json(serde_json::json!({"type": "leave", "room": room})).await;
+        p.ws.expect("left").await;
+        ids.insert(room, p.id.clone());
+    }
+
+    let calm_ids: Vec<&str> = calm.iter().map(String::as_str).collect();
+    let want_calm = [
+        "room.started - -",
+        "peer.joined p0 -",
+        "peer.joined p1 -",
+        "peer.left p1 left",
+        "peer.left p0 disconnected",
+        "room.finished - -",
+    ];
+    wait_for("calm's six events", Duration::from_secs(10), || delivered(&r, "calm", &calm_ids).len() == 6);
+    assert_eq!(delivered(&r, "calm", &calm_ids), want_calm);
+    for room in ["flaky", "slow"] {
+        let who = [ids[room].as_str()];
+        let want = ["room.started - -", "peer.joined p0 -", "peer.left p0 left", "room.finished - -"];
+        wait_for(room, Duration::from_secs(20), || delivered(&r, room, &who).len() == 4);
+        assert_eq!(delivered(&r, room, &who), want, "{room}");
+    }
+
+    // dead: each event given up after its 6 s window (its room's next one waits for it: order
+    // per room), listed with what the receiver answered.
+    let (_, auth) = ("authorization", format!("Bearer {API_KEY}"));
+    wait_for("dead's failures listed", Duration::from_secs(45), || {
+        let (_, body) = http_get(&node.addr, "/v1/webhooks/failures", &[("authorization", &auth)]);
+        serde_json::from_str::<Value>(&body).is_ok_and(|v| v["failures"].as_array().is_some_and(|f| f.len() == 4))
+    });
+    let (status, body) = http_get(&node.addr, "/v1/webhooks/failures", &[("authorization", &auth)]);
+    assert_eq!(status, 200, "{body}");
+    let failures: Value = serde_json::from_str(&body).expect("json");
+    for f in failures["failures"].as_array().expect("failures") {
+        assert_eq!(f["room"], "dead", "{f}");
+        assert_eq!(f["url"], url.as_str(), "{f}");
+        assert_eq!(f["last_error"], "HTTP 503", "{f}");
+        assert!(f["attempts"].as_u64().is_some_and(|n| n >= 3), "backed off yet retried: {f}");
+    }
+
+    let got = r.got.lock().unwrap().clone();
+    // Every request signed; a repeat of an id carries the very same body.
+    let mut bodies: BTreeMap<String, &str> = BTreeMap::new();
+    for g in &got {
+        assert_eq!(g.signed, Ok(()), "{}", g.body);
+        let id = g.event["id"].as_str().expect("id").to_string();
+        assert!(id.starts_with("evt_") && id.len() == 36, "{id}");
+        let first = bodies.entry(id.clone()).or_insert(&g.body);
+        assert_eq!(*first, g.body.as_str(), "a retry of {id} changed its body");
+        assert_eq!(g.event["cluster"], "switchboard");
+        assert!(g.event["created_at"].as_u64().is_some_and(|t| t > 1_700_000_000_000), "{}", g.body);
+        if let Some(peer) = g.event.get("peer") {
+            assert!(peer["user"].is_null(), "anonymous peers have user null: {}", g.body);
+            assert!(peer["node"].is_string(), "{}", g.body);
+        } else {
+            assert!(g.event["type"].as_str().is_some_and(|t| t.starts_with("room.")), "{}", g.body);
+        }
+        assert_eq!(g.event.get("reason").is_some(), g.event["type"] == "peer.left", "{}", g.body);
+    }
+    let attempts = |room: &str| got.iter().filter(|g| g.event["room"] == room).count();
+    assert_eq!(attempts("flaky"), 4 * 3, "each of flaky's events: two failures, then delivered");
+    assert!(attempts("slow") >= 5, "slow's first event timed out and came again");
+
+    // The counters agree.
+    let (_, metrics) = http_get(&node.addr, "/metrics", &[]);
+    let value =
+        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(-1.0);
+    assert_eq!(value("switchboard_webhooks_pending "), 0.0, "{metrics}");
+    assert_eq!(value("switchboard_webhooks_failed_total "), 4.0);
+    assert_eq!(value("switchboard_webhooks_delivered_total "), 14.0);
+    assert!(value("switchboard_webhooks_retried_total ") >= 8.0 + 1.0);
+}
+
+#[test]
+fn webhook_flags_that_a_receiver_could_not_verify_refuse_to_start() {
+    refuses_to_start(
+        &["--webhook-urls", "http://127.0.0.1:9/hook"],
+        "--webhook-urls are set but --webhook-secret is not",
+    );
+    refuses_to_start(
+        &["--webhook-urls", "http://127.0.0.1:9/hook", "--webhook-secret", "short"],
+        "--webhook-secret is 5 bytes; at least 32 are required",
+    );
+    refuses_to_start(
+        &[
+            "--webhook-urls",
+            "http://127.0.0.1:9/hook",
+            "--webhook-secret",
+            SECRET,
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ],
+        "webhooks are delivered by a lone node",
+    );
+}
