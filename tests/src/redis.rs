@@ -23,6 +23,8 @@ pub struct RedisServer {
 pub struct Access {
     pub ca: Option<PathBuf>,
     pub user: Option<(String, String)>,
+    /// A client certificate and key, for a server that requires one (mutual TLS).
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 impl Access {
@@ -35,12 +37,33 @@ impl Access {
         self.user.as_ref().map(|(u, p)| format!("{u}:{p}@")).unwrap_or_default()
     }
 
+    /// One command to the server or sentinel on `port`: plain, over RESP (the raw reply);
+    /// secured, through `redis-cli` (one line per element). `None` if it is unreachable.
+    pub fn command(&self, port: u16, args: &[&str]) -> Option<String> {
+        if !self.is_plain() {
+            return self.cli(port, args);
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
     /// One command through `redis-cli`; its output (one line per element), `None` on failure.
-    pub fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+    fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--no-auth-warning"]);
         if let Some(ca) = &self.ca {
             cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
+        if let Some((cert, key)) = &self.client {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
         }
         if let Some((user, pass)) = &self.user {
             cmd.args(["--user", user, "--pass", pass]);
@@ -117,7 +140,8 @@ impl RedisServer {
             if auth_clients { "yes" } else { "no" }.into(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Self::launch(port, &args, Access { ca: Some(ca.ca_cert.clone()), user: None })
+        let client = auth_clients.then(|| (ca.client_cert.clone(), ca.client_key.clone()));
+        Self::launch(port, &args, Access { ca: Some(ca.ca_cert.clone()), user: None, client })
     }
 
     /// Starts `redis-server` on `port`, one the test chose (for example a port a node has been
@@ -186,19 +210,7 @@ impl RedisServer {
     /// Sends one command over RESP and returns the raw reply (`None` if Redis is unreachable);
     /// to a secured server, through `redis-cli` (one line per element).
     pub fn command(&self, args: &[&str]) -> Option<String> {
-        if !self.access.is_plain() {
-            return self.access.cli(self.port, args);
-        }
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).ok()?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = s.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        self.access.command(self.port, args)
     }
 
     /// The keys matching `pattern` (via SCAN-free KEYS: test Redis only).

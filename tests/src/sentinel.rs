@@ -1,8 +1,6 @@
 //! Redis Sentinel for failover tests: a master, a replica and sentinels of the test's own, each
 //! on a free loopback port, with timings short enough to fail over in a few seconds.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -142,19 +140,7 @@ impl Sentinel {
 
     /// One command over RESP; the raw reply (through `redis-cli` to a secured sentinel).
     pub fn command(&self, args: &[&str]) -> Option<String> {
-        if !self.access.is_plain() {
-            return self.access.cli(self.port, args);
-        }
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).ok()?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = s.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        self.access.command(self.port, args)
     }
 }
 

@@ -32,11 +32,12 @@ async fn a_manual_failover_moves_every_node_to_the_new_master() {
 async fn tls_and_an_acl_user_reach_sentinels_and_servers_alike() {
     use std::time::{Duration, Instant};
 
-    use cluster::members::{answer, expect_peers_joined, offer, signal_arrives};
-    use switchboard_tests::{Access, Node, SentinelSet, TestCa, V1Peer, node_binary};
+    use cluster::members::{answer, call_across, offer, signal_arrives};
+    use switchboard_tests::{Access, Node, SentinelSet, TestCa, node_binary};
 
     let ca = TestCa::generate("sentinel-tls");
-    let access = Access { ca: Some(ca.ca_cert.clone()), user: Some(("app".into(), "app-secret-pw".into())) };
+    let user = Some(("app".into(), "app-secret-pw".into()));
+    let access = Access { ca: Some(ca.ca_cert.clone()), user, client: None };
     let (mut set, replica) = SentinelSet::start_secured(&access, Some(&ca));
     let url = set.url();
     assert!(url.starts_with("rediss+sentinel://app:app-secret-pw@"), "{url}");
@@ -51,12 +52,7 @@ async fn tls_and_an_acl_user_reach_sentinels_and_servers_alike() {
     for n in [&n0, &n1] {
         n.wait_ready(true, Duration::from_secs(15));
     }
-    let mut a = V1Peer::connect(&n0.ws_url("/v1/ws")).await;
-    let mut b = V1Peer::connect(&n1.ws_url("/v1/ws")).await;
-    a.join("secured").await;
-    b.join("secured").await;
-    expect_peers_joined(&mut a, "secured", &[&b.id]).await;
-    signal_arrives(&mut a, &mut b, "secured", offer()).await;
+    let (mut a, mut b) = call_across(&n0, &n1, "secured").await;
 
     set.master.kill();
     let killed = Instant::now();

@@ -8,9 +8,9 @@ mod cluster;
 
 use std::time::Duration;
 
-use cluster::members::{answer, expect_peers_joined, offer, signal_arrives};
+use cluster::members::{answer, call_across, signal_arrives};
 use serde_json::Value;
-use switchboard_tests::{Node, RedisServer, TestCa, V1Peer, http_get, node_binary};
+use switchboard_tests::{Node, RedisServer, TestCa, http_get, node_binary};
 
 const API_KEY: &str = "tls-test-admin-key-0123456789abcdef";
 
@@ -27,12 +27,7 @@ async fn relay_across(redis: &RedisServer, tls: &[&str]) {
     for n in [&n0, &n1] {
         n.wait_ready(true, Duration::from_secs(10));
     }
-    let mut a = V1Peer::connect(&n0.ws_url("/v1/ws")).await;
-    let mut b = V1Peer::connect(&n1.ws_url("/v1/ws")).await;
-    a.join("tls").await;
-    b.join("tls").await;
-    expect_peers_joined(&mut a, "tls", &[&b.id]).await;
-    signal_arrives(&mut a, &mut b, "tls", offer()).await;
+    let (mut a, mut b) = call_across(&n0, &n1, "tls").await;
     signal_arrives(&mut b, &mut a, "tls", answer()).await;
     let (status, body) = http_get(&n1.addr, "/v1/nodes", &[("authorization", &format!("Bearer {API_KEY}"))]);
     assert_eq!(status, 200, "{body}");

@@ -282,3 +282,15 @@ pub async fn node_lost_times(p: &mut V1Peer, room: &str, lost: &[&str], since: I
 // ---------------------------------------------------------------------------------------------
 // 1. Simultaneous joins
 // ---------------------------------------------------------------------------------------------
+
+/// Two peers, on `n0` and `n1`, in `room`: joined, each knowing the other, an offer delivered
+/// from the first to the second.
+pub async fn call_across(n0: &Node, n1: &Node, room: &str) -> (V1Peer, V1Peer) {
+    let mut a = V1Peer::connect(&n0.ws_url("/v1/ws")).await;
+    let mut b = V1Peer::connect(&n1.ws_url("/v1/ws")).await;
+    a.join(room).await;
+    b.join(room).await;
+    expect_peers_joined(&mut a, room, &[&b.id]).await;
+    signal_arrives(&mut a, &mut b, room, offer()).await;
+    (a, b)
+}
