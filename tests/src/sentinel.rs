@@ -138,6 +138,11 @@ impl Sentinel {
         s
     }
 
+    /// The process id (to freeze it with SIGSTOP, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// One command over RESP; the raw reply (through `redis-cli` to a secured sentinel).
     pub fn command(&self, args: &[&str]) -> Option<String> {
         self.access.command(self.port, args)

@@ -68,3 +68,64 @@ async fn tls_and_an_acl_user_reach_sentinels_and_servers_alike() {
     signal_arrives(&mut b, &mut a, "secured", answer()).await;
     signal_arrives(&mut a, &mut b, "secured", offer()).await;
 }
+
+/// The sentinel a node listens to for `+switch-master` freezes (SIGSTOP: its socket stays open,
+/// nothing answers): the node notices (its pings go unanswered), moves to another sentinel, and
+/// still hears an operator's failover there — `switchboard_bus_failovers_total` counts only
+/// what it heard, so this is the watcher's doing, not a dropped connection's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_sentinel_is_left_for_another() {
+    use std::time::{Duration, Instant};
+
+    use switchboard_tests::{Node, SENTINEL_MASTER, SentinelSet, node_binary};
+
+    let (set, replica) = SentinelSet::start();
+    let url = set.url();
+    let node = Node::start(&node_binary(), &["--redis-url", &url, "--node-id", "n0", "--node-lease-ms", "1500"]);
+    node.wait_ready(true, Duration::from_secs(15));
+    let failovers = || {
+        let (_, body) = node.get("/metrics");
+        body.lines()
+            .filter(|l| l.starts_with("switchboard_bus_failovers_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    // The sentinel the node listens to: the one with a pub/sub client.
+    let t0 = Instant::now();
+    let watched = loop {
+        let listened = set
+            .sentinels
+            .iter()
+            .position(|s| s.command(&["CLIENT", "LIST", "TYPE", "pubsub"]).is_some_and(|l| l.contains("sub=1")));
+        if let Some(i) = listened {
+            break i;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "the node listens to no sentinel");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let frozen = set.sentinels[watched].pid().expect("sentinel runs") as i32;
+    // SAFETY: kill(2) on a sentinel this test started.
+    assert_eq!(unsafe { libc::kill(frozen, libc::SIGSTOP) }, 0);
+    // The watcher pings every 2 s and waits 1 s for the answer.
+    std::thread::sleep(Duration::from_secs(5));
+    let other = &set.sentinels[(watched + 1) % set.sentinels.len()];
+    let reply = other.command(&["SENTINEL", "FAILOVER", SENTINEL_MASTER]);
+    assert_eq!(reply.as_deref(), Some("+OK\r\n"), "SENTINEL FAILOVER");
+    let asked = Instant::now();
+    while failovers() < 1.0 {
+        assert!(asked.elapsed() < Duration::from_secs(15), "the node never heard the switch (first sentinel frozen)");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "sentinel {watched} frozen; heard +switch-master {} ms after SENTINEL FAILOVER",
+        asked.elapsed().as_millis()
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(frozen, libc::SIGCONT) };
+    while set.master_port() != Some(replica.port) {
+        assert!(asked.elapsed() < Duration::from_secs(15), "the replica was not promoted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    node.wait_ready(true, Duration::from_secs(15));
+    println!("done {} ms after the failover", asked.elapsed().as_millis());
+}

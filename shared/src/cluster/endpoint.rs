@@ -13,6 +13,8 @@
 //! ([`Endpoint::client`]); [`Endpoint::sentinel_client`] lets it also hear `+switch-master`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::io::tcp::TcpSettings;
@@ -112,6 +114,10 @@ enum Topology {
 #[derive(Clone)]
 struct Sentinel {
     sentinels: Vec<ConnectionAddr>,
+    /// Where the next lookup starts in `sentinels`: the redis crate asks them in order and waits
+    /// for each, so a frozen first sentinel would stall every lookup; rotating the start lets
+    /// the next attempt (after this one's timeout) begin with another.
+    next: Arc<AtomicUsize>,
     master: String,
     db: i64,
     username: Option<String>,
@@ -224,7 +230,8 @@ impl Endpoint {
                     (settings.username().map(String::from), settings.password().map(String::from));
                 let sentinels = p.hosts.iter().map(|h| h.addr().clone()).collect();
                 let shown = format!("master {master} via sentinels {}{tls_note}", addrs.join(","));
-                let s = Sentinel { sentinels, master, db: p.db, username, password, certs };
+                let next = Arc::new(AtomicUsize::new(0));
+                let s = Sentinel { sentinels, next, master, db: p.db, username, password, certs };
                 (Topology::Sentinel(Box::new(s)), shown)
             }
             Kind::Cluster => (Topology::Cluster, format!("cluster {}{tls_note}", addrs.join(","))),
@@ -327,7 +334,10 @@ impl Endpoint {
 
 impl Sentinel {
     fn client(&self, tls: bool) -> RedisResult<SentinelClient> {
-        let mut b = SentinelClientBuilder::new(self.sentinels.clone(), &self.master, SentinelServerType::Master)?
+        let mut sentinels = self.sentinels.clone();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % sentinels.len().max(1);
+        sentinels.rotate_left(start);
+        let mut b = SentinelClientBuilder::new(sentinels, &self.master, SentinelServerType::Master)?
             .set_client_to_redis_db(self.db)
             .set_client_to_redis_tcp_settings(tcp())
             .set_client_to_sentinel_tcp_settings(tcp());

@@ -15,6 +15,8 @@ use super::Shared;
 use super::backoff::Backoff;
 
 const CHANNEL: &str = "+switch-master";
+/// How often the sentinel connection is checked (a `PING`, answered within the bus timeout).
+const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run(shared: Arc<Shared>) {
     let Some(master) = shared.endpoint.master_name().map(String::from) else { return };
@@ -34,16 +36,31 @@ pub async fn run(shared: Arc<Shared>) {
             Ok(Ok(pubsub)) => {
                 backoff.reset();
                 info!(node = %shared.keys.node(), master, "listening to the sentinels for failovers");
-                let mut stream = pubsub.into_on_message();
-                while let Some(msg) = stream.next().await {
-                    // `<master-name> <old-ip> <old-port> <new-ip> <new-port>`
-                    let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
-                    let mut words = payload.split(' ');
-                    if words.next() == Some(master.as_str()) {
-                        let to: Vec<&str> = words.skip(2).collect();
-                        warn!(node = %shared.keys.node(), master, to = to.join(":"), "the sentinels switched the master; reconnecting");
-                        shared.metrics.failovers.inc();
-                        shared.switched.send_modify(|n| *n += 1);
+                let (mut sink, mut stream) = pubsub.split();
+                let mut check = tokio::time::interval(CHECK_EVERY);
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => {
+                            let Some(msg) = msg else { break };
+                            // `<master-name> <old-ip> <old-port> <new-ip> <new-port>`
+                            let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
+                            let mut words = payload.split(' ');
+                            if words.next() == Some(master.as_str()) {
+                                let to: Vec<&str> = words.skip(2).collect();
+                                warn!(node = %shared.keys.node(), master, to = to.join(":"), "the sentinels switched the master; reconnecting");
+                                shared.metrics.failovers.inc();
+                                shared.switched.send_modify(|n| *n += 1);
+                            }
+                        }
+                        // A sentinel that stopped answering (frozen, its path stalled) would
+                        // keep its announcements to itself: leave it for another.
+                        _ = check.tick() => {
+                            let pong = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
+                            if !matches!(pong, Ok(Ok(_))) {
+                                warn!(node = %shared.keys.node(), "the sentinel stopped answering");
+                                break;
+                            }
+                        }
                     }
                 }
                 warn!(node = %shared.keys.node(), "lost the sentinel connection; asking another");
