@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_tests::{external_tool, external_tool_probed, node_binary, run_until};
 
-const BUILDS: [&str; 3] = ["overlays/dev", "overlays/prod", "smoke"];
+const BUILDS: [&str; 4] = ["overlays/dev", "overlays/prod", "overlays/prod-redis-ca", "smoke"];
 
 fn k8s_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s")
