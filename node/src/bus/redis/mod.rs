@@ -20,6 +20,7 @@
 mod acks;
 mod backoff;
 mod health;
+mod inbound;
 mod lease;
 mod link;
 mod pipeline;
@@ -36,32 +37,24 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use redis::{RedisResult, Value};
 use serde_json::value::RawValue;
 use switchboard::protocol::v1::{LeaveReason, ResumeToken};
 use switchboard::protocol::{PeerId, RoomName};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use acks::{AckSlot, Acks};
 use health::Health;
-use link::{Inlets, Received};
-use replies::{is_script_error, joined, records};
+use link::Inlets;
 use switchboard::cluster::Control;
 pub use switchboard::cluster::Keys;
 use switchboard::cluster::endpoint::{Endpoint, Kind};
 use writer::Op;
 
 use super::{
-    Bus, BusError, BusResult, Claim, ClusterEvent, Delivery, Inbound, Inboxes, JoinAck, JoinRules, Joined, LinkSeq,
-    MemberRecord, NodeId, ParkedSession, RoomEvent, Via,
+    Bus, BusError, BusResult, Claim, ClusterEvent, Delivery, Inboxes, JoinAck, JoinRules, Joined, MemberRecord, NodeId,
+    ParkedSession, RoomEvent, Via,
 };
-
-/// Where a message a link delivered came from, with its deadline on this node's clock.
-fn via(node: NodeId, link: LinkSeq, deadline_us: u64) -> Via {
-    let left = Duration::from_micros(deadline_us.saturating_sub(wire::now_us()));
-    Via { node, link: Some(link), expires: Some(Instant::now() + left) }
-}
 
 /// What a resume token holds while its session is still being parked.
 const PENDING: &str = "pending";
@@ -405,203 +398,6 @@ impl Shared {
     fn send_cluster(&self, event: ClusterEvent) {
         if let Some(i) = self.inboxes.get() {
             i.cluster.do_send(event);
-        }
-    }
-
-    /// Answers an operation that never reached Redis.
-    fn finish(&self, op: Op, err: Result<(), BusError>) {
-        if op.counted() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Err(e) = err {
-            self.metrics.errors.inc();
-            op.fail(e);
-        }
-    }
-
-    /// Answers an operation from its commands' results.
-    fn answer(&self, op: Op, results: Vec<RedisResult<Value>>) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-        let failed = results.iter().find_map(|r| r.as_ref().err()).map(|e| {
-            self.metrics.errors.inc();
-            if is_script_error(e, "FENCED") {
-                BusError::Fenced
-            } else if is_script_error(e, "FULL") {
-                BusError::RoomFull
-            } else if is_script_error(e, "SEAT") {
-                BusError::SeatTaken
-            } else {
-                BusError::Unavailable(e.to_string())
-            }
-        });
-        // A caller that stopped waiting does not need the answer.
-        match op {
-            Op::Join { reply, .. } => {
-                let out = match failed {
-                    Some(e) => Err(e),
-                    None => joined(results.into_iter().next()),
-                };
-                let _ = reply.send(out);
-            }
-            Op::Members { reply, .. } => {
-                let out = match failed {
-                    Some(e) => Err(e),
-                    None => records(results.into_iter().next()),
-                };
-                let _ = reply.send(out);
-            }
-            Op::Leave { reply, .. } | Op::Goodbye { reply } | Op::Park { reply, .. } => {
-                let _ = reply.send(failed.map_or(Ok(()), Err));
-            }
-            Op::Claim { reply, .. } => {
-                let out = match failed {
-                    Some(e) => Err(e),
-                    None => replies::claim(results.into_iter().next()),
-                };
-                let _ = reply.send(out);
-            }
-            Op::Move { reply, .. } => {
-                let gone = results.iter().any(|r| r.as_ref().is_err_and(|e| is_script_error(e, "GONE")));
-                let out = match failed {
-                    _ if gone => Ok(None),
-                    Some(e) => Err(e),
-                    None => records(results.into_iter().next()).map(Some),
-                };
-                let _ = reply.send(out);
-            }
-            // Settled by their links, never answered from a pipeline (see `pipeline`).
-            op
-            @ (Op::Publish { .. } | Op::Send { .. } | Op::Control { .. } | Op::Status { .. } | Op::Bounce { .. }) => {
-                op.fail(failed.unwrap_or(BusError::Unavailable("not sent".into())))
-            }
-        }
-    }
-
-    /// A message on the control channel: a lost node, or an operator's kick or close.
-    fn control(&self, inboxes: &Inboxes, payload: &[u8]) {
-        let Some(control) = std::str::from_utf8(payload).ok().and_then(Control::decode) else {
-            self.metrics.errors.inc();
-            return debug!(node = %self.keys.node(), "dropped an unreadable control message");
-        };
-        let event = match control {
-            Control::Lost(node) if node == self.keys.node().as_ref() => return,
-            Control::Lost(node) => {
-                warn!(node = %self.keys.node(), lost = %node, "node lost");
-                self.metrics.nodes_lost.inc();
-                ClusterEvent::NodeLost(node.as_str().into())
-            }
-            Control::Kick { room, peer } => match wire::room_name(&room) {
-                Ok(room) => ClusterEvent::Kick { room, peer },
-                Err(e) => return debug!(node = %self.keys.node(), error = %e, "dropped a kick for a bad room"),
-            },
-            Control::Close { room } => match wire::room_name(&room) {
-                Ok(room) => ClusterEvent::Close { room },
-                Err(e) => return debug!(node = %self.keys.node(), error = %e, "dropped a close for a bad room"),
-            },
-            Control::Takeover { peer, secret } => ClusterEvent::Takeover(ResumeToken { peer, secret }),
-        };
-        inboxes.cluster.do_send(event);
-    }
-
-    /// Hands one received channel message to the node.
-    fn dispatch(self: &Arc<Self>, channel: &str, payload: &[u8]) {
-        let Some(inboxes) = self.inboxes.get() else { return };
-        if channel == self.keys.control() {
-            return self.control(inboxes, payload);
-        }
-        match wire::decode(payload) {
-            Ok(wire::Decoded::Link(wire::LinkMsg::Data { src, inc, seq, base, deadline_us, body })) => {
-                let mut inlets = self.inlets.lock().unwrap_or_else(PoisonError::into_inner);
-                let received = inlets.receive(src, inc, seq, base, deadline_us, body);
-                drop(inlets);
-                if let Received::Deliver(link) = received {
-                    let sent_us = deadline_us.saturating_sub(self.settings.timeout.as_micros() as u64);
-                    self.metrics.transit.observe(wire::now_us().saturating_sub(sent_us) as f64 / 1e6);
-                    self.deliver(inboxes, body, via(src.into(), link, deadline_us));
-                }
-                // What this message released from behind a gap, after it.
-                self.deliver_released();
-            }
-            Ok(wire::Decoded::Link(wire::LinkMsg::Status { from, inc, upto, lost, missing })) => {
-                self.enqueue(Op::Status { from: from.into(), inc, upto, lost, missing });
-            }
-            Ok(wire::Decoded::Link(wire::LinkMsg::Probe { src, inc, last, base })) => {
-                self.inlets.lock().unwrap_or_else(PoisonError::into_inner).probe(src, inc, last, base);
-            }
-            // Unsequenced: the canary, or a node of the previous version.
-            Ok(other) => self.take(inboxes, other, None),
-            Err(e) => {
-                self.metrics.errors.inc();
-                debug!(node = %self.keys.node(), error = %e, "dropped an unreadable cluster message");
-            }
-        }
-    }
-
-    /// Delivers what the links released from behind gaps given up on.
-    fn deliver_released(self: &Arc<Self>) {
-        let Some(inboxes) = self.inboxes.get() else { return };
-        let ready = self.inlets.lock().unwrap_or_else(PoisonError::into_inner).ready();
-        for r in ready {
-            self.deliver(inboxes, &r.body, via(r.src, r.link, r.deadline_us));
-        }
-    }
-
-    /// A message a link delivered.
-    fn deliver(self: &Arc<Self>, inboxes: &Inboxes, body: &[u8], via: Via) {
-        match wire::decode(body) {
-            Ok(decoded) => self.take(inboxes, decoded, Some(via)),
-            Err(e) => {
-                // Settled as delivered on its link, yet nobody can be told: the one silent loss.
-                self.metrics.errors.inc();
-                self.metrics.silent_loss.inc();
-                warn!(node = %self.keys.node(), from = %via.node, error = %e, "dropped an unreadable message from a link");
-            }
-        }
-    }
-
-    fn take(self: &Arc<Self>, inboxes: &Inboxes, decoded: wire::Decoded<'_>, via: Option<Via>) {
-        let (room, event) = match decoded {
-            wire::Decoded::Canary => return self.health.canary_seen(),
-            wire::Decoded::Ack { token } => return self.acks.received(token),
-            wire::Decoded::Room { room, event, sent_us } => {
-                if let Some(sent) = sent_us {
-                    // An unsequenced relay (a node of the previous version): its own deadline.
-                    let age = wire::now_us().saturating_sub(sent);
-                    self.metrics.transit.observe(age as f64 / 1e6);
-                    if age > self.settings.timeout.as_micros() as u64 {
-                        self.metrics.expired.inc();
-                        return warn!(node = %self.keys.node(), room = %room, age_us = age, "dropped a relay that arrived too late");
-                    }
-                }
-                (room, event)
-            }
-            wire::Decoded::Link(_) => {
-                self.metrics.errors.inc();
-                return debug!(node = %self.keys.node(), "dropped link upkeep nested in a link message");
-            }
-        };
-        self.metrics.received.inc();
-        if let (RoomEvent::Bounce { link, why, .. }, Some(v)) = (&event, &via) {
-            // The link's sender side decides whether the relay still needs this answer.
-            let (from, link, why) = (v.node.clone(), *link, why.clone());
-            return self.enqueue(Op::Bounce { from, link, why, inbound: Box::new(Inbound { room, event, via }) });
-        }
-        match inboxes.rooms.deliver(Inbound { room, event, via }) {
-            Ok(()) => {}
-            // No such room here (it just closed): nothing here needs to know the joiner.
-            Err(Inbound { event: RoomEvent::Joined(_, Some(ack)), .. }) => self.send_ack(ack),
-            // Nothing here routes to the moved peer any more; its new node still waits
-            // for this node's word on it.
-            Err(Inbound { room, event: RoomEvent::Moved { peer, from, to }, .. })
-                if &to != self.keys.node() && &from != self.keys.node() =>
-            {
-                self.send_fences(&room, peer, from, to)
-            }
-            // A signal for a peer of a room this node no longer holds.
-            Err(Inbound { room, event: RoomEvent::Relay { from, to: Some(_), id, .. }, via: Some(via) }) => {
-                self.bounce(&room, &via, from, id, "the peer is not in the room")
-            }
-            Err(_) => {}
         }
     }
 }

@@ -1,8 +1,12 @@
-//! Reading what the scripts answer: member records, and the join script's count of nodes told.
+//! Reading what the scripts answer (member records, the join script's count of nodes told),
+//! and answering each operation from its commands' results.
+
+use std::sync::atomic::Ordering;
 
 use redis::{RedisError, RedisResult, Value};
 
-use super::wire;
+use super::writer::Op;
+use super::{Shared, wire};
 use crate::bus::{BusError, Claim, MemberRecord};
 
 /// `[peer, record, peer, record, ...]` into member records.
@@ -46,6 +50,77 @@ pub(super) fn claim(value: Option<RedisResult<Value>>) -> Result<Claim, BusError
         Some(super::PENDING) => Ok(Claim::Pending),
         Some(json) => {
             serde_json::from_str(json).map(Claim::Parked).map_err(|e| BusError::Corrupt(format!("parked session: {e}")))
+        }
+    }
+}
+
+impl Shared {
+    /// Answers an operation that never reached Redis.
+    pub(super) fn finish(&self, op: Op, err: Result<(), BusError>) {
+        if op.counted() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Err(e) = err {
+            self.metrics.errors.inc();
+            op.fail(e);
+        }
+    }
+
+    /// Answers an operation from its commands' results.
+    pub(super) fn answer(&self, op: Op, results: Vec<RedisResult<Value>>) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        let failed = results.iter().find_map(|r| r.as_ref().err()).map(|e| {
+            self.metrics.errors.inc();
+            if is_script_error(e, "FENCED") {
+                BusError::Fenced
+            } else if is_script_error(e, "FULL") {
+                BusError::RoomFull
+            } else if is_script_error(e, "SEAT") {
+                BusError::SeatTaken
+            } else {
+                BusError::Unavailable(e.to_string())
+            }
+        });
+        // A caller that stopped waiting does not need the answer.
+        match op {
+            Op::Join { reply, .. } => {
+                let out = match failed {
+                    Some(e) => Err(e),
+                    None => joined(results.into_iter().next()),
+                };
+                let _ = reply.send(out);
+            }
+            Op::Members { reply, .. } => {
+                let out = match failed {
+                    Some(e) => Err(e),
+                    None => records(results.into_iter().next()),
+                };
+                let _ = reply.send(out);
+            }
+            Op::Leave { reply, .. } | Op::Goodbye { reply } | Op::Park { reply, .. } => {
+                let _ = reply.send(failed.map_or(Ok(()), Err));
+            }
+            Op::Claim { reply, .. } => {
+                let out = match failed {
+                    Some(e) => Err(e),
+                    None => claim(results.into_iter().next()),
+                };
+                let _ = reply.send(out);
+            }
+            Op::Move { reply, .. } => {
+                let gone = results.iter().any(|r| r.as_ref().is_err_and(|e| is_script_error(e, "GONE")));
+                let out = match failed {
+                    _ if gone => Ok(None),
+                    Some(e) => Err(e),
+                    None => records(results.into_iter().next()).map(Some),
+                };
+                let _ = reply.send(out);
+            }
+            // Settled by their links, never answered from a pipeline (see `pipeline`).
+            op
+            @ (Op::Publish { .. } | Op::Send { .. } | Op::Control { .. } | Op::Status { .. } | Op::Bounce { .. }) => {
+                op.fail(failed.unwrap_or(BusError::Unavailable("not sent".into())))
+            }
         }
     }
 }
