@@ -133,6 +133,9 @@ impl Webhooks {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(shared.settings.timeout))
             .http_status_as_error(false)
+            // A redirected POST becomes a GET without the body: a 3xx is an answer to fix at
+            // the receiver (it shows as `HTTP 30x` in the failures), never a delivery.
+            .max_redirects(0)
             .build()
             .into();
         std::thread::Builder::new()

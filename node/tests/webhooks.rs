@@ -66,6 +66,8 @@ async fn hook(req: HttpRequest, body: web::Bytes, r: web::Data<Arc<Receiver>>) -
     let status = match room.as_str() {
         "flaky" if attempt <= 2 => 500,
         "dead" => 503,
+        // A redirect to where a GET would succeed: a client that followed it would lose the body.
+        "moved" => 301,
         "slow" if attempt == 1 => {
             // Longer than the node's 5 s bound: the node must give up on this attempt and retry.
             actix_web::rt::time::sleep(Duration::from_secs(6)).await;
@@ -75,7 +77,11 @@ async fn hook(req: HttpRequest, body: web::Bytes, r: web::Data<Arc<Receiver>>) -
     };
     let body = String::from_utf8_lossy(&body).into_owned();
     r.got.lock().unwrap().push(Got { body, event, signed, answered: status });
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+    let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    if status == 301 {
+        response.insert_header(("location", "/hook"));
+    }
+    response.finish()
 }
 
 fn start_receiver(port: u16) -> Arc<Receiver> {
@@ -153,7 +159,7 @@ async fn a_lone_node_delivers_every_room_event_signed_in_order_and_retries_failu
 
     // flaky, slow, dead: one peer each, joining and leaving.
     let mut ids = BTreeMap::new();
-    for room in ["flaky", "slow", "dead"] {
+    for room in ["flaky", "slow", "dead", "moved"] {
         let mut p = V1Peer::connect(&ws).await;
         p.join(room).await;
         p.ws.send_json(serde_json::json!({"type": "leave", "room": room})).await;
@@ -179,20 +185,24 @@ async fn a_lone_node_delivers_every_room_event_signed_in_order_and_retries_failu
         assert_eq!(delivered(&r, room, &who), want, "{room}");
     }
 
-    // dead: each event given up after its 6 s window (its room's next one waits for it: order
-    // per room), listed with what the receiver answered.
+    // dead and moved: each event given up after its 6 s window (its room's next one waits for
+    // it: order per room), listed with what the receiver answered; a redirect is not followed.
     let (_, auth) = ("authorization", format!("Bearer {API_KEY}"));
     wait_for("dead's failures listed", Duration::from_secs(45), || {
         let (_, body) = http_get(&node.addr, "/v1/webhooks/failures", &[("authorization", &auth)]);
-        serde_json::from_str::<Value>(&body).is_ok_and(|v| v["failures"].as_array().is_some_and(|f| f.len() == 4))
+        serde_json::from_str::<Value>(&body).is_ok_and(|v| v["failures"].as_array().is_some_and(|f| f.len() == 8))
     });
     let (status, body) = http_get(&node.addr, "/v1/webhooks/failures", &[("authorization", &auth)]);
     assert_eq!(status, 200, "{body}");
     let failures: Value = serde_json::from_str(&body).expect("json");
     for f in failures["failures"].as_array().expect("failures") {
-        assert_eq!(f["room"], "dead", "{f}");
+        let want = match f["room"].as_str() {
+            Some("dead") => "HTTP 503",
+            Some("moved") => "HTTP 301",
+            _ => panic!("only dead's and moved's events fail: {f}"),
+        };
         assert_eq!(f["url"], url.as_str(), "{f}");
-        assert_eq!(f["last_error"], "HTTP 503", "{f}");
+        assert_eq!(f["last_error"], want, "{f}");
         assert!(f["attempts"].as_u64().is_some_and(|n| n >= 3), "backed off yet retried: {f}");
     }
 
@@ -224,7 +234,7 @@ async fn a_lone_node_delivers_every_room_event_signed_in_order_and_retries_failu
     let value =
         |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(-1.0);
     assert_eq!(value("switchboard_webhooks_pending "), 0.0, "{metrics}");
-    assert_eq!(value("switchboard_webhooks_failed_total "), 4.0);
+    assert_eq!(value("switchboard_webhooks_failed_total "), 8.0);
     assert_eq!(value("switchboard_webhooks_delivered_total "), 14.0);
     assert!(value("switchboard_webhooks_retried_total ") >= 8.0 + 1.0);
 }
