@@ -122,6 +122,9 @@ pub struct Webhooks {
     tx: mpsc::UnboundedSender<WebhookEvent>,
     failures: Arc<Mutex<VecDeque<WebhookFailure>>>,
     cluster: Arc<str>,
+    /// Deliveries not yet settled (counted when an event is sent, once per URL).
+    pending: IntGauge,
+    urls: usize,
 }
 
 impl Webhooks {
@@ -129,6 +132,7 @@ impl Webhooks {
     pub fn start(settings: WebhookSettings, cluster: &str, metrics: WebhookMetrics) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let failures = Arc::new(Mutex::new(VecDeque::new()));
+        let (pending, urls) = (metrics.pending.clone(), settings.urls.len());
         let shared = Arc::new(Shared { settings, metrics, failures: Arc::clone(&failures) });
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(shared.settings.timeout))
@@ -149,7 +153,21 @@ impl Webhooks {
             })
             .map_err(|e| warn!(error = %e, "webhooks cannot start: no thread"))
             .ok();
-        Self { tx, failures, cluster: cluster.into() }
+        Self { tx, failures, cluster: cluster.into(), pending, urls }
+    }
+
+    /// Waits until every delivery has settled (delivered or given up), at most `within`; whether
+    /// they all did. A stopping node calls it so that its last events (the members leaving with
+    /// `shutdown`, the rooms finishing) go out before it exits.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.pending.get() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Queues one event for every URL (`peer` and `reason` as the kind has them).
@@ -163,7 +181,11 @@ impl Webhooks {
             peer,
             reason,
         };
-        let _ = self.tx.send(event);
+        // Counted now, not when the dispatcher takes it: a flush must not see 0 meanwhile.
+        self.pending.add(self.urls as i64);
+        if self.tx.send(event).is_err() {
+            self.pending.sub(self.urls as i64);
+        }
     }
 
     /// The most recent failures first.
@@ -203,12 +225,12 @@ async fn dispatch(shared: Arc<Shared>, agent: ureq::Agent, mut rx: mpsc::Unbound
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "an event could not be serialized; dropped");
+                shared.metrics.pending.sub(urls.len() as i64);
                 continue;
             }
         };
         let prepared = Arc::new(Prepared { event, body });
         for (url, queues, slots) in &urls {
-            shared.metrics.pending.inc();
             let room = prepared.event.room.clone();
             let idle = {
                 let mut q = queues.lock().unwrap_or_else(PoisonError::into_inner);

@@ -26,6 +26,8 @@ use crate::state::NodeState;
 
 /// Time kept back from the shutdown timeout for leaving the cluster and stopping the server.
 const RESERVE: Duration = Duration::from_secs(2);
+/// How long a stopping lone node waits at most for its last webhooks.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
 
 pub async fn on_signal(state: Arc<NodeState>, server: ServerHandle) {
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -36,7 +38,17 @@ pub async fn on_signal(state: Arc<NodeState>, server: ServerHandle) {
         _ = term.recv() => info!("SIGTERM: draining"),
         _ = int.recv() => info!("SIGINT: draining"),
     }
+    let signalled = Instant::now();
     drain(&state).await;
+    if let Some(webhooks) = state.webhooks.get() {
+        // The members' `peer.left` (shutdown) and the rooms' `room.finished` were just queued;
+        // the wait stays within the shutdown timeout, a second kept for stopping the server.
+        let left = (signalled + state.config.shutdown_timeout()).saturating_duration_since(Instant::now());
+        let within = WEBHOOK_FLUSH.min(left.saturating_sub(Duration::from_secs(1)));
+        if !webhooks.flush(within).await {
+            warn!(waited_ms = within.as_millis() as u64, "webhooks still pending at exit are lost");
+        }
+    }
     // Leave the cluster at once rather than let the other nodes wait out this node's lease.
     match tokio::time::timeout(Duration::from_secs(2), state.bus.goodbye()).await {
         Ok(Ok(())) => {}

@@ -68,6 +68,8 @@ async fn hook(req: HttpRequest, body: web::Bytes, r: web::Data<Arc<Receiver>>) -
         "dead" => 503,
         // A redirect to where a GET would succeed: a client that followed it would lose the body.
         "moved" => 301,
+        // The last events of a stopping node fail once: only a node that waits retries them.
+        "bye" if attempt == 1 && event["type"] != "room.started" && event["type"] != "peer.joined" => 500,
         "slow" if attempt == 1 => {
             // Longer than the node's 5 s bound: the node must give up on this attempt and retry.
             actix_web::rt::time::sleep(Duration::from_secs(6)).await;
@@ -260,4 +262,23 @@ fn webhook_flags_that_a_receiver_could_not_verify_refuse_to_start() {
         ],
         "webhooks are delivered by a lone node",
     );
+}
+
+/// SIGTERM: the members leave with `shutdown` and their rooms finish, and the node waits for
+/// those last webhooks before it exits (the receiver fails their first attempt: they go out
+/// only if the node stays for the retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_sends_its_last_events_before_it_exits() {
+    let port = free_port();
+    let r = start_receiver(port);
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let mut node = start(&["--webhook-urls", &url, "--webhook-secret", SECRET]);
+    let mut p = V1Peer::connect(&node.ws_url("/v1/ws")).await;
+    p.join("bye").await;
+    let who = [p.id.as_str()];
+    wait_for("bye's first events", Duration::from_secs(10), || delivered(&r, "bye", &who).len() == 2);
+    node.terminate();
+    assert!(node.wait_exit(Duration::from_secs(15)).is_some(), "the node did not exit");
+    let want = ["room.started - -", "peer.joined p0 -", "peer.left p0 shutdown", "room.finished - -"];
+    assert_eq!(delivered(&r, "bye", &who), want, "delivered before the node exited");
 }
