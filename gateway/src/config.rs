@@ -170,6 +170,11 @@ pub struct EdgeArgs {
 }
 
 impl EdgeArgs {
+    /// Whether any webhook URL is set (an empty `SWITCHBOARD_WEBHOOK_URLS=""` is none).
+    pub fn webhooks_configured(&self) -> bool {
+        self.webhook_urls.iter().any(|u| !u.is_empty())
+    }
+
     pub fn webhook_retry(&self) -> Duration {
         Duration::from_secs(self.webhook_retry_secs)
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError, cmd};
+use redis::{RedisError, cmd};
 use switchboard::api::{Member, NodeInfo, RoomDetail, RoomList, RoomSummary};
 use switchboard::cluster::endpoint::Endpoint;
 use switchboard::cluster::{Control, Keys, parse_record};
@@ -80,11 +80,7 @@ impl Inner {
         if let Some(conn) = current.as_ref() {
             return Ok(conn.clone());
         }
-        let client = self.endpoint.client(REDIS_TIMEOUT).await.map_err(down)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT));
-        let conn = client.get_multiplexed_async_connection_with_config(&config).await.map_err(down)?;
+        let conn = self.endpoint.connection(REDIS_TIMEOUT).await.map_err(down)?;
         *current = Some(conn.clone());
         Ok(conn)
     }

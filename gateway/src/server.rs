@@ -51,7 +51,7 @@ struct Probe {
 
 /// Runs the gateway until SIGTERM or SIGINT. Must be called inside an actix `System`.
 pub async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
-    if config.edge.webhook_urls.iter().any(|u| !u.is_empty()) {
+    if config.edge.webhooks_configured() {
         return Err(EdgeError::WebhooksNeedLoneNode.into());
     }
     let endpoint = Endpoint::parse(&config.redis_url, &config.redis_tls.files())?;

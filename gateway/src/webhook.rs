@@ -122,8 +122,8 @@ pub struct Webhooks {
     tx: mpsc::UnboundedSender<WebhookEvent>,
     failures: Arc<Mutex<VecDeque<WebhookFailure>>>,
     cluster: Arc<str>,
-    /// Deliveries not yet settled (counted when an event is sent, once per URL).
-    pending: IntGauge,
+    /// `pending` counts deliveries not yet settled from the moment an event is sent, once per URL.
+    metrics: WebhookMetrics,
     urls: usize,
 }
 
@@ -132,7 +132,7 @@ impl Webhooks {
     pub fn start(settings: WebhookSettings, cluster: &str, metrics: WebhookMetrics) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let failures = Arc::new(Mutex::new(VecDeque::new()));
-        let (pending, urls) = (metrics.pending.clone(), settings.urls.len());
+        let (handle_metrics, urls) = (metrics.clone(), settings.urls.len());
         let shared = Arc::new(Shared { settings, metrics, failures: Arc::clone(&failures) });
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(shared.settings.timeout))
@@ -153,7 +153,7 @@ impl Webhooks {
             })
             .map_err(|e| warn!(error = %e, "webhooks cannot start: no thread"))
             .ok();
-        Self { tx, failures, cluster: cluster.into(), pending, urls }
+        Self { tx, failures, cluster: cluster.into(), metrics: handle_metrics, urls }
     }
 
     /// Waits until every delivery has settled (delivered or given up), at most `within`; whether
@@ -161,7 +161,7 @@ impl Webhooks {
     /// `shutdown`, the rooms finishing) go out before it exits.
     pub async fn flush(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
-        while self.pending.get() > 0 {
+        while self.metrics.pending.get() > 0 {
             if Instant::now() >= deadline {
                 return false;
             }
@@ -182,9 +182,11 @@ impl Webhooks {
             reason,
         };
         // Counted now, not when the dispatcher takes it: a flush must not see 0 meanwhile.
-        self.pending.add(self.urls as i64);
+        self.metrics.pending.add(self.urls as i64);
         if self.tx.send(event).is_err() {
-            self.pending.sub(self.urls as i64);
+            // The delivery thread never started (logged then): counted as given up.
+            self.metrics.pending.sub(self.urls as i64);
+            self.metrics.failed.inc_by(self.urls as u64);
         }
     }
 
@@ -224,8 +226,9 @@ async fn dispatch(shared: Arc<Shared>, agent: ureq::Agent, mut rx: mpsc::Unbound
         let body = match serde_json::to_vec(&event) {
             Ok(b) => b,
             Err(e) => {
-                warn!(error = %e, "an event could not be serialized; dropped");
+                warn!(error = %e, "an event could not be serialized; given up");
                 shared.metrics.pending.sub(urls.len() as i64);
+                shared.metrics.failed.inc_by(urls.len() as u64);
                 continue;
             }
         };

@@ -79,7 +79,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let endpoint = config.redis_endpoint().transpose()?;
     if let Some(e) = &endpoint {
         e.supported()?;
-        if config.edge.webhook_urls.iter().any(|u| !u.is_empty()) {
+        if config.edge.webhooks_configured() {
             return Err(EdgeError::WebhooksNeedLoneNode.into());
         }
     }

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::io::tcp::TcpSettings;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, RedisResult,
-    TlsCertificates, TlsMode,
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+    RedisResult, TlsCertificates, TlsMode,
 };
 
 /// The URL forms `--redis-url` accepts, for error messages.
@@ -251,10 +252,6 @@ impl Endpoint {
         }
     }
 
-    pub fn is_tls(&self) -> bool {
-        self.tls
-    }
-
     /// Where it points, for logs: hosts and ports, the master's name, whether TLS — never the
     /// password.
     pub fn shown(&self) -> &str {
@@ -316,19 +313,23 @@ impl Endpoint {
         None
     }
 
-    /// A client for one of the sentinels (to hear `+switch-master`); `None` for other topologies.
-    pub async fn sentinel_client(&self, within: Duration) -> Option<RedisResult<Client>> {
-        let Topology::Sentinel(s) = &self.topology else { return None };
-        let timed_out = || RedisError::from((redis::ErrorKind::Io, "no sentinel answered in time"));
-        let mut sentinel = match s.client(self.tls) {
-            Ok(s) => s,
-            Err(e) => return Some(Err(e)),
+    /// A multiplexed connection to the Redis to use now ([`Endpoint::client`]), its connect and
+    /// every response bounded by `within`.
+    pub async fn connection(&self, within: Duration) -> RedisResult<MultiplexedConnection> {
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(within)).set_response_timeout(Some(within));
+        self.client(within).await?.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    /// A client for one of the sentinels (to hear `+switch-master`); an error for other
+    /// topologies.
+    pub async fn sentinel_client(&self, within: Duration) -> RedisResult<Client> {
+        let Topology::Sentinel(s) = &self.topology else {
+            return Err(RedisError::from((redis::ErrorKind::InvalidClientConfig, "not a Sentinel URL")));
         };
-        Some(
-            tokio::time::timeout(within, sentinel.async_get_sentinel_client())
-                .await
-                .unwrap_or_else(|_| Err(timed_out())),
-        )
+        let timed_out = || RedisError::from((redis::ErrorKind::Io, "no sentinel answered in time"));
+        let mut sentinel = s.client(self.tls)?;
+        tokio::time::timeout(within, sentinel.async_get_sentinel_client()).await.map_err(|_| timed_out())?
     }
 }
 
@@ -381,7 +382,7 @@ mod tests {
         let e = parse("redis://:s3cret@10.0.0.5:6380/2").unwrap();
         assert_eq!((e.kind(), e.shown()), (Kind::Single, "10.0.0.5:6380"));
         let e = parse("rediss://app:s3cret@redis.example.com:6380").unwrap();
-        assert_eq!((e.kind(), e.shown(), e.is_tls()), (Kind::Single, "redis.example.com:6380 (TLS)", true));
+        assert_eq!((e.kind(), e.shown()), (Kind::Single, "redis.example.com:6380 (TLS)"));
         let e = parse("redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/mymaster/3").unwrap();
         assert_eq!(e.kind(), Kind::Sentinel);
         assert_eq!(e.shown(), "master mymaster via sentinels 10.0.0.1:26379,10.0.0.2:26379");

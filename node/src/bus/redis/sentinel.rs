@@ -24,12 +24,9 @@ pub async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new();
     loop {
         let subscribed = tokio::time::timeout(timeout, async {
-            let Some(client) = shared.endpoint.sentinel_client(timeout).await else {
-                return Err(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "not a Sentinel URL")));
-            };
-            let mut pubsub = client?.get_async_pubsub().await?;
+            let mut pubsub = shared.endpoint.sentinel_client(timeout).await?.get_async_pubsub().await?;
             pubsub.subscribe(CHANNEL).await?;
-            Ok(pubsub)
+            Ok::<_, redis::RedisError>(pubsub)
         })
         .await;
         match subscribed {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisResult};
 use switchboard::protocol::{PeerId, RoomName};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -375,11 +375,7 @@ fn bounce(shared: &Shared, links: &mut Outboxes, from: NodeId, link: Option<Link
 }
 
 async fn connect(shared: &Shared, fresh: bool) -> RedisResult<Link> {
-    let client = shared.endpoint.client(shared.settings.timeout).await?;
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(shared.settings.timeout))
-        .set_response_timeout(Some(shared.settings.timeout));
-    let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut con = shared.endpoint.connection(shared.settings.timeout).await?;
     let scripts = Scripts::load(&mut con).await?;
     let mut link = Link { con, scripts, epoch: 0, registered: Instant::now(), since: Instant::now() };
     link.epoch = register(shared, &mut link, fresh).await?;
