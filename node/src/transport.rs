@@ -231,6 +231,7 @@ pub struct Reader {
     buf: BytesMut,
     codec: Codec,
     max_frame: usize,
+    stopped: Stopped,
 }
 
 impl Reader {
@@ -240,7 +241,21 @@ impl Reader {
         if !leftover.is_empty() {
             buf.extend_from_slice(&leftover);
         }
-        Self { io, buf, codec: Codec::new().max_size(max_frame), max_frame }
+        Self { io, buf, codec: Codec::new().max_size(max_frame), max_frame, stopped: Stopped::default() }
+    }
+}
+
+/// Set once a socket's futures are stopped. actix cancels a spawned future lazily (it is
+/// removed only after some other future of the actor returns `Pending`), so a reader cancelled
+/// while its actor handles a message can still be polled once more in the same pass: without
+/// this flag, the old socket's end (a resumed client's stalled path, healing) would be reported
+/// as the end of the socket that replaced it.
+#[derive(Clone, Default)]
+struct Stopped(std::rc::Rc<std::cell::Cell<bool>>);
+
+impl Stopped {
+    fn get(&self) -> bool {
+        self.0.get()
     }
 }
 
@@ -266,6 +281,7 @@ enum Decoded {
 impl Reader {
     /// Hands every complete frame in `buf` to the actor, within `budget`.
     fn decode<A: Connection>(
+        stopped: &Stopped,
         codec: &mut Codec,
         buf: &mut BytesMut,
         budget: &mut usize,
@@ -273,7 +289,7 @@ impl Reader {
         ctx: &mut A::Context,
     ) -> Decoded {
         loop {
-            if act.outbox().is_closing() {
+            if act.outbox().is_closing() || stopped.get() {
                 return Decoded::Stop;
             }
             if *budget == 0 {
@@ -299,9 +315,12 @@ impl<A: Connection> ActorFuture<A> for Reader {
 
     fn poll(self: Pin<&mut Self>, act: &mut A, ctx: &mut A::Context, task: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        if this.stopped.get() {
+            return Poll::Ready(());
+        }
         let mut budget = READ_BUDGET;
         loop {
-            match Self::decode(&mut this.codec, &mut this.buf, &mut budget, act, ctx) {
+            match Self::decode(&this.stopped, &mut this.codec, &mut this.buf, &mut budget, act, ctx) {
                 Decoded::Drained => {}
                 Decoded::Stop => return Poll::Ready(()),
                 Decoded::Budget => {
@@ -344,14 +363,16 @@ impl<A: Connection> ActorFuture<A> for Reader {
                     Some(Poll::Ready(()))
                 }
                 Poll::Pending => Some(Poll::Pending),
-                Poll::Ready(Ok(_)) => match Self::decode(&mut this.codec, &mut scratch, &mut budget, act, ctx) {
-                    Decoded::Stop => Some(Poll::Ready(())),
-                    Decoded::Drained => None,
-                    Decoded::Budget => {
-                        task.waker().wake_by_ref();
-                        Some(Poll::Pending)
+                Poll::Ready(Ok(_)) => {
+                    match Self::decode(&this.stopped, &mut this.codec, &mut scratch, &mut budget, act, ctx) {
+                        Decoded::Stop => Some(Poll::Ready(())),
+                        Decoded::Drained => None,
+                        Decoded::Budget => {
+                            task.waker().wake_by_ref();
+                            Some(Poll::Pending)
+                        }
                     }
-                },
+                }
             };
             if !scratch.is_empty() {
                 // Keep what this session still needs; the scratch belongs to the worker.
@@ -382,12 +403,17 @@ fn declared_payload_len(buf: &[u8]) -> Option<u64> {
 
 /// Drains the session's outbox into its socket; after a close frame, flushes and shuts the
 /// socket down.
-pub struct Writer;
+pub struct Writer {
+    stopped: Stopped,
+}
 
 impl<A: Connection> ActorFuture<A> for Writer {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, act: &mut A, ctx: &mut A::Context, task: &mut Context<'_>) -> Poll<()> {
+        if self.stopped.get() {
+            return Poll::Ready(());
+        }
         match act.outbox().poll_drain(task) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(_) => {
@@ -399,15 +425,16 @@ impl<A: Connection> ActorFuture<A> for Writer {
 }
 
 /// The reader and writer futures of one socket, to stop them when the session takes another.
-#[derive(Clone, Copy)]
 pub struct Running {
     reader: actix::SpawnHandle,
     writer: actix::SpawnHandle,
+    stopped: Stopped,
 }
 
 impl Running {
-    /// Stops both: nothing more is read from the socket or reported about it.
+    /// Stops both: nothing more is read from the socket or reported about it, from now on.
     pub fn stop<A: Connection>(self, ctx: &mut A::Context) {
+        self.stopped.0.set(true);
         ctx.cancel_future(self.reader);
         ctx.cancel_future(self.writer);
     }
@@ -417,14 +444,17 @@ impl Running {
 pub fn start<A: Connection>(ctx: &mut A::Context, reader: Reader) -> Running {
     // The writer is spawned after the reader so that, within one poll of the actor, frames
     // queued while reading are flushed in the same pass.
+    let stopped = reader.stopped.clone();
     let reader = ctx.spawn(reader);
-    let writer = ctx.spawn(Writer);
-    Running { reader, writer }
+    let writer = ctx.spawn(Writer { stopped: stopped.clone() });
+    Running { reader, writer, stopped }
 }
 
 #[cfg(test)]
 mod tests {
     use super::declared_payload_len;
+    use actix_http::ws::{Frame, ProtocolError};
+    use bytes::BytesMut;
 
     /// A numbered frame decodes as the text `{"seq":N,` + the payload's rest, at every length
     /// encoding.
@@ -451,6 +481,90 @@ mod tests {
             assert_eq!((v["seq"].as_u64(), v["pad"].as_str().map(str::len)), (Some(seq), Some(size)));
         }
         drop(client);
+    }
+
+    /// A socket stopped for another one while its own end is already read must report
+    /// nothing more: not its frames, not its end. (It once reported the old socket's end as
+    /// the new one's, and a session resumed in place lost the socket it had just taken.) Here
+    /// the swap happens inside the old reader's own poll, where it is deterministic; the flag
+    /// covers a swap in a message handler alike.
+    #[actix_rt::test]
+    async fn a_stopped_socket_reports_nothing_about_its_successor() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+        use actix::{Actor, ActorContext, Context};
+        use actix_http::ws::{Codec, Message};
+        use tokio::io::AsyncWriteExt;
+        use tokio::net::{TcpListener, TcpStream};
+        use tokio_util::codec::Encoder;
+
+        struct Conn {
+            out: super::Outbox,
+            io: Option<super::Running>,
+            next: Option<TcpStream>,
+            frames: Arc<AtomicUsize>,
+            closed: Arc<AtomicUsize>,
+        }
+        impl Actor for Conn {
+            type Context = Context<Self>;
+        }
+        impl super::Connection for Conn {
+            fn outbox(&mut self) -> &mut super::Outbox {
+                &mut self.out
+            }
+            /// Each frame swaps the socket for the next one, as a resume does.
+            fn on_frame(&mut self, _: Frame, ctx: &mut Context<Self>) {
+                self.frames.fetch_add(1, SeqCst);
+                if let Some(old) = self.io.take() {
+                    old.stop::<Conn>(ctx);
+                }
+                if let Some(io) = self.next.take() {
+                    let (rd, wr) = io.into_split();
+                    self.out.attach(wr);
+                    self.io = Some(super::start::<Conn>(ctx, super::Reader::new(rd, BytesMut::new(), 1024)));
+                }
+            }
+            fn on_protocol_error(&mut self, _: ProtocolError, ctx: &mut Context<Self>) {
+                ctx.stop();
+            }
+            fn on_closed(&mut self, _: &mut Context<Self>) {
+                self.closed.fetch_add(1, SeqCst);
+            }
+        }
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pair = || async {
+            let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            (client.unwrap(), server.unwrap().0)
+        };
+        let (mut old_client, old_server) = pair().await;
+        let (new_client, new_server) = pair().await;
+        // The old client's last two frames and its end are all there before the first read.
+        let mut bytes = BytesMut::new();
+        let mut codec = Codec::new().client_mode();
+        for _ in 0..2 {
+            codec.encode(Message::Text("swap".into()), &mut bytes).unwrap();
+        }
+        old_client.write_all(&bytes).await.unwrap();
+        old_client.shutdown().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+        let (frames, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (rd, wr) = old_server.into_split();
+        let (f, c) = (frames.clone(), closed.clone());
+        let _conn = Conn::create(move |ctx| {
+            let io = super::start::<Conn>(ctx, super::Reader::new(rd, BytesMut::new(), 1024));
+            Conn { out: super::Outbox::new(wr, 1 << 16), io: Some(io), next: Some(new_server), frames: f, closed: c }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(frames.load(SeqCst), 1, "the old socket's second frame was read after the swap");
+        assert_eq!(closed.load(SeqCst), 0, "the old socket's end was reported as the new one's");
+        // The new socket's own end is reported.
+        drop(new_client);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(closed.load(SeqCst) >= 1, "the new socket's end was not reported");
     }
 
     #[test]
