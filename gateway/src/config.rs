@@ -154,7 +154,8 @@ pub struct EdgeArgs {
 
     /// URLs that get every room and membership change as a signed JSON `POST`
     /// (`room.started`, `room.finished`, `peer.joined`, `peer.left`), comma-separated. A lone
-    /// node delivers its own; a cluster's delivery through Redis is not built yet.
+    /// node delivers its own; in a cluster the nodes record them in Redis and the gateways
+    /// with this flag deliver them (one at a time, the others standing by).
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_URLS", value_delimiter = ',')]
     pub webhook_urls: Vec<String>,
 

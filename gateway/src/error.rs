@@ -116,9 +116,9 @@ pub enum EdgeError {
     #[error("{0}")]
     Webhook(#[from] crate::webhook::WebhookError),
     #[error(
-        "--webhook-urls: a cluster's nodes do not record events for the gateways yet; webhooks are delivered by a lone node (no --redis-url) for now"
+        "--webhook-urls on a clustered node: its events are recorded in Redis and delivered by the gateways; set the webhook flags on the gateways instead"
     )]
-    WebhooksNeedLoneNode,
+    WebhooksOnGateways,
 }
 
 impl EdgeError {
@@ -130,7 +130,7 @@ impl EdgeError {
             Self::TurnWithoutSecret | Self::TurnSecret(_) => "bad-turn-config",
             Self::Production(_) => "not-production-ready",
             Self::Metrics(_) => "metrics",
-            Self::Webhook(_) | Self::WebhooksNeedLoneNode => "bad-webhook-config",
+            Self::Webhook(_) | Self::WebhooksOnGateways => "bad-webhook-config",
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::edge::Edge;
 use crate::error::{ApiFailure, EdgeError};
 use crate::redis_admin::RedisAdmin;
 use crate::routes;
+use crate::webhook;
 use switchboard::cluster::endpoint::Endpoint;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +52,14 @@ struct Probe {
 
 /// Runs the gateway until SIGTERM or SIGINT. Must be called inside an actix `System`.
 pub async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
-    if config.edge.webhooks_configured() {
-        return Err(EdgeError::WebhooksNeedLoneNode.into());
-    }
     let endpoint = Endpoint::parse(&config.redis_url, &config.redis_tls.files())?;
     endpoint.supported()?;
-    let admin: Arc<dyn ClusterAdmin> = Arc::new(RedisAdmin::new(endpoint, &config.cluster_name));
+    let admin: Arc<dyn ClusterAdmin> = Arc::new(RedisAdmin::new(endpoint.clone(), &config.cluster_name));
     let edge = web::Data::new(Edge::new(&config.edge, &config.cluster_name, Arc::clone(&admin))?);
+    if let Some(hooks) = edge.webhooks() {
+        // The cluster's nodes record the events in Redis; the gateways deliver them.
+        webhook::stream::start(endpoint, &config.cluster_name, hooks.clone());
+    }
     let probe = web::Data::new(Probe { admin, draining: AtomicBool::new(false) });
     let listener =
         TcpListener::bind(config.listen).map_err(|source| GatewayError::Listen { addr: config.listen, source })?;

@@ -80,7 +80,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     if let Some(e) = &endpoint {
         e.supported()?;
         if config.edge.webhooks_configured() {
-            return Err(EdgeError::WebhooksNeedLoneNode.into());
+            return Err(EdgeError::WebhooksOnGateways.into());
         }
     }
     let bus: Arc<dyn Bus> = match &endpoint {

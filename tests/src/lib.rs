@@ -15,6 +15,7 @@ mod redis;
 mod resume;
 mod sentinel;
 mod tls;
+pub mod webhooks;
 
 pub use breaks::{Break, Got, PeerStateSeen, SeqLog, SeqOptions, SeqPeer, SeqPlan, SeqStream};
 pub use client::{Client, Frame, V1Peer};

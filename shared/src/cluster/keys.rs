@@ -14,6 +14,9 @@
 //! | `sb:{c}:node-info:<node>`       | string  | JSON [`NodeInfo`](crate::api::NodeInfo)   | 2 × lease   |
 //! | `sb:{c}:room:<room>`            | hash    | peer id → [`record`](super::record)       | room TTL    |
 //! | `sb:{c}:parked:<token>`         | string  | a parked session (JSON), or `pending`     | resume grace|
+//! | `sb:{c}:events`                 | stream  | webhook events, oldest undelivered first  | trimmed as delivered |
+//! | `sb:{c}:webhooks`               | string  | "a gateway delivers webhooks": nodes record events while it lives | 1 h, renewed |
+//! | `sb:{c}:webhooks:leader`        | string  | the gateway delivering them               | 5 s, renewed |
 //! | channel `sb:{c}:node:<node>`    | pub/sub | events for that node's rooms              | —           |
 //! | channel `sb:{c}:control`        | pub/sub | [`Control`](super::Control) messages      | —           |
 
@@ -24,12 +27,18 @@ use super::NodeId;
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
+    cluster: String,
     node: NodeId,
 }
 
 impl Keys {
     pub fn new(cluster: &str, node: NodeId) -> Self {
-        Self { prefix: format!("sb:{{{cluster}}}:"), node }
+        Self { prefix: format!("sb:{{{cluster}}}:"), cluster: cluster.to_string(), node }
+    }
+
+    /// The cluster's name (`--cluster-name`).
+    pub fn cluster(&self) -> &str {
+        &self.cluster
     }
 
     pub fn node(&self) -> &NodeId {
@@ -97,6 +106,22 @@ impl Keys {
     pub fn control(&self) -> String {
         format!("{}control", self.prefix)
     }
+
+    /// The webhook events the membership scripts record (a stream; a consumer group of the
+    /// gateways delivers them).
+    pub fn events(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    /// Present while gateways deliver webhooks: the scripts record events only then.
+    pub fn webhooks_on(&self) -> String {
+        format!("{}webhooks", self.prefix)
+    }
+
+    /// The gateway delivering the events (one at a time keeps each room's order).
+    pub fn webhooks_leader(&self) -> String {
+        format!("{}webhooks:leader", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -107,7 +132,18 @@ mod tests {
     fn every_key_carries_the_cluster_hash_tag() {
         let k = Keys::new("blue", "n1".into());
         let room = RoomName::v1("r").expect("valid");
-        for key in [k.epoch(), k.nodes(), k.lease(), k.node_rooms(), k.room(&room), k.own_channel(), k.control()] {
+        for key in [
+            k.epoch(),
+            k.nodes(),
+            k.lease(),
+            k.node_rooms(),
+            k.room(&room),
+            k.own_channel(),
+            k.control(),
+            k.events(),
+            k.webhooks_on(),
+            k.webhooks_leader(),
+        ] {
             assert!(key.starts_with("sb:{blue}:"), "{key}");
         }
         assert_eq!(k.room(&room), "sb:{blue}:room:r");

@@ -20,7 +20,8 @@ pub(super) async fn register(shared: &Shared, l: &mut Link, fresh: bool) -> Redi
     shared.generation.fetch_add(1, Ordering::SeqCst);
     let k = &shared.keys;
     let s = &shared.settings;
-    let cmd = l.scripts.register.cmd(
+    let cmd = l.scripts.register.recording(
+        k,
         &[&k.epoch(), &k.nodes(), &k.lease(), &k.node_rooms()],
         &[
             k.node().as_ref(),
@@ -87,7 +88,8 @@ pub(super) async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Nex
         return Ok(Next::Continue);
     }
     let k = &shared.keys;
-    let cmd = l.scripts.reap.cmd(
+    let cmd = l.scripts.reap.recording(
+        k,
         &[&k.nodes(), &k.lease()],
         &[
             k.lease_prefix().as_str(),
@@ -109,7 +111,8 @@ pub(super) async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Nex
 /// Removes this node from the cluster (lease, records) and marks the bus down.
 pub(super) async fn leave_cluster(shared: &Shared, l: &mut Link) -> RedisResult<()> {
     let k = &shared.keys;
-    let cmd = l.scripts.goodbye.cmd(
+    let cmd = l.scripts.goodbye.recording(
+        k,
         &[&k.nodes(), &k.lease(), &k.node_rooms(), &k.node_info(k.node())],
         &[k.node().as_ref(), l.epoch.to_string().as_str(), k.room_prefix().as_str(), k.control().as_str()],
     );

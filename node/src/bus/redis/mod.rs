@@ -175,7 +175,7 @@ impl Bus for RedisBus {
     fn leave(&self, room: &RoomName, _node: &NodeId, peer: PeerId, reason: LeaveReason) -> BusResult<()> {
         let (reply, rx) = oneshot::channel();
         let left = wire::encode_event(room, &RoomEvent::Left { peer, reason });
-        self.shared.enqueue(Op::Leave { room: room.clone(), peer, left, reply });
+        self.shared.enqueue(Op::Leave { room: room.clone(), peer, left, reason, reply });
         answer(rx)
     }
 

@@ -149,7 +149,8 @@ fn add_command(pipe: &mut redis::Pipeline, shared: &Shared, l: &Link, op: &Op, e
     match op {
         Op::Join { room, member, joined, capacity, seat, .. } => {
             let (seat, user) = seat_args(member, *seat);
-            pipe.add_command(l.scripts.join.cmd(
+            pipe.add_command(l.scripts.join.recording(
+                k,
                 &[&k.lease(), &k.room(room), &k.node_rooms()],
                 &[
                     k.node().as_bytes(),
@@ -166,8 +167,9 @@ fn add_command(pipe: &mut redis::Pipeline, shared: &Shared, l: &Link, op: &Op, e
                 ],
             ));
         }
-        Op::Leave { room, peer, left, .. } => {
-            pipe.add_command(l.scripts.leave.cmd(
+        Op::Leave { room, peer, left, reason, .. } => {
+            pipe.add_command(l.scripts.leave.recording(
+                k,
                 &[&k.lease(), &k.room(room), &k.node_rooms()],
                 &[
                     k.node().as_bytes(),
@@ -176,6 +178,7 @@ fn add_command(pipe: &mut redis::Pipeline, shared: &Shared, l: &Link, op: &Op, e
                     left,
                     k.channel_prefix().as_bytes(),
                     room.as_str().as_bytes(),
+                    reason.as_str().as_bytes(),
                 ],
             ));
         }

@@ -3,6 +3,8 @@
 
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, RedisResult, ToRedisArgs};
+use switchboard::cluster::Keys;
+use switchboard::protocol::RoomName;
 
 pub struct Script {
     sha: String,
@@ -19,6 +21,21 @@ impl Script {
         }
         cmd
     }
+
+    /// An `EVALSHA` of a script that records webhook events (see `lua/events.lua`): the
+    /// events stream and its marker follow `keys`.
+    pub fn recording<A: ToRedisArgs>(&self, k: &Keys, keys: &[&str], args: &[A]) -> Cmd {
+        let (events, on) = (k.events(), k.webhooks_on());
+        let mut all = keys.to_vec();
+        all.extend([events.as_str(), on.as_str()]);
+        self.cmd(&all, args)
+    }
+}
+
+/// A membership script that records webhook events: `lua/events.lua` before its own text.
+fn recording(text: &str) -> String {
+    let prelude = include_str!("lua/events.lua").replace("@SEED_PREFIX@", RoomName::SEED_PREFIX);
+    format!("{prelude}{text}")
 }
 
 pub struct Scripts {
@@ -39,12 +56,12 @@ impl Scripts {
             Ok(Script { sha })
         }
         Ok(Self {
-            register: one(con, include_str!("lua/register.lua")).await?,
+            register: one(con, &recording(include_str!("lua/register.lua"))).await?,
             renew: one(con, include_str!("lua/renew.lua")).await?,
-            reap: one(con, include_str!("lua/reap.lua")).await?,
-            join: one(con, include_str!("lua/join.lua")).await?,
-            leave: one(con, include_str!("lua/leave.lua")).await?,
-            goodbye: one(con, include_str!("lua/goodbye.lua")).await?,
+            reap: one(con, &recording(include_str!("lua/reap.lua"))).await?,
+            join: one(con, &recording(include_str!("lua/join.lua"))).await?,
+            leave: one(con, &recording(include_str!("lua/leave.lua"))).await?,
+            goodbye: one(con, &recording(include_str!("lua/goodbye.lua"))).await?,
             moves: one(con, include_str!("lua/move.lua")).await?,
             claim: one(con, include_str!("lua/claim.lua")).await?,
         })

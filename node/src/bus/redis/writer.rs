@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
+use switchboard::protocol::v1::LeaveReason;
 use switchboard::protocol::{PeerId, RoomName};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -50,6 +51,8 @@ pub enum Op {
         room: RoomName,
         peer: PeerId,
         left: Vec<u8>,
+        /// For the webhooks' `peer.left`.
+        reason: LeaveReason,
         reply: oneshot::Sender<Result<(), BusError>>,
     },
     /// A message for other nodes, each on its link (see [`super::link`]); each node's reply

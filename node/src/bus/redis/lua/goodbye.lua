@@ -1,7 +1,8 @@
 -- A node leaving the cluster on purpose: removes its lease and whatever records it still has,
 -- so nobody waits out its lease; if members were left (sessions that outlived the drain), the
 -- other nodes are told the node is gone, as a reaper would.
--- KEYS: nodes zset, this node's lease, this node's room index, this node's node-info
+-- KEYS: nodes zset, this node's lease, this node's room index, this node's node-info (then
+--       events.lua's)
 -- ARGV: node, epoch, room key prefix, control channel
 -- Returns the number of member records removed.
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
@@ -15,6 +16,7 @@ for _, room in ipairs(redis.call('HKEYS', KEYS[3])) do
   for i = 1, #entries, 2 do
     if string.sub(entries[i + 1], 1, #mine) == mine then
       redis.call('HDEL', key, entries[i])
+      member_left(key, room, entries[i], entries[i + 1], 'shutdown')
       removed = removed + 1
     end
   end

@@ -1,5 +1,5 @@
 -- Records a member and tells the room's other nodes, reading them in the same step.
--- KEYS: this node's lease, the room, this node's room index
+-- KEYS: this node's lease, the room, this node's room index (then events.lua's)
 -- ARGV: node, epoch, peer, record, Joined message, record TTL ms, channel prefix, room name,
 --       capacity (0: none), seat (the joiner's seed user id as JSON; '': no check),
 --       the joiner's token user after '=' ('': anonymous)
@@ -13,11 +13,12 @@ if redis.call('GET', KEYS[1]) ~= ARGV[2] then
 end
 local node, peer = ARGV[1], ARGV[3]
 local entries = redis.call('HGETALL', KEYS[2])
-local others, nodes, mine_before, count = {}, {}, false, 0
+local others, nodes, mine_before, existed, count = {}, {}, false, false, 0
 for i = 1, #entries, 2 do
   local owner = string.match(entries[i + 1], '^([^|]*)|')
   if entries[i] == peer then
     mine_before = (owner == node)
+    existed = true
   else
     count = count + 1
   end
@@ -48,6 +49,9 @@ if seat ~= '' then
 end
 redis.call('HSET', KEYS[2], peer, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if not existed then
+  member_joined(ARGV[8], peer, ARGV[4], count)
+end
 if not mine_before then
   redis.call('HINCRBY', KEYS[3], ARGV[8], 1)
 end

@@ -1,6 +1,6 @@
 -- Declares nodes whose lease ran out lost: removes their members from every room and tells
 -- every node on the control channel. Safe to run on every node at once: a node is reaped once.
--- KEYS: nodes zset, the caller's lease
+-- KEYS: nodes zset, the caller's lease (then events.lua's)
 -- ARGV: lease key prefix, room index key prefix, room key prefix, control channel, max per run,
 --       the caller's epoch, node-info key prefix
 -- Returns the reaped node ids. A caller whose own lease has lapsed reaps nothing: it has been
@@ -22,6 +22,7 @@ for _, node in ipairs(dead) do
     for i = 1, #entries, 2 do
       if string.sub(entries[i + 1], 1, #mine) == mine then
         redis.call('HDEL', key, entries[i])
+        member_left(key, room, entries[i], entries[i + 1], 'node-lost')
       end
     end
   end

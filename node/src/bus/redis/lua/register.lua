@@ -1,6 +1,9 @@
 -- Takes a new lease for a node and clears what its earlier leases left behind.
--- KEYS: epoch counter, nodes zset, this node's lease, this node's room index
+-- KEYS: epoch counter, nodes zset, this node's lease, this node's room index (then events.lua's)
 -- ARGV: node, lease ms, record TTL ms, room key prefix, fresh (1 = a new process), control channel
+-- The webhooks hear the records it clears as `peer.left` `node-lost` (the members a node
+-- still has are written again right after, and heard as `peer.joined`): what the clients of
+-- other nodes see too, and no leave refused meanwhile (the lease was gone) goes unreported.
 -- Returns the new epoch.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -18,6 +21,7 @@ for _, room in ipairs(rooms) do
   for i = 1, #entries, 2 do
     if string.sub(entries[i + 1], 1, #mine) == mine then
       redis.call('HDEL', key, entries[i])
+      member_left(key, room, entries[i], entries[i + 1], 'node-lost')
     end
   end
 end

@@ -8,8 +8,11 @@
 //! and listed (`GET /v1/webhooks/failures`), and the room's next event goes. Rooms are
 //! delivered concurrently, at most [`IN_FLIGHT`] requests per URL at once.
 //!
-//! Who records the events: a lone node's rooms, through [`Webhooks::send`] (a cluster's nodes
-//! will record them in Redis for the gateways to deliver; until then webhooks need a lone node).
+//! Who records the events: a lone node's rooms, through [`Webhooks::send`]; a cluster's
+//! membership scripts, in a Redis stream that the gateways deliver from ([`stream`]), each
+//! event acknowledged there once every URL has settled it ([`Webhooks::deliver`]).
+
+pub mod stream;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,7 +23,7 @@ use prometheus::{IntCounter, IntGauge, Registry};
 use sha2::Sha256;
 use switchboard::api::{WebhookEvent, WebhookFailure, WebhookKind, WebhookPeer};
 use switchboard::protocol::v1::LeaveReason;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 /// The shortest secret accepted, bytes.
@@ -119,7 +122,7 @@ impl WebhookMetrics {
 /// The sending side: cheap to clone, callable from any thread.
 #[derive(Clone)]
 pub struct Webhooks {
-    tx: mpsc::UnboundedSender<WebhookEvent>,
+    tx: mpsc::UnboundedSender<Queued>,
     failures: Arc<Mutex<VecDeque<WebhookFailure>>>,
     cluster: Arc<str>,
     /// `pending` counts deliveries not yet settled from the moment an event is sent, once per URL.
@@ -181,9 +184,26 @@ impl Webhooks {
             peer,
             reason,
         };
+        self.queue(event, None);
+    }
+
+    /// Queues an event recorded elsewhere for every URL; the answer comes once every URL has
+    /// settled it (delivered or given up), or is dropped if it never can be.
+    pub fn deliver(&self, event: WebhookEvent) -> oneshot::Receiver<()> {
+        let (done, settled) = oneshot::channel();
+        self.queue(event, Some(done));
+        settled
+    }
+
+    /// A recorded event that could not be read: counted as given up.
+    pub fn unreadable(&self) {
+        self.metrics.failed.inc_by(self.urls as u64);
+    }
+
+    fn queue(&self, event: WebhookEvent, done: Option<oneshot::Sender<()>>) {
         // Counted now, not when the dispatcher takes it: a flush must not see 0 meanwhile.
         self.metrics.pending.add(self.urls as i64);
-        if self.tx.send(event).is_err() {
+        if self.tx.send(Queued { event, done }).is_err() {
             // The delivery thread never started (logged then): counted as given up.
             self.metrics.pending.sub(self.urls as i64);
             self.metrics.failed.inc_by(self.urls as u64);
@@ -209,20 +229,41 @@ struct Shared {
 /// One URL's rooms: the events each still has to deliver, the head one in flight.
 type Queues = Arc<Mutex<HashMap<String, VecDeque<Arc<Prepared>>>>>;
 
+/// An event on its way to the dispatcher.
+struct Queued {
+    event: WebhookEvent,
+    done: Option<oneshot::Sender<()>>,
+}
+
 /// An event serialized once: every retry sends these bytes.
 struct Prepared {
     event: WebhookEvent,
     body: Vec<u8>,
+    /// URLs that have not settled it yet, and whom to tell when none is left.
+    unsettled: Mutex<(usize, Option<oneshot::Sender<()>>)>,
 }
 
-async fn dispatch(shared: Arc<Shared>, agent: ureq::Agent, mut rx: mpsc::UnboundedReceiver<WebhookEvent>) {
+impl Prepared {
+    /// One URL has settled it.
+    fn settled(&self) {
+        let mut u = self.unsettled.lock().unwrap_or_else(PoisonError::into_inner);
+        u.0 = u.0.saturating_sub(1);
+        if u.0 == 0
+            && let Some(done) = u.1.take()
+        {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn dispatch(shared: Arc<Shared>, agent: ureq::Agent, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let urls: Vec<(String, Queues, Arc<Semaphore>)> = shared
         .settings
         .urls
         .iter()
         .map(|u| (u.clone(), Queues::default(), Arc::new(Semaphore::new(IN_FLIGHT))))
         .collect();
-    while let Some(event) = rx.recv().await {
+    while let Some(Queued { event, done }) = rx.recv().await {
         let body = match serde_json::to_vec(&event) {
             Ok(b) => b,
             Err(e) => {
@@ -232,7 +273,7 @@ async fn dispatch(shared: Arc<Shared>, agent: ureq::Agent, mut rx: mpsc::Unbound
                 continue;
             }
         };
-        let prepared = Arc::new(Prepared { event, body });
+        let prepared = Arc::new(Prepared { event, body, unsettled: Mutex::new((urls.len(), done)) });
         for (url, queues, slots) in &urls {
             let room = prepared.event.room.clone();
             let idle = {
@@ -276,6 +317,7 @@ impl RoomWorker {
             let Some(event) = head else { return };
             self.deliver(&event).await;
             self.shared.metrics.pending.dec();
+            event.settled();
             let mut q = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(queue) = q.get_mut(&self.room) else { return };
             queue.pop_front();

@@ -1,0 +1,359 @@
+//! Webhooks from a cluster. The nodes' membership scripts append every event to a Redis stream
+//! in the same step as the change (`node/src/bus/redis/lua/events.lua`), so an event survives
+//! the node it happened on; the gateways deliver them from there:
+//!
+//! - **One gateway at a time** delivers, the holder of a lease ([`Keys::webhooks_leader`],
+//!   [`LEASE`] long, renewed every second): two would split a room's events between them and
+//!   lose their order. The others stand by and take the lease when it lapses.
+//! - It reads through a **consumer group**: what it has read and not yet settled stays in the
+//!   group's pending list. A gateway that becomes the leader first claims every pending entry
+//!   (`XAUTOCLAIM` from the start, any idle time: the lease says the previous leader is gone),
+//!   in stream order, then reads new ones. So a gateway killed mid-delivery loses nothing, each
+//!   room keeps its order, and an event it had sent may arrive twice, with the same id.
+//! - An entry is acknowledged once every URL has settled it (delivered, or given up after the
+//!   retry window), and the stream is trimmed up to the oldest entry not yet settled.
+//! - Every gateway with webhooks keeps [`Keys::webhooks_on`] alive ([`MARKER_TTL`]): the nodes
+//!   record events only while it exists, so a cluster without webhooks stores none, and one whose
+//!   webhook gateways have all been gone that long stops growing the stream.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamPendingReply;
+use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, RedisResult, Script};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use switchboard::api::{WebhookEvent, WebhookKind, WebhookPeer};
+use switchboard::cluster::Keys;
+use switchboard::cluster::endpoint::Endpoint;
+use switchboard::protocol::v1::LeaveReason;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::Webhooks;
+
+/// The consumer group of the gateways.
+pub const GROUP: &str = "webhooks";
+/// How long a leader that stopped renewing keeps the lease.
+pub const LEASE: Duration = Duration::from_secs(5);
+/// How often the lease is renewed (or, by the others, tried for).
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How long the nodes go on recording events after the last webhook gateway went.
+pub const MARKER_TTL: Duration = Duration::from_secs(3600);
+const MARKER_EVERY: Duration = Duration::from_secs(10);
+/// Entries read per round, and read but not settled at most (the rest waits in Redis).
+const READ_COUNT: usize = 256;
+const MAX_UNSETTLED: usize = 10_000;
+/// How long one read waits for new entries: the lease's renewal waits behind it.
+const BLOCK: Duration = Duration::from_millis(250);
+/// Bound of connecting and of one command.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Takes the lease if it is free, renews it if it is ours; 1 if we hold it now.
+const TAKE_LEASE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0";
+
+/// Starts delivering the cluster's events through `hooks`, on the current actix system.
+pub fn start(endpoint: Endpoint, cluster: &str, hooks: Webhooks) {
+    let feed = Feed {
+        endpoint,
+        keys: Keys::new(cluster, "gateway".into()),
+        hooks,
+        // Where it runs (the pod, in Kubernetes) and which process: an operator reading the
+        // lease or the group's consumers sees which gateway delivers.
+        me: format!(
+            "{}-{}-{:08x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "gateway".into()),
+            std::process::id(),
+            rand::random::<u32>()
+        ),
+        lease: Script::new(TAKE_LEASE),
+    };
+    actix_rt::spawn(feed.run());
+}
+
+struct Feed {
+    endpoint: Endpoint,
+    keys: Keys,
+    hooks: Webhooks,
+    /// This gateway's consumer name and lease value.
+    me: String,
+    lease: Script,
+}
+
+/// A stream entry id, ordered as Redis orders them.
+type EntryId = (u64, u64);
+
+fn parse_id(id: &str) -> Option<EntryId> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// What the leader has read and not yet acknowledged.
+#[derive(Default)]
+struct Unsettled {
+    ids: BTreeSet<EntryId>,
+    settling: FuturesUnordered<Settling>,
+    /// The newest entry read: the stream is trimmed up to it when nothing is unsettled.
+    last_read: Option<EntryId>,
+}
+
+type Settling = futures_util::future::BoxFuture<'static, (String, bool)>;
+
+impl Feed {
+    async fn run(self) {
+        let mut unsettled = Unsettled::default();
+        loop {
+            let con = match self.endpoint.connection(REDIS_TIMEOUT).await {
+                Ok(con) => con,
+                Err(e) => {
+                    warn!(error = %e, "webhooks: cannot reach Redis; retrying");
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    continue;
+                }
+            };
+            if let Err(e) = self.serve(con, &mut unsettled).await {
+                warn!(error = %e, "webhooks: Redis connection lost; retrying");
+                tokio::time::sleep(RENEW_EVERY).await;
+            }
+        }
+    }
+
+    /// Runs on one connection until it fails.
+    async fn serve(&self, mut con: MultiplexedConnection, unsettled: &mut Unsettled) -> RedisResult<()> {
+        let k = &self.keys;
+        // The group first, then the marker: no event is recorded before the group would see it.
+        let created: RedisResult<()> = con.xgroup_create_mkstream(k.events(), GROUP, "0").await;
+        if let Err(e) = created
+            && e.code() != Some("BUSYGROUP")
+        {
+            return Err(e);
+        }
+        let mut leader = false;
+        let mut marked_at: Option<Instant> = None;
+        let mut renewed_at: Option<Instant> = None;
+        loop {
+            if marked_at.is_none_or(|t| t.elapsed() >= MARKER_EVERY) {
+                let () = con.pset_ex(k.webhooks_on(), 1, MARKER_TTL.as_millis() as u64).await?;
+                marked_at = Some(Instant::now());
+            }
+            if renewed_at.is_none_or(|t| t.elapsed() >= RENEW_EVERY) {
+                let held: i64 = self
+                    .lease
+                    .key(k.webhooks_leader())
+                    .arg(&self.me)
+                    .arg(LEASE.as_millis() as u64)
+                    .invoke_async(&mut con)
+                    .await?;
+                renewed_at = Some(Instant::now());
+                match (leader, held == 1) {
+                    (false, true) => {
+                        info!(gateway = %self.me, "webhooks: delivering for the cluster");
+                        leader = true;
+                        self.claim_pending(&mut con, unsettled).await?;
+                    }
+                    (true, false) => {
+                        warn!(gateway = %self.me, "webhooks: lost the lease; another gateway delivers");
+                        leader = false;
+                    }
+                    _ => {}
+                }
+            }
+            self.acknowledge(&mut con, unsettled, leader).await?;
+            if leader && unsettled.ids.len() < MAX_UNSETTLED {
+                let opts = StreamReadOptions::default()
+                    .group(GROUP, &self.me)
+                    .count(READ_COUNT)
+                    .block(BLOCK.as_millis() as usize);
+                let read: Option<StreamReadReply> = con.xread_options(&[k.events()], &[">"], &opts).await?;
+                for entry in read.into_iter().flat_map(|r| r.keys).flat_map(|key| key.ids) {
+                    self.dispatch(entry, unsettled);
+                }
+            } else {
+                tokio::time::sleep(BLOCK).await;
+            }
+        }
+    }
+
+    /// Claims every entry pending in the group, whoever read it, in stream order.
+    async fn claim_pending(&self, con: &mut MultiplexedConnection, unsettled: &mut Unsettled) -> RedisResult<()> {
+        let k = &self.keys;
+        let mut from = "0-0".to_string();
+        let mut claimed = 0usize;
+        loop {
+            let opts = StreamAutoClaimOptions::default().count(READ_COUNT);
+            let reply: StreamAutoClaimReply =
+                con.xautoclaim_options(k.events(), GROUP, &self.me, 0, &from, opts).await?;
+            if !reply.deleted_ids.is_empty() {
+                // Trimmed away (settled by a leader that died before acknowledging them).
+                let () = con.xack(k.events(), GROUP, &reply.deleted_ids).await?;
+            }
+            claimed += reply.claimed.len();
+            for entry in reply.claimed {
+                self.dispatch(entry, unsettled);
+            }
+            if reply.next_stream_id == "0-0" {
+                break;
+            }
+            from = reply.next_stream_id;
+        }
+        if claimed > 0 {
+            info!(gateway = %self.me, claimed, "webhooks: took over events another gateway had not settled");
+        }
+        Ok(())
+    }
+
+    /// Hands one entry to the deliveries.
+    fn dispatch(&self, entry: StreamId, unsettled: &mut Unsettled) {
+        let Some(id) = parse_id(&entry.id) else { return };
+        if !unsettled.ids.insert(id) {
+            // Already on its way (claimed back after a reconnect): once is enough here.
+            return;
+        }
+        unsettled.last_read = unsettled.last_read.max(Some(id));
+        let event = event_of(self.keys.cluster(), &entry, id);
+        let settled: oneshot::Receiver<()> = match event {
+            Some(event) => self.hooks.deliver(event),
+            None => {
+                warn!(entry = %entry.id, "webhooks: an unreadable event; skipped");
+                self.hooks.unreadable();
+                let (done, settled) = oneshot::channel();
+                let _ = done.send(());
+                settled
+            }
+        };
+        let name = entry.id;
+        unsettled.settling.push(Box::pin(async move { (name, settled.await.is_ok()) }));
+    }
+
+    /// Acknowledges what has settled and trims the stream behind it.
+    async fn acknowledge(
+        &self,
+        con: &mut MultiplexedConnection,
+        unsettled: &mut Unsettled,
+        leader: bool,
+    ) -> RedisResult<()> {
+        let k = &self.keys;
+        let mut done = Vec::new();
+        while let Some(Some((name, ok))) = futures_util::FutureExt::now_or_never(unsettled.settling.next()) {
+            if let Some(id) = parse_id(&name) {
+                unsettled.ids.remove(&id);
+            }
+            // Not settled (the deliveries stopped): left pending for a leader to claim.
+            if ok {
+                done.push(name);
+            }
+        }
+        if done.is_empty() {
+            return Ok(());
+        }
+        let () = con.xack(k.events(), GROUP, &done).await?;
+        if !leader {
+            return Ok(());
+        }
+        // Everything before the oldest entry still pending — ours, or one a gateway that lost
+        // the lease is still sending — has been delivered: trimmed away.
+        let Some((ms, seq)) = unsettled.last_read else { return Ok(()) };
+        let mut keep = (ms, seq + 1);
+        if let StreamPendingReply::Data(p) = con.xpending(k.events(), GROUP).await? {
+            keep = keep.min(parse_id(&p.start_id).unwrap_or((0, 0)));
+        }
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(k.events())
+            .arg("MINID")
+            .arg(format!("{}-{}", keep.0, keep.1))
+            .query_async(con)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The event an entry records (`node/src/bus/redis/lua/events.lua`). Its time is the entry's,
+/// and its `id` is derived from the cluster's name and the entry's: the same on every delivery,
+/// by whichever gateway, and distinct between clusters sharing a receiver.
+fn event_of(cluster: &str, entry: &StreamId, (ms, seq): EntryId) -> Option<WebhookEvent> {
+    use serde::de::IntoDeserializer;
+    use serde::de::value::Error;
+    let field = |name: &str| entry.get::<String>(name);
+    let text = |value: String| IntoDeserializer::<Error>::into_deserializer(value);
+    let kind = WebhookKind::deserialize(text(field("type")?)).ok()?;
+    let peer = match field("peer") {
+        Some(id) => Some(WebhookPeer { id: id.parse().ok()?, user: field("user"), node: field("node")? }),
+        None => None,
+    };
+    let reason = match field("reason") {
+        Some(r) => Some(LeaveReason::deserialize(text(r)).ok()?),
+        None => None,
+    };
+    let digest = Sha256::digest(format!("{cluster}/{ms}-{seq}"));
+    Some(WebhookEvent {
+        id: format!("evt_{}", &hex::encode(digest)[..32]),
+        kind,
+        created_at: ms,
+        cluster: cluster.to_string(),
+        room: field("room")?,
+        peer,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry as `events.lua` writes it.
+    fn entry(fields: &[(&str, &str)]) -> StreamId {
+        let map =
+            fields.iter().map(|(k, v)| (k.to_string(), redis::Value::BulkString(v.as_bytes().to_vec()))).collect();
+        StreamId { id: "1764921600123-7".into(), map, ..Default::default() }
+    }
+
+    #[test]
+    fn entries_become_the_events_they_record() {
+        let id = (1_764_921_600_123, 7);
+        let left = [
+            ("type", "peer.left"),
+            ("room", "standup"),
+            ("peer", "0123456789abc"),
+            ("node", "n2"),
+            ("user", "alice"),
+            ("reason", "node-lost"),
+        ];
+        let e = event_of("blue", &entry(&left), id).expect("an event");
+        assert_eq!((e.kind, e.created_at, e.room.as_str()), (WebhookKind::PeerLeft, 1_764_921_600_123, "standup"));
+        let peer = e.peer.as_ref().expect("peer");
+        assert_eq!(
+            (peer.id.to_string().as_str(), peer.user.as_deref(), peer.node.as_str()),
+            ("0123456789abc", Some("alice"), "n2")
+        );
+        assert_eq!(e.reason, Some(LeaveReason::NodeLost));
+        assert!(e.id.starts_with("evt_") && e.id.len() == 36, "{}", e.id);
+        // The same entry gives the same id; another cluster's entry at the same position does not.
+        assert_eq!(event_of("blue", &entry(&left), id).map(|e| e.id), Some(e.id.clone()));
+        assert_ne!(event_of("green", &entry(&left), id).map(|e| e.id), Some(e.id));
+        let started = event_of("blue", &entry(&[("type", "room.started"), ("room", "r")]), id).expect("event");
+        assert_eq!((started.peer, started.reason), (None, None));
+        let anonymous = [("type", "peer.joined"), ("room", "r"), ("peer", "0123456789abc"), ("node", "n1")];
+        assert_eq!(event_of("blue", &entry(&anonymous), id).and_then(|e| e.peer).map(|p| p.user), Some(None));
+        assert!(event_of("blue", &entry(&[("type", "room.exploded"), ("room", "r")]), id).is_none());
+        assert!(
+            event_of("blue", &entry(&[("type", "peer.left"), ("room", "r"), ("peer", "not a peer")]), id).is_none()
+        );
+    }
+
+    #[test]
+    fn entry_ids_order_as_redis_orders_them() {
+        assert!(parse_id("1700000000000-2") < parse_id("1700000000000-10"));
+        assert!(parse_id("999-99") < parse_id("1000-0"));
+        assert_eq!(parse_id("nonsense"), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! Webhooks from a cluster (issue 16): two nodes record their rooms' events in Redis, two
+//! gateways deliver them to the harness's receiver (a real HTTP server checking every
+//! signature). A node is killed (-9) with members in a room, and the gateway delivering is
+//! killed (-9) while a request of its is in flight: every event still arrives, in order per
+//! room, a repeat only ever with the same id and body.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use switchboard_tests::webhooks::{delivered, start_receiver, wait_for};
+use switchboard_tests::{Node, RedisServer, V1Peer, free_port, http_get, node_binary};
+
+const HOOK_SECRET: &str = "cluster-webhook-secret-0123456789abcdef";
+const LEADER: &str = "sb:{switchboard}:webhooks:leader";
+const MARKER: &str = "sb:{switchboard}:webhooks";
+
+/// The value of a Redis string (raw RESP in, text out).
+fn get(redis: &RedisServer, key: &str) -> Option<String> {
+    let reply = redis.command(&["GET", key])?;
+    reply.strip_prefix('$').and_then(|r| r.split("\r\n").nth(1)).map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clusters_events_survive_a_killed_node_and_a_killed_gateway() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let node =
+        |id: &str| Node::start(&node_binary(), &["--redis-url", &url, "--node-id", id, "--node-lease-ms", "1500"]);
+    let (n1, n2) = (node("n1"), node("n2"));
+    for n in [&n1, &n2] {
+        n.wait_ready(true, Duration::from_secs(15));
+    }
+    let port = free_port();
+    let r = start_receiver(port, HOOK_SECRET);
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    let flags = ["--webhook-urls", &hook, "--webhook-secret", HOOK_SECRET];
+    let mut gateways: BTreeMap<u32, Node> = BTreeMap::new();
+    for _ in 0..2 {
+        let g = production_like_gateway(&url, &flags);
+        gateways.insert(g.pid(), g);
+    }
+    // One of them delivers; the nodes record events once a gateway says it delivers them.
+    wait_for("a delivering gateway", Duration::from_secs(10), || {
+        get(&redis, LEADER).is_some() && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
+    });
+    let ws = |n: &Node| n.ws_url("/v1/ws");
+
+    // calm: a member on each node; one leaves, the other's socket closes.
+    let mut a = V1Peer::connect(&ws(&n1)).await;
+    let mut b = V1Peer::connect(&ws(&n2)).await;
+    a.join("calm").await;
+    b.join("calm").await;
+    a.ws.expect("peer-joined").await;
+    b.ws.send_json(serde_json::json!({"type": "leave", "room": "calm"})).await;
+    b.ws.expect("left").await;
+    a.ws.expect("peer-left").await;
+    let calm = [a.id.clone(), b.id.clone()];
+    a.ws.close().await;
+
+    // crash: n2 is killed with a member in the room; n1 reaps it once its lease runs out.
+    let mut c = V1Peer::connect(&ws(&n1)).await;
+    let mut d = V1Peer::connect(&ws(&n2)).await;
+    c.join("crash").await;
+    d.join("crash").await;
+    c.ws.expect("peer-joined").await;
+    let crash = [c.id.clone(), d.id.clone()];
+    drop(n2);
+    let left = c.ws.expect("peer-left").await;
+    assert_eq!(left["reason"], "node-lost", "{left}");
+    c.ws.send_json(serde_json::json!({"type": "leave", "room": "crash"})).await;
+    c.ws.expect("left").await;
+
+    // slow: the receiver holds the first attempt of each event 6 s; the delivering gateway is
+    // killed while it waits. The other takes the lease over and delivers what was pending.
+    let calm_ids: Vec<&str> = calm.iter().map(String::as_str).collect();
+    let crash_ids: Vec<&str> = crash.iter().map(String::as_str).collect();
+    wait_for("calm and crash delivered", Duration::from_secs(20), || {
+        delivered(&r, "calm", &calm_ids).len() == 6 && delivered(&r, "crash", &crash_ids).len() == 6
+    });
+    let before = r.arrived();
+    let mut e = V1Peer::connect(&ws(&n1)).await;
+    e.join("slow").await;
+    wait_for("slow's first attempt", Duration::from_secs(10), || r.arrived() > before);
+    let leader = get(&redis, LEADER).expect("a leader");
+    let pid = gateways.keys().copied().find(|p| leader.contains(&format!("-{p}-"))).expect("the leader is a gateway");
+    drop(gateways.remove(&pid));
+    e.ws.send_json(serde_json::json!({"type": "leave", "room": "slow"})).await;
+    e.ws.expect("left").await;
+    let slow = [e.id.as_str()];
+    wait_for("slow delivered by the other gateway", Duration::from_secs(40), || {
+        delivered(&r, "slow", &slow).len() == 4
+    });
+
+    let want_calm = [
+        "room.started - -",
+        "peer.joined p0 -",
+        "peer.joined p1 -",
+        "peer.left p1 left",
+        "peer.left p0 disconnected",
+        "room.finished - -",
+    ];
+    assert_eq!(delivered(&r, "calm", &calm_ids), want_calm);
+    let want_crash = [
+        "room.started - -",
+        "peer.joined p0 -",
+        "peer.joined p1 -",
+        "peer.left p1 node-lost",
+        "peer.left p0 left",
+        "room.finished - -",
+    ];
+    assert_eq!(delivered(&r, "crash", &crash_ids), want_crash);
+    let want_slow = ["room.started - -", "peer.joined p0 -", "peer.left p0 left", "room.finished - -"];
+    assert_eq!(delivered(&r, "slow", &slow), want_slow);
+
+    // Every request signed; a repeat carries the same id and body; the node is named.
+    let got = r.got.lock().unwrap().clone();
+    let mut bodies: BTreeMap<String, String> = BTreeMap::new();
+    for g in &got {
+        assert_eq!(g.signed, Ok(()), "{}", g.body);
+        let id = g.event["id"].as_str().expect("id").to_string();
+        assert!(id.starts_with("evt_") && id.len() == 36, "{id}");
+        let first = bodies.entry(id.clone()).or_insert_with(|| g.body.clone());
+        assert_eq!(*first, g.body, "a repeat of {id} changed its body");
+        assert_eq!(g.event["cluster"], "switchboard");
+        if let Some(peer) = g.event.get("peer") {
+            assert!(peer["user"].is_null(), "{}", g.body);
+            assert!(peer["node"] == "n1" || peer["node"] == "n2", "{}", g.body);
+        }
+    }
+    let d_joined = got.iter().find(|g| g.event["type"] == "peer.joined" && g.event["peer"]["id"] == d.id.as_str());
+    assert_eq!(d_joined.map(|g| g.event["peer"]["node"].clone()), Some("n2".into()), "d joined on n2");
+    let repeats = got.iter().filter(|g| g.event["room"] == "slow" && g.event["type"] == "room.started").count();
+    assert!(repeats >= 2, "slow's first event was sent again by the gateway that took over");
+
+    // The survivor took the pending events over; its counters and failures say so.
+    let (_, survivor) = gateways.pop_first().expect("a survivor");
+    let (_, metrics) = http_get(&survivor.addr, "/metrics", &[]);
+    let value =
+        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(-1.0);
+    assert!(value("switchboard_webhooks_delivered_total ") >= 4.0, "{metrics}");
+    assert_eq!(value("switchboard_webhooks_failed_total "), 0.0, "{metrics}");
+    let auth = format!("Bearer {API_KEY}");
+    let (status, body) = http_get(&survivor.addr, "/v1/webhooks/failures", &[("authorization", &auth)]);
+    assert_eq!((status, body.contains("\"failures\":[]")), (200, true), "{body}");
+    // Delivered events leave the stream.
+    wait_for("the stream trimmed", Duration::from_secs(10), || {
+        redis
+            .command(&["XLEN", "sb:{switchboard}:events"])
+            .and_then(|r| r.trim().strip_prefix(':')?.parse::<u64>().ok())
+            .is_some_and(|n| n < 16)
+    });
+}
