@@ -56,10 +56,8 @@ pub async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
     endpoint.supported()?;
     let admin: Arc<dyn ClusterAdmin> = Arc::new(RedisAdmin::new(endpoint.clone(), &config.cluster_name));
     let edge = web::Data::new(Edge::new(&config.edge, &config.cluster_name, Arc::clone(&admin))?);
-    if let Some(hooks) = edge.webhooks() {
-        // The cluster's nodes record the events in Redis; the gateways deliver them.
-        webhook::stream::start(endpoint, &config.cluster_name, hooks.clone());
-    }
+    // The cluster's nodes record the events in Redis; the gateways deliver them.
+    let feeding = edge.webhooks().map(|hooks| webhook::stream::start(endpoint, &config.cluster_name, hooks.clone()));
     let probe = web::Data::new(Probe { admin, draining: AtomicBool::new(false) });
     let listener =
         TcpListener::bind(config.listen).map_err(|source| GatewayError::Listen { addr: config.listen, source })?;
@@ -90,14 +88,15 @@ pub async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
     // Scripts and tests read this line to learn the port (with --listen …:0).
     println!("listening on {local}");
     info!(addr = %local, cluster = %config.cluster_name, tokens = edge.token_keys().is_some(), "gateway up");
-    actix_rt::spawn(on_signal(server.handle(), probe.into_inner()));
+    actix_rt::spawn(on_signal(server.handle(), probe.into_inner(), feeding));
     server.await?;
     info!("gateway stopped");
     Ok(())
 }
 
-/// On SIGTERM or SIGINT: turn unready, let requests in flight finish, stop.
-async fn on_signal(server: ServerHandle, probe: Arc<Probe>) {
+/// On SIGTERM or SIGINT: turn unready, hand the webhook delivery over, let requests in flight
+/// finish, stop.
+async fn on_signal(server: ServerHandle, probe: Arc<Probe>, feeding: Option<webhook::stream::Feeding>) {
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         warn!("cannot install signal handlers; SIGTERM will not drain");
         return;
@@ -107,6 +106,9 @@ async fn on_signal(server: ServerHandle, probe: Arc<Probe>) {
         _ = int.recv() => info!("SIGINT: stopping"),
     }
     probe.draining.store(true, Ordering::SeqCst);
+    if let Some(feeding) = feeding {
+        feeding.hand_over().await;
+    }
     server.stop(true).await;
 }
 

@@ -153,3 +153,110 @@ async fn a_clusters_events_survive_a_killed_node_and_a_killed_gateway() {
             .is_some_and(|n| n < 16)
     });
 }
+
+/// A gateway stopped on purpose (SIGTERM, a rollout) gives the lease up as it goes, instead of
+/// leaving the cluster's webhooks stalled until it lapses, and what it had in flight and could
+/// not settle meanwhile is delivered by the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_hands_the_delivery_over() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let n1 = Node::start(&node_binary(), &["--redis-url", &url, "--node-id", "n1"]);
+    n1.wait_ready(true, Duration::from_secs(15));
+    let port = free_port();
+    let r = start_receiver(port, HOOK_SECRET);
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    let flags = ["--webhook-urls", &hook, "--webhook-secret", HOOK_SECRET];
+    let mut gateways: BTreeMap<u32, Node> = BTreeMap::new();
+    for _ in 0..2 {
+        let g = production_like_gateway(&url, &flags);
+        gateways.insert(g.pid(), g);
+    }
+    wait_for("a delivering gateway", Duration::from_secs(10), || {
+        get(&redis, LEADER).is_some() && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
+    });
+
+    // The receiver holds slow's first attempts (6 s, past the gateway's 5 s bound): the leader
+    // is stopped with room.started in flight.
+    let before = r.arrived();
+    let mut p = V1Peer::connect(&n1.ws_url("/v1/ws")).await;
+    p.join("slow").await;
+    wait_for("slow's first attempt", Duration::from_secs(10), || r.arrived() > before);
+    let leader = get(&redis, LEADER).expect("a leader");
+    let pid = gateways.keys().copied().find(|p| leader.contains(&format!("-{p}-"))).expect("the leader is a gateway");
+    let mut stopping = gateways.remove(&pid).expect("the leader");
+    stopping.terminate();
+    assert!(stopping.wait_exit(Duration::from_secs(15)).is_some(), "the gateway did not exit");
+    // Given up on its way out, not left to lapse (5 s).
+    assert!(
+        get(&redis, LEADER).is_none_or(|now| !now.contains(&format!("-{pid}-"))),
+        "the stopped gateway still holds the lease"
+    );
+    p.ws.send_json(serde_json::json!({"type": "leave", "room": "slow"})).await;
+    p.ws.expect("left").await;
+    let who = [p.id.as_str()];
+    wait_for("slow delivered by the other gateway", Duration::from_secs(40), || delivered(&r, "slow", &who).len() == 4);
+    let want = ["room.started - -", "peer.joined p0 -", "peer.left p0 left", "room.finished - -"];
+    assert_eq!(delivered(&r, "slow", &who), want);
+    let survivor = gateways.values().next().expect("a survivor");
+    assert!(get(&redis, LEADER).is_some_and(|l| l.contains(&format!("-{}-", survivor.pid()))));
+}
+
+/// The delivering gateway frozen (SIGSTOP) past its lease: the other takes over; thawed, the
+/// old one finds it lost the lease and takes nothing more (every read and claim checks the
+/// lease), and each room's events still arrive complete and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_gateway_comes_back_without_disturbing_the_one_that_replaced_it() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let n1 = Node::start(&node_binary(), &["--redis-url", &url, "--node-id", "n1"]);
+    n1.wait_ready(true, Duration::from_secs(15));
+    let port = free_port();
+    let r = start_receiver(port, HOOK_SECRET);
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    let flags = ["--webhook-urls", &hook, "--webhook-secret", HOOK_SECRET];
+    let gateways: Vec<Node> = (0..2).map(|_| production_like_gateway(&url, &flags)).collect();
+    wait_for("a delivering gateway", Duration::from_secs(10), || {
+        get(&redis, LEADER).is_some() && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
+    });
+    let leader = get(&redis, LEADER).expect("a leader");
+    let (frozen, other) = match gateways.iter().position(|g| leader.contains(&format!("-{}-", g.pid()))) {
+        Some(0) => (&gateways[0], &gateways[1]),
+        Some(_) => (&gateways[1], &gateways[0]),
+        None => panic!("the leader {leader} is none of the gateways"),
+    };
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP", frozen.pid());
+    let ws = n1.ws_url("/v1/ws");
+    let mut a = V1Peer::connect(&ws).await;
+    a.join("winter").await;
+    wait_for("the other gateway delivering", Duration::from_secs(15), || {
+        get(&redis, LEADER).is_some_and(|l| l.contains(&format!("-{}-", other.pid())))
+    });
+    signal("-CONT", frozen.pid());
+    let mut b = V1Peer::connect(&ws).await;
+    b.join("winter").await;
+    a.ws.expect("peer-joined").await;
+    b.ws.send_json(serde_json::json!({"type": "leave", "room": "winter"})).await;
+    b.ws.expect("left").await;
+    a.ws.send_json(serde_json::json!({"type": "leave", "room": "winter"})).await;
+    a.ws.expect("left").await;
+    let who = [a.id.as_str(), b.id.as_str()];
+    wait_for("winter delivered", Duration::from_secs(20), || delivered(&r, "winter", &who).len() == 6);
+    let want = [
+        "room.started - -",
+        "peer.joined p0 -",
+        "peer.joined p1 -",
+        "peer.left p1 left",
+        "peer.left p0 left",
+        "room.finished - -",
+    ];
+    assert_eq!(delivered(&r, "winter", &who), want);
+    assert!(
+        get(&redis, LEADER).is_some_and(|l| l.contains(&format!("-{}-", other.pid()))),
+        "the thawed one took back nothing"
+    );
+}

@@ -197,7 +197,12 @@ impl Webhooks {
 
     /// A recorded event that could not be read: counted as given up.
     pub fn unreadable(&self) {
-        self.metrics.failed.inc_by(self.urls as u64);
+        self.dropped(1);
+    }
+
+    /// Recorded events that were lost before delivery: counted as given up.
+    pub fn dropped(&self, events: usize) {
+        self.metrics.failed.inc_by((self.urls * events) as u64);
     }
 
     fn queue(&self, event: WebhookEvent, done: Option<oneshot::Sender<()>>) {

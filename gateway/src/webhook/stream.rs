@@ -10,6 +10,11 @@
 //!   (`XAUTOCLAIM` from the start, any idle time: the lease says the previous leader is gone),
 //!   in stream order, then reads new ones. So a gateway killed mid-delivery loses nothing, each
 //!   room keeps its order, and an event it had sent may arrive twice, with the same id.
+//! - Every read and claim runs in a script that first checks the lease ([`GUARDED`]): a leader
+//!   that stalled past its lease (a paused VM, a command that reached Redis late) cannot read
+//!   entries away from the one that replaced it. What such a gateway still took, and whatever
+//!   did not settle, is claimed again by the leader once idle for longer than a lease
+//!   ([`RECLAIM_EVERY`]).
 //! - An entry is acknowledged once every URL has settled it (delivered, or given up after the
 //!   retry window), and the stream is trimmed up to the oldest entry not yet settled.
 //! - Every gateway with webhooks keeps [`Keys::webhooks_on`] alive ([`MARKER_TTL`]): the nodes
@@ -23,7 +28,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamPendingReply;
-use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamReadReply};
 use redis::{AsyncCommands, RedisResult, Script};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -31,7 +36,7 @@ use switchboard::api::{WebhookEvent, WebhookKind, WebhookPeer};
 use switchboard::cluster::Keys;
 use switchboard::cluster::endpoint::Endpoint;
 use switchboard::protocol::v1::LeaveReason;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
 use super::Webhooks;
@@ -48,10 +53,17 @@ const MARKER_EVERY: Duration = Duration::from_secs(10);
 /// Entries read per round, and read but not settled at most (the rest waits in Redis).
 const READ_COUNT: usize = 256;
 const MAX_UNSETTLED: usize = 10_000;
-/// How long one read waits for new entries: the lease's renewal waits behind it.
-const BLOCK: Duration = Duration::from_millis(250);
+/// How long the leader waits before reading again when there was nothing new.
+const POLL: Duration = Duration::from_millis(100);
+/// How often the leader claims entries left idle (a stalled former leader's, unsettled ones).
+const RECLAIM_EVERY: Duration = Duration::from_secs(10);
+/// How long an entry must have been idle to be claimed again by a sitting leader.
+const RECLAIM_IDLE: Duration = Duration::from_secs(10);
 /// Bound of connecting and of one command.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a stopping gateway waits for what it has in flight before it gives the lease up.
+pub const HAND_OVER: Duration = Duration::from_secs(5);
 
 /// Takes the lease if it is free, renews it if it is ours; 1 if we hold it now.
 const TAKE_LEASE: &str = r"
@@ -62,8 +74,40 @@ if v == false or v == ARGV[1] then
 end
 return 0";
 
+/// Runs a command on the stream only if this gateway holds the lease (nil otherwise).
+/// KEYS: the lease, the stream; ARGV: this gateway's name, the command and its arguments.
+const GUARDED: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return false
+end
+return redis.call(unpack(ARGV, 2))";
+
+/// Gives the lease up if it is ours.
+const GIVE_UP_LEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+/// The delivering task, to stop it.
+pub struct Feeding {
+    stop: watch::Sender<bool>,
+    task: actix_rt::task::JoinHandle<()>,
+}
+
+impl Feeding {
+    /// Stops reading, lets what is in flight settle (at most [`HAND_OVER`]), and gives the
+    /// lease up: another gateway takes over at once instead of once the lease lapses, and
+    /// claims whatever did not settle.
+    pub async fn hand_over(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(HAND_OVER + REDIS_TIMEOUT, self.task).await;
+    }
+}
+
 /// Starts delivering the cluster's events through `hooks`, on the current actix system.
-pub fn start(endpoint: Endpoint, cluster: &str, hooks: Webhooks) {
+pub fn start(endpoint: Endpoint, cluster: &str, hooks: Webhooks) -> Feeding {
+    let (stop, stopping) = watch::channel(false);
     let feed = Feed {
         endpoint,
         keys: Keys::new(cluster, "gateway".into()),
@@ -77,8 +121,11 @@ pub fn start(endpoint: Endpoint, cluster: &str, hooks: Webhooks) {
             rand::random::<u32>()
         ),
         lease: Script::new(TAKE_LEASE),
+        give_up: Script::new(GIVE_UP_LEASE),
+        guarded: Script::new(GUARDED),
+        stopping,
     };
-    actix_rt::spawn(feed.run());
+    Feeding { stop, task: actix_rt::spawn(feed.run()) }
 }
 
 struct Feed {
@@ -88,6 +135,9 @@ struct Feed {
     /// This gateway's consumer name and lease value.
     me: String,
     lease: Script,
+    give_up: Script,
+    guarded: Script,
+    stopping: watch::Receiver<bool>,
 }
 
 /// A stream entry id, ordered as Redis orders them.
@@ -101,7 +151,10 @@ fn parse_id(id: &str) -> Option<EntryId> {
 /// What the leader has read and not yet acknowledged.
 #[derive(Default)]
 struct Unsettled {
+    /// Read and not yet acknowledged (settled ones included until their `XACK` succeeds).
     ids: BTreeSet<EntryId>,
+    /// Settled, to acknowledge (kept until an `XACK` succeeds, across reconnects).
+    acking: Vec<String>,
     settling: FuturesUnordered<Settling>,
     /// The newest entry read: the stream is trimmed up to it when nothing is unsettled.
     last_read: Option<EntryId>,
@@ -121,14 +174,22 @@ impl Feed {
                     continue;
                 }
             };
-            if let Err(e) = self.serve(con, &mut unsettled).await {
-                warn!(error = %e, "webhooks: Redis connection lost; retrying");
-                tokio::time::sleep(RENEW_EVERY).await;
+            match self.serve(con, &mut unsettled).await {
+                Ok(()) => return,
+                Err(e) if *self.stopping.borrow() => {
+                    // What did not settle stays pending; the lease lapses.
+                    warn!(error = %e, "webhooks: Redis lost while handing over");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "webhooks: Redis connection lost; retrying");
+                    tokio::time::sleep(RENEW_EVERY).await;
+                }
             }
         }
     }
 
-    /// Runs on one connection until it fails.
+    /// Runs on one connection until it fails, or until it is stopped (then hands over).
     async fn serve(&self, mut con: MultiplexedConnection, unsettled: &mut Unsettled) -> RedisResult<()> {
         let k = &self.keys;
         // The group first, then the marker: no event is recorded before the group would see it.
@@ -141,7 +202,11 @@ impl Feed {
         let mut leader = false;
         let mut marked_at: Option<Instant> = None;
         let mut renewed_at: Option<Instant> = None;
+        let mut reclaimed_at = Instant::now();
         loop {
+            if *self.stopping.borrow() {
+                return self.hand_over(&mut con, unsettled, leader).await;
+            }
             if marked_at.is_none_or(|t| t.elapsed() >= MARKER_EVERY) {
                 let () = con.pset_ex(k.webhooks_on(), 1, MARKER_TTL.as_millis() as u64).await?;
                 marked_at = Some(Instant::now());
@@ -159,7 +224,9 @@ impl Feed {
                     (false, true) => {
                         info!(gateway = %self.me, "webhooks: delivering for the cluster");
                         leader = true;
-                        self.claim_pending(&mut con, unsettled).await?;
+                        self.claim(&mut con, unsettled, Duration::ZERO).await?;
+                        self.forget_idle_consumers(&mut con).await?;
+                        reclaimed_at = Instant::now();
                     }
                     (true, false) => {
                         warn!(gateway = %self.me, "webhooks: lost the lease; another gateway delivers");
@@ -168,33 +235,91 @@ impl Feed {
                     _ => {}
                 }
             }
+            if leader && reclaimed_at.elapsed() >= RECLAIM_EVERY {
+                self.claim(&mut con, unsettled, RECLAIM_IDLE).await?;
+                reclaimed_at = Instant::now();
+            }
             self.acknowledge(&mut con, unsettled, leader).await?;
+            let mut got = 0;
             if leader && unsettled.ids.len() < MAX_UNSETTLED {
-                let opts = StreamReadOptions::default()
-                    .group(GROUP, &self.me)
-                    .count(READ_COUNT)
-                    .block(BLOCK.as_millis() as usize);
-                let read: Option<StreamReadReply> = con.xread_options(&[k.events()], &[">"], &opts).await?;
+                let read: Option<StreamReadReply> = self
+                    .guarded(&["XREADGROUP", "GROUP", GROUP, &self.me, "COUNT", &READ_COUNT.to_string()])
+                    .arg("STREAMS")
+                    .arg(k.events())
+                    .arg(">")
+                    .invoke_async(&mut con)
+                    .await?;
                 for entry in read.into_iter().flat_map(|r| r.keys).flat_map(|key| key.ids) {
+                    got += 1;
                     self.dispatch(entry, unsettled);
                 }
-            } else {
-                tokio::time::sleep(BLOCK).await;
+            }
+            if got < READ_COUNT {
+                tokio::time::sleep(POLL).await;
             }
         }
     }
 
-    /// Claims every entry pending in the group, whoever read it, in stream order.
-    async fn claim_pending(&self, con: &mut MultiplexedConnection, unsettled: &mut Unsettled) -> RedisResult<()> {
+    /// [`GUARDED`] for this command (its arguments after the name may follow).
+    fn guarded(&self, command: &[&str]) -> redis::ScriptInvocation<'_> {
+        let mut run = self.guarded.key(self.keys.webhooks_leader());
+        run.key(self.keys.events()).arg(&self.me).arg(command);
+        run
+    }
+
+    /// Lets what is in flight settle (bounded), then gives the lease up.
+    async fn hand_over(
+        &self,
+        con: &mut MultiplexedConnection,
+        unsettled: &mut Unsettled,
+        leader: bool,
+    ) -> RedisResult<()> {
+        let deadline = Instant::now() + HAND_OVER;
+        loop {
+            self.acknowledge(con, unsettled, leader).await?;
+            if unsettled.ids.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _: i64 = self.give_up.key(self.keys.webhooks_leader()).arg(&self.me).invoke_async(con).await?;
+        info!(gateway = %self.me, unsettled = unsettled.ids.len(), "webhooks: handed the delivery over");
+        Ok(())
+    }
+
+    /// Claims every entry pending in the group idle for at least `idle`, whoever read it, in
+    /// stream order (what is already on its way here is not sent twice).
+    async fn claim(
+        &self,
+        con: &mut MultiplexedConnection,
+        unsettled: &mut Unsettled,
+        idle: Duration,
+    ) -> RedisResult<()> {
         let k = &self.keys;
         let mut from = "0-0".to_string();
         let mut claimed = 0usize;
         loop {
-            let opts = StreamAutoClaimOptions::default().count(READ_COUNT);
-            let reply: StreamAutoClaimReply =
-                con.xautoclaim_options(k.events(), GROUP, &self.me, 0, &from, opts).await?;
+            let reply: Option<StreamAutoClaimReply> = self
+                .guarded(&["XAUTOCLAIM"])
+                .arg(k.events())
+                .arg(GROUP)
+                .arg(&self.me)
+                .arg(idle.as_millis() as u64)
+                .arg(&from)
+                .arg("COUNT")
+                .arg(READ_COUNT)
+                .invoke_async(con)
+                .await?;
+            // Not the leader any more.
+            let Some(reply) = reply else { return Ok(()) };
             if !reply.deleted_ids.is_empty() {
-                // Trimmed away (settled by a leader that died before acknowledging them).
+                // Gone from the stream before anyone settled them: the stream's cap (a receiver
+                // down for long) dropped them.
+                warn!(
+                    dropped = reply.deleted_ids.len(),
+                    "webhooks: events dropped by the stream's cap, never delivered"
+                );
+                self.hooks.dropped(reply.deleted_ids.len());
                 let () = con.xack(k.events(), GROUP, &reply.deleted_ids).await?;
             }
             claimed += reply.claimed.len();
@@ -207,7 +332,16 @@ impl Feed {
             from = reply.next_stream_id;
         }
         if claimed > 0 {
-            info!(gateway = %self.me, claimed, "webhooks: took over events another gateway had not settled");
+            info!(gateway = %self.me, claimed, "webhooks: claimed events read but not settled");
+        }
+        Ok(())
+    }
+
+    /// Removes the group's consumers that hold nothing (gateways gone: each process is one).
+    async fn forget_idle_consumers(&self, con: &mut MultiplexedConnection) -> RedisResult<()> {
+        let info: StreamInfoConsumersReply = con.xinfo_consumers(self.keys.events(), GROUP).await?;
+        for c in info.consumers.iter().filter(|c| c.pending == 0 && c.name != self.me) {
+            let _: i64 = con.xgroup_delconsumer(self.keys.events(), GROUP, &c.name).await?;
         }
         Ok(())
     }
@@ -243,20 +377,23 @@ impl Feed {
         leader: bool,
     ) -> RedisResult<()> {
         let k = &self.keys;
-        let mut done = Vec::new();
         while let Some(Some((name, ok))) = futures_util::FutureExt::now_or_never(unsettled.settling.next()) {
+            if ok {
+                unsettled.acking.push(name);
+            } else if let Some(id) = parse_id(&name) {
+                // Not settled (the deliveries stopped): left pending, claimed again later.
+                unsettled.ids.remove(&id);
+            }
+        }
+        if unsettled.acking.is_empty() {
+            return Ok(());
+        }
+        let () = con.xack(k.events(), GROUP, &unsettled.acking).await?;
+        for name in unsettled.acking.drain(..) {
             if let Some(id) = parse_id(&name) {
                 unsettled.ids.remove(&id);
             }
-            // Not settled (the deliveries stopped): left pending for a leader to claim.
-            if ok {
-                done.push(name);
-            }
         }
-        if done.is_empty() {
-            return Ok(());
-        }
-        let () = con.xack(k.events(), GROUP, &done).await?;
         if !leader {
             return Ok(());
         }

@@ -33,7 +33,9 @@ local function record_event(kind, room, peer, record, reason)
   if reason then
     fields[#fields + 1], fields[#fields + 2] = 'reason', reason
   end
-  redis.call('XADD', EVENTS, '*', unpack(fields))
+  -- Capped: a receiver down for long must not fill Redis (and refuse joins). The gateways
+  -- count what the cap drops before delivery (docs/operations.md#webhooks).
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', '1000000', '*', unpack(fields))
 end
 -- A member was added to a room that held `before` members.
 local function member_joined(room, peer, record, before)
