@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use switchboard_tests::webhooks::{delivered, start_receiver, wait_for};
+use std::sync::Arc;
+
+use switchboard_tests::webhooks::{ONE_MEMBER, Receiver, TWO_MEMBERS, delivered, start_receiver, wait_for};
 use switchboard_tests::{Node, RedisServer, V1Peer, free_port, http_get, node_binary};
 
 const HOOK_SECRET: &str = "cluster-webhook-secret-0123456789abcdef";
@@ -23,6 +25,27 @@ fn get(redis: &RedisServer, key: &str) -> Option<String> {
     reply.strip_prefix('$').and_then(|r| r.split("\r\n").nth(1)).map(str::to_string)
 }
 
+/// A receiver and two gateways delivering to it, by pid, once one of them delivers and the
+/// nodes record events (a gateway says it delivers them).
+fn hooked(redis: &RedisServer) -> (Arc<Receiver>, BTreeMap<u32, Node>) {
+    let port = free_port();
+    let r = start_receiver(port, HOOK_SECRET);
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    let flags = ["--webhook-urls", &hook, "--webhook-secret", HOOK_SECRET];
+    let gateways: BTreeMap<u32, Node> =
+        (0..2).map(|_| production_like_gateway(&redis.url(), &flags)).map(|g| (g.pid(), g)).collect();
+    wait_for("a delivering gateway", Duration::from_secs(10), || {
+        get(redis, LEADER).is_some() && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
+    });
+    (r, gateways)
+}
+
+/// The pid of the gateway holding the lease, if it is one of `pids`.
+fn leader(redis: &RedisServer, mut pids: impl Iterator<Item = u32>) -> Option<u32> {
+    let lease = get(redis, LEADER)?;
+    pids.find(|p| lease.contains(&format!("-{p}-")))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clusters_events_survive_a_killed_node_and_a_killed_gateway() {
     let redis = RedisServer::start();
@@ -33,19 +56,7 @@ async fn a_clusters_events_survive_a_killed_node_and_a_killed_gateway() {
     for n in [&n1, &n2] {
         n.wait_ready(true, Duration::from_secs(15));
     }
-    let port = free_port();
-    let r = start_receiver(port, HOOK_SECRET);
-    let hook = format!("http://127.0.0.1:{port}/hook");
-    let flags = ["--webhook-urls", &hook, "--webhook-secret", HOOK_SECRET];
-    let mut gateways: BTreeMap<u32, Node> = BTreeMap::new();
-    for _ in 0..2 {
-        let g = production_like_gateway(&url, &flags);
-        gateways.insert(g.pid(), g);
-    }
-    // One of them delivers; the nodes record events once a gateway says it delivers them.
-    wait_for("a delivering gateway", Duration::from_secs(10), || {
-        get(&redis, LEADER).is_some() && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
-    });
+    let (r, mut gateways) = hooked(&redis);
     let ws = |n: &Node| n.ws_url("/v1/ws");
 
     // calm: a member on each node; one leaves, the other's socket closes.
@@ -84,8 +95,7 @@ async fn a_clusters_events_survive_a_killed_node_and_a_killed_gateway() {
     let mut e = V1Peer::connect(&ws(&n1)).await;
     e.join("slow").await;
     wait_for("slow's first attempt", Duration::from_secs(10), || r.arrived() > before);
-    let leader = get(&redis, LEADER).expect("a leader");
-    let pid = gateways.keys().copied().find(|p| leader.contains(&format!("-{p}-"))).expect("the leader is a gateway");
+    let pid = leader(&redis, gateways.keys().copied()).expect("a gateway delivers");
     drop(gateways.remove(&pid));
     e.ws.send_json(serde_json::json!({"type": "leave", "room": "slow"})).await;
     e.ws.expect("left").await;
@@ -94,15 +104,7 @@ async fn a_clusters_events_survive_a_killed_node_and_a_killed_gateway() {
         delivered(&r, "slow", &slow).len() == 4
     });
 
-    let want_calm = [
-        "room.started - -",
-        "peer.joined p0 -",
-        "peer.joined p1 -",
-        "peer.left p1 left",
-        "peer.left p0 disconnected",
-        "room.finished - -",
-    ];
-    assert_eq!(delivered(&r, "calm", &calm_ids), want_calm);
+    assert_eq!(delivered(&r, "calm", &calm_ids), TWO_MEMBERS);
     let want_crash = [
         "room.started - -",
         "peer.joined p0 -",
@@ -112,8 +114,7 @@ async fn a_clusters_events_survive_a_killed_node_and_a_killed_gateway() {
         "room.finished - -",
     ];
     assert_eq!(delivered(&r, "crash", &crash_ids), want_crash);
-    let want_slow = ["room.started - -", "peer.joined p0 -", "peer.left p0 left", "room.finished - -"];
-    assert_eq!(delivered(&r, "slow", &slow), want_slow);
+    assert_eq!(delivered(&r, "slow", &slow), ONE_MEMBER);
 
     // Every request signed; a repeat carries the same id and body; the node is named.
     let got = r.got.lock().unwrap().clone();
@@ -163,18 +164,7 @@ async fn a_stopping_gateway_hands_the_delivery_over() {
     let url = redis.url();
     let n1 = Node::start(&node_binary(), &["--redis-url", &url, "--node-id", "n1"]);
     n1.wait_ready(true, Duration::from_secs(15));
-    let port = free_port();
-    let r = start_receiver(port, HOOK_SECRET);
-    let hook = format!("http://127.0.0.1:{port}/hook");
-    let flags = ["--webhook-urls", &hook, "--webhook-secret", HOOK_SECRET];
-    let mut gateways: BTreeMap<u32, Node> = BTreeMap::new();
-    for _ in 0..2 {
-        let g = production_like_gateway(&url, &flags);
-        gateways.insert(g.pid(), g);
-    }
-    wait_for("a delivering gateway", Duration::from_secs(10), || {
-        get(&redis, LEADER).is_some() && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
-    });
+    let (r, mut gateways) = hooked(&redis);
 
     // The receiver holds slow's first attempts (6 s, past the gateway's 5 s bound): the leader
     // is stopped with room.started in flight.
@@ -182,8 +172,7 @@ async fn a_stopping_gateway_hands_the_delivery_over() {
     let mut p = V1Peer::connect(&n1.ws_url("/v1/ws")).await;
     p.join("slow").await;
     wait_for("slow's first attempt", Duration::from_secs(10), || r.arrived() > before);
-    let leader = get(&redis, LEADER).expect("a leader");
-    let pid = gateways.keys().copied().find(|p| leader.contains(&format!("-{p}-"))).expect("the leader is a gateway");
+    let pid = leader(&redis, gateways.keys().copied()).expect("a gateway delivers");
     let mut stopping = gateways.remove(&pid).expect("the leader");
     stopping.terminate();
     assert!(stopping.wait_exit(Duration::from_secs(15)).is_some(), "the gateway did not exit");
@@ -196,10 +185,8 @@ async fn a_stopping_gateway_hands_the_delivery_over() {
     p.ws.expect("left").await;
     let who = [p.id.as_str()];
     wait_for("slow delivered by the other gateway", Duration::from_secs(40), || delivered(&r, "slow", &who).len() == 4);
-    let want = ["room.started - -", "peer.joined p0 -", "peer.left p0 left", "room.finished - -"];
-    assert_eq!(delivered(&r, "slow", &who), want);
-    let survivor = gateways.values().next().expect("a survivor");
-    assert!(get(&redis, LEADER).is_some_and(|l| l.contains(&format!("-{}-", survivor.pid()))));
+    assert_eq!(delivered(&r, "slow", &who), ONE_MEMBER);
+    assert_eq!(leader(&redis, gateways.keys().copied()), gateways.keys().next().copied(), "the survivor delivers");
 }
 
 /// The delivering gateway frozen (SIGSTOP) past its lease: the other takes over; thawed, the
@@ -211,32 +198,21 @@ async fn a_frozen_gateway_comes_back_without_disturbing_the_one_that_replaced_it
     let url = redis.url();
     let n1 = Node::start(&node_binary(), &["--redis-url", &url, "--node-id", "n1"]);
     n1.wait_ready(true, Duration::from_secs(15));
-    let port = free_port();
-    let r = start_receiver(port, HOOK_SECRET);
-    let hook = format!("http://127.0.0.1:{port}/hook");
-    let flags = ["--webhook-urls", &hook, "--webhook-secret", HOOK_SECRET];
-    let gateways: Vec<Node> = (0..2).map(|_| production_like_gateway(&url, &flags)).collect();
-    wait_for("a delivering gateway", Duration::from_secs(10), || {
-        get(&redis, LEADER).is_some() && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
-    });
-    let leader = get(&redis, LEADER).expect("a leader");
-    let (frozen, other) = match gateways.iter().position(|g| leader.contains(&format!("-{}-", g.pid()))) {
-        Some(0) => (&gateways[0], &gateways[1]),
-        Some(_) => (&gateways[1], &gateways[0]),
-        None => panic!("the leader {leader} is none of the gateways"),
-    };
+    let (r, gateways) = hooked(&redis);
+    let frozen = leader(&redis, gateways.keys().copied()).expect("a gateway delivers");
+    let other = gateways.keys().copied().find(|p| *p != frozen).expect("two gateways");
     let signal = |sig: &str, pid: u32| {
         let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().is_ok_and(|s| s.success());
         assert!(ok, "kill {sig} {pid}");
     };
-    signal("-STOP", frozen.pid());
+    signal("-STOP", frozen);
     let ws = n1.ws_url("/v1/ws");
     let mut a = V1Peer::connect(&ws).await;
     a.join("winter").await;
     wait_for("the other gateway delivering", Duration::from_secs(15), || {
-        get(&redis, LEADER).is_some_and(|l| l.contains(&format!("-{}-", other.pid())))
+        leader(&redis, gateways.keys().copied()) == Some(other)
     });
-    signal("-CONT", frozen.pid());
+    signal("-CONT", frozen);
     let mut b = V1Peer::connect(&ws).await;
     b.join("winter").await;
     a.ws.expect("peer-joined").await;
@@ -246,17 +222,7 @@ async fn a_frozen_gateway_comes_back_without_disturbing_the_one_that_replaced_it
     a.ws.expect("left").await;
     let who = [a.id.as_str(), b.id.as_str()];
     wait_for("winter delivered", Duration::from_secs(20), || delivered(&r, "winter", &who).len() == 6);
-    let want = [
-        "room.started - -",
-        "peer.joined p0 -",
-        "peer.joined p1 -",
-        "peer.left p1 left",
-        "peer.left p0 left",
-        "room.finished - -",
-    ];
+    let want = [&TWO_MEMBERS[..4], &["peer.left p0 left", "room.finished - -"]].concat();
     assert_eq!(delivered(&r, "winter", &who), want);
-    assert!(
-        get(&redis, LEADER).is_some_and(|l| l.contains(&format!("-{}-", other.pid()))),
-        "the thawed one took back nothing"
-    );
+    assert_eq!(leader(&redis, gateways.keys().copied()), Some(other), "the thawed one took back nothing");
 }

@@ -86,6 +86,20 @@ impl Receiver {
     }
 }
 
+/// What [`delivered`] gives for one member joining an empty room and leaving it (`left`).
+pub const ONE_MEMBER: [&str; 4] = ["room.started - -", "peer.joined p0 -", "peer.left p0 left", "room.finished - -"];
+
+/// What [`delivered`] gives for two members: the second (`p1`) leaves, then the first's (`p0`)
+/// socket closes.
+pub const TWO_MEMBERS: [&str; 6] = [
+    "room.started - -",
+    "peer.joined p0 -",
+    "peer.joined p1 -",
+    "peer.left p1 left",
+    "peer.left p0 disconnected",
+    "room.finished - -",
+];
+
 pub fn start_receiver(port: u16, secret: &str) -> Arc<Receiver> {
     let r = Arc::new(Receiver { secret: secret.to_string(), ..Default::default() });
     let data = web::Data::new(Arc::clone(&r));
