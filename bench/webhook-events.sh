@@ -37,7 +37,8 @@ def cmd(*args):
 keys = lambda room: [k + "lease:n1", k + "room:" + room, k + "node-rooms:n1", k + "events", k + "webhooks"]
 for i in range(n):
     room = f"{pre}{i}"
-    cmd("EVALSHA", join, "5", *keys(room), "n1", "1", f"p{i}", 'n1|1|{"n":"alice"}', "J", "3600000",
+    # join.lua also takes the node's limbo, before the events' keys.
+    cmd("EVALSHA", join, "6", *keys(room)[:3], k + "limbo:n1", *keys(room)[3:], "n1", "1", f"p{i}", 'n1|1|{"n":"alice"}', "J", "3600000",
         k + "node:", room, "0", "", "", "bench")
 for i in range(n):
     room = f"{pre}{i}"

@@ -13,7 +13,7 @@ use common::*;
 use std::sync::Arc;
 
 use switchboard_tests::webhooks::{ONE_MEMBER, Receiver, TWO_MEMBERS, delivered, start_receiver, wait_for};
-use switchboard_tests::{Node, RedisServer, V1Peer, free_port, http_get, node_binary};
+use switchboard_tests::{Node, Proxy, RedisServer, V1Peer, free_port, http_get, node_binary};
 
 const HOOK_SECRET: &str = "cluster-webhook-secret-0123456789abcdef";
 const LEADER: &str = "sb:{switchboard}:webhooks:leader";
@@ -22,7 +22,8 @@ const MARKER: &str = "sb:{switchboard}:webhooks";
 /// The value of a Redis string (raw RESP in, text out).
 fn get(redis: &RedisServer, key: &str) -> Option<String> {
     let reply = redis.command(&["GET", key])?;
-    reply.strip_prefix('$').and_then(|r| r.split("\r\n").nth(1)).map(str::to_string)
+    // `$-1`: no such key.
+    reply.strip_prefix('$').filter(|r| !r.starts_with('-')).and_then(|r| r.split("\r\n").nth(1)).map(str::to_string)
 }
 
 /// A receiver and two gateways delivering to it, by pid, once one of them delivers and the
@@ -35,7 +36,8 @@ fn hooked(redis: &RedisServer) -> (Arc<Receiver>, BTreeMap<u32, Node>) {
     let gateways: BTreeMap<u32, Node> =
         (0..2).map(|_| production_like_gateway(&redis.url(), &flags)).map(|g| (g.pid(), g)).collect();
     wait_for("a delivering gateway", Duration::from_secs(10), || {
-        get(redis, LEADER).is_some() && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
+        leader(redis, gateways.keys().copied()).is_some()
+            && redis.command(&["EXISTS", MARKER]).is_some_and(|r| r.starts_with(":1"))
     });
     (r, gateways)
 }
@@ -225,4 +227,43 @@ async fn a_frozen_gateway_comes_back_without_disturbing_the_one_that_replaced_it
     let want = [&TWO_MEMBERS[..4], &["peer.left p0 left", "room.finished - -"]].concat();
     assert_eq!(delivered(&r, "winter", &who), want);
     assert_eq!(leader(&redis, gateways.keys().copied()), Some(other), "the thawed one took back nothing");
+}
+
+/// A node cut off from Redis long enough to lose its connection registers again: its records
+/// are cleared and written back, and the webhooks hear nothing of it — only the member that
+/// left while it was cut off is reported, `left`, once the node has written back the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reconnecting_to_redis_reports_only_who_really_left() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port));
+    let via_proxy = format!("redis://127.0.0.1:{}", proxy.port());
+    let n1 = Node::start(&node_binary(), &["--redis-url", &via_proxy, "--node-id", "n1"]);
+    n1.wait_ready(true, Duration::from_secs(15));
+    let (r, _gateways) = hooked(&redis);
+    let ws = n1.ws_url("/v1/ws");
+    let (mut a, mut b, mut c) = (V1Peer::connect(&ws).await, V1Peer::connect(&ws).await, V1Peer::connect(&ws).await);
+    a.join("steady").await;
+    b.join("steady").await;
+    c.join("gone").await;
+    let steady = [a.id.as_str(), b.id.as_str()];
+    let gone = [c.id.as_str()];
+    wait_for("the joins delivered", Duration::from_secs(10), || {
+        delivered(&r, "steady", &steady).len() == 3 && delivered(&r, "gone", &gone).len() == 2
+    });
+    let epoch = get(&redis, "sb:{switchboard}:lease:n1");
+
+    // Cut off: the node notices (unready); c leaves meanwhile (its leave cannot be written).
+    proxy.stall();
+    n1.wait_ready(false, Duration::from_secs(15));
+    c.ws.send_json(serde_json::json!({"type": "leave", "room": "gone"})).await;
+    c.ws.expect("left").await;
+    proxy.heal();
+    n1.wait_ready(true, Duration::from_secs(15));
+    assert_ne!(get(&redis, "sb:{switchboard}:lease:n1"), epoch, "the node registered again");
+
+    wait_for("c's departure reported", Duration::from_secs(30), || delivered(&r, "gone", &gone).len() == 4);
+    assert_eq!(delivered(&r, "gone", &gone), ONE_MEMBER);
+    let want = &TWO_MEMBERS[..3];
+    assert_eq!(delivered(&r, "steady", &steady), want, "a and b never left");
+    drop((a, b));
 }

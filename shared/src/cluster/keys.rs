@@ -14,6 +14,7 @@
 //! | `sb:{c}:node-info:<node>`       | string  | JSON [`NodeInfo`](crate::api::NodeInfo)   | 2 × lease   |
 //! | `sb:{c}:room:<room>`            | hash    | peer id → [`record`](super::record)       | room TTL    |
 //! | `sb:{c}:parked:<token>`         | string  | a parked session (JSON), or `pending`     | resume grace|
+//! | `sb:{c}:limbo:<node>`           | hash    | records a re-registration cleared, for the webhooks | record TTL |
 //! | `sb:{c}:events`                 | stream  | webhook events, oldest undelivered first  | trimmed as delivered |
 //! | `sb:{c}:webhooks`               | string  | "a gateway delivers webhooks": nodes record events while it lives | 1 h, renewed |
 //! | `sb:{c}:webhooks:leader`        | string  | the gateway delivering them               | 5 s, renewed |
@@ -105,6 +106,16 @@ impl Keys {
 
     pub fn control(&self) -> String {
         format!("{}control", self.prefix)
+    }
+
+    /// Records a re-registration of this node cleared, until written again or reported gone
+    /// (see `node/src/bus/redis/lua/events.lua`).
+    pub fn limbo(&self) -> String {
+        format!("{}limbo:{}", self.prefix, self.node)
+    }
+
+    pub fn limbo_prefix(&self) -> String {
+        format!("{}limbo:", self.prefix)
     }
 
     /// The webhook events the membership scripts record (a stream; a consumer group of the

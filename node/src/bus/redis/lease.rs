@@ -6,13 +6,17 @@
 //! admin API lists; a renewal writes it in the same script, so only a lease holder writes it.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redis::RedisResult;
 use tracing::{info, warn};
 
 use super::writer::{Link, Next, ms};
 use super::{Shared, wire};
+
+/// How long the records a re-registration cleared wait to be written again before the webhooks
+/// hear them as gone (a reconnecting node's rooms re-assert within a second or two).
+const LIMBO_SETTLE: Duration = Duration::from_secs(10);
 
 pub(super) async fn register(shared: &Shared, l: &mut Link, fresh: bool) -> RedisResult<u64> {
     // Bumped first: whatever rooms send from now on sees that they must write their members
@@ -22,7 +26,7 @@ pub(super) async fn register(shared: &Shared, l: &mut Link, fresh: bool) -> Redi
     let s = &shared.settings;
     let cmd = l.scripts.register.recording(
         k,
-        &[&k.epoch(), &k.nodes(), &k.lease(), &k.node_rooms()],
+        &[&k.epoch(), &k.nodes(), &k.lease(), &k.node_rooms(), &k.limbo()],
         &[
             k.node().as_ref(),
             ms(s.lease).as_str(),
@@ -30,6 +34,7 @@ pub(super) async fn register(shared: &Shared, l: &mut Link, fresh: bool) -> Redi
             k.room_prefix().as_str(),
             if fresh { "1" } else { "0" },
             k.control().as_str(),
+            ms(LIMBO_SETTLE).as_str(),
         ],
     );
     let epoch: u64 = cmd.query_async(&mut l.con).await?;
@@ -62,8 +67,9 @@ pub(super) async fn renew_lease(shared: &Shared, l: &mut Link) -> RedisResult<Ne
         l.since = Instant::now();
     }
     let info = node_info(shared, l.epoch).unwrap_or_default();
-    let cmd = l.scripts.renew.cmd(
-        &[&k.nodes(), &k.lease(), &k.node_rooms(), &k.node_info(k.node())],
+    let cmd = l.scripts.renew.recording(
+        k,
+        &[&k.nodes(), &k.lease(), &k.node_rooms(), &k.node_info(k.node()), &k.limbo()],
         &[
             k.node().as_ref(),
             l.epoch.to_string().as_str(),
@@ -99,6 +105,7 @@ pub(super) async fn reap_nodes(shared: &Shared, l: &mut Link) -> RedisResult<Nex
             "16",
             l.epoch.to_string().as_str(),
             k.node_info("").as_str(),
+            k.limbo_prefix().as_str(),
         ],
     );
     let dead: Vec<String> = cmd.query_async(&mut l.con).await?;
@@ -113,7 +120,7 @@ pub(super) async fn leave_cluster(shared: &Shared, l: &mut Link) -> RedisResult<
     let k = &shared.keys;
     let cmd = l.scripts.goodbye.recording(
         k,
-        &[&k.nodes(), &k.lease(), &k.node_rooms(), &k.node_info(k.node())],
+        &[&k.nodes(), &k.lease(), &k.node_rooms(), &k.node_info(k.node()), &k.limbo()],
         &[k.node().as_ref(), l.epoch.to_string().as_str(), k.room_prefix().as_str(), k.control().as_str()],
     );
     let removed: i64 = cmd.query_async(&mut l.con).await?;

@@ -151,7 +151,7 @@ fn add_command(pipe: &mut redis::Pipeline, shared: &Shared, l: &Link, op: &Op, e
             let (seat, user) = seat_args(member, *seat);
             pipe.add_command(l.scripts.join.recording(
                 k,
-                &[&k.lease(), &k.room(room), &k.node_rooms()],
+                &[&k.lease(), &k.room(room), &k.node_rooms(), &k.limbo()],
                 &[
                     k.node().as_bytes(),
                     epoch.as_bytes(),

@@ -57,7 +57,7 @@ impl Scripts {
         }
         Ok(Self {
             register: one(con, &recording(include_str!("lua/register.lua"))).await?,
-            renew: one(con, include_str!("lua/renew.lua")).await?,
+            renew: one(con, &recording(include_str!("lua/renew.lua"))).await?,
             reap: one(con, &recording(include_str!("lua/reap.lua"))).await?,
             join: one(con, &recording(include_str!("lua/join.lua"))).await?,
             leave: one(con, &recording(include_str!("lua/leave.lua"))).await?,

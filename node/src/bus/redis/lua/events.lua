@@ -51,3 +51,27 @@ local function member_left(key, room, peer, record, reason)
     record_event('room.finished', room)
   end
 end
+-- The records a re-registration clears (the node lost its lease, or only its connection to
+-- Redis) wait in the node's limbo (peer -> room key, room, record) instead of being reported:
+-- a member the node still has is written again right after (join.lua takes it out, reporting
+-- nothing), one it has not is reported `peer.left` when the limbo is settled (renew.lua, some
+-- seconds later; reap.lua and goodbye.lua settle a departing node's at once).
+local LIMBO_UNTIL = '@until'
+local function into_limbo(limbo, key, room, peer, record)
+  if recording == nil then
+    recording = redis.call('EXISTS', EVENTS_ON) == 1
+  end
+  if recording then
+    redis.call('HSET', limbo, peer, key .. '\n' .. room .. '\n' .. record)
+  end
+end
+local function settle_limbo(limbo, reason)
+  local entries = redis.call('HGETALL', limbo)
+  for i = 1, #entries, 2 do
+    local key, room, record = string.match(entries[i + 1], '^([^\n]*)\n([^\n]*)\n(.*)$')
+    if key and redis.call('HEXISTS', key, entries[i]) == 0 then
+      member_left(key, room, entries[i], record, reason)
+    end
+  end
+  redis.call('DEL', limbo)
+end

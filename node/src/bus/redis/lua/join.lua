@@ -1,5 +1,6 @@
 -- Records a member and tells the room's other nodes, reading them in the same step.
--- KEYS: this node's lease, the room, this node's room index (then events.lua's)
+-- KEYS: this node's lease, the room, this node's room index, this node's limbo (then
+--       events.lua's)
 -- ARGV: node, epoch, peer, record, Joined message, record TTL ms, channel prefix, room name,
 --       capacity (0: none), seat (the joiner's seed user id as JSON; '': no check),
 --       the joiner's token user after '=' ('': anonymous)
@@ -49,7 +50,8 @@ if seat ~= '' then
 end
 redis.call('HSET', KEYS[2], peer, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-if not existed then
+-- Written again after a re-registration cleared it (see events.lua): it never left.
+if not existed and redis.call('HDEL', KEYS[4], peer) == 0 then
   member_joined(ARGV[8], peer, ARGV[4], count)
 end
 if not mine_before then

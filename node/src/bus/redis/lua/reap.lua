@@ -2,7 +2,7 @@
 -- every node on the control channel. Safe to run on every node at once: a node is reaped once.
 -- KEYS: nodes zset, the caller's lease (then events.lua's)
 -- ARGV: lease key prefix, room index key prefix, room key prefix, control channel, max per run,
---       the caller's epoch, node-info key prefix
+--       the caller's epoch, node-info key prefix, limbo key prefix
 -- Returns the reaped node ids. A caller whose own lease has lapsed reaps nothing: it has been
 -- out of touch (or Redis was), and others' leases may have lapsed for the same reason.
 if redis.call('GET', KEYS[2]) ~= ARGV[6] then
@@ -27,6 +27,7 @@ for _, node in ipairs(dead) do
     end
   end
   redis.call('DEL', index)
+  settle_limbo(ARGV[8] .. node, 'node-lost')
   redis.call('PUBLISH', ARGV[4], 'lost ' .. node)
 end
 return dead

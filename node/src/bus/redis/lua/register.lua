@@ -1,9 +1,12 @@
 -- Takes a new lease for a node and clears what its earlier leases left behind.
--- KEYS: epoch counter, nodes zset, this node's lease, this node's room index (then events.lua's)
--- ARGV: node, lease ms, record TTL ms, room key prefix, fresh (1 = a new process), control channel
--- The webhooks hear the records it clears as `peer.left` `node-lost` (the members a node
--- still has are written again right after, and heard as `peer.joined`): what the clients of
--- other nodes see too, and no leave refused meanwhile (the lease was gone) goes unreported.
+-- KEYS: epoch counter, nodes zset, this node's lease, this node's room index, this node's limbo
+--       (then events.lua's)
+-- ARGV: node, lease ms, record TTL ms, room key prefix, fresh (1 = a new process), control channel,
+--       limbo settle delay ms
+-- For the webhooks, the records it clears go to the node's limbo (see events.lua): the members
+-- it still has are written again at once and nothing is reported; one that left meanwhile (its
+-- leave refused while the node had no lease or no connection) is reported `peer.left` then.
+-- A new process's are gone for good: reported `peer.left` `node-lost` at once.
 -- Returns the new epoch.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -21,11 +24,21 @@ for _, room in ipairs(rooms) do
   for i = 1, #entries, 2 do
     if string.sub(entries[i + 1], 1, #mine) == mine then
       redis.call('HDEL', key, entries[i])
-      member_left(key, room, entries[i], entries[i + 1], 'node-lost')
+      if ARGV[5] == '1' then
+        member_left(key, room, entries[i], entries[i + 1], 'node-lost')
+      else
+        into_limbo(KEYS[5], key, room, entries[i], entries[i + 1])
+      end
     end
   end
 end
 redis.call('DEL', KEYS[4])
+if ARGV[5] == '1' then
+  settle_limbo(KEYS[5], 'node-lost')
+elseif redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('HSET', KEYS[5], LIMBO_UNTIL, now + tonumber(ARGV[7]))
+  redis.call('PEXPIRE', KEYS[5], ttl)
+end
 -- A new process under an old node id (a restarted pod): whoever still shows the old
 -- incarnation's members must drop them, before this incarnation's joins arrive.
 if ARGV[5] == '1' and #rooms > 0 then
