@@ -12,6 +12,7 @@
 //! membership scripts, in a Redis stream that the gateways deliver from ([`stream`]), each
 //! event acknowledged there once every URL has settled it ([`Webhooks::deliver`]).
 
+mod entry;
 pub mod stream;
 
 use std::collections::{HashMap, VecDeque};
