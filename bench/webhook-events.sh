@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What recording webhook events costs Redis: the node's own join and leave scripts (events.lua
-# prepended, as the node loads them) sent with redis-cli --pipe to a fresh redis-server,
+# What recording webhook events costs Redis: the node's own join and leave scripts (records.lua
+# and events.lua prepended, as the node loads them) sent with redis-cli --pipe to a fresh redis-server,
 # without and with a gateway delivering webhooks (the `webhooks` marker key). Each join lands in a new room (room.started + peer.joined: the
 # most a join records) and each leave empties it (peer.left + room.finished).
 # Prints Redis's µs per script (its CPU time over the calls, from INFO) for each case.
@@ -15,7 +15,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null' EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 cli() { redis-cli -p "$port" "$@"; }
-load() { sed 's#@SEED_PREFIX@#seed/#g' "$lua/events.lua" "$lua/$1.lua" | cli -x SCRIPT LOAD; }
+load() { { cat "$lua/records.lua"; sed 's#@SEED_PREFIX@#seed/#g' "$lua/events.lua"; cat "$lua/$1.lua"; } | cli -x SCRIPT LOAD; }
 join=$(load join) leave=$(load leave)
 k='sb:{bench}:'
 cli SET "${k}lease:n1" 1 >/dev/null

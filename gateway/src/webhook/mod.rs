@@ -196,12 +196,7 @@ impl Webhooks {
         settled
     }
 
-    /// A recorded event that could not be read: counted as given up.
-    pub fn unreadable(&self) {
-        self.dropped(1);
-    }
-
-    /// Recorded events that were lost before delivery: counted as given up.
+    /// Recorded events that were lost or unreadable before delivery: counted as given up.
     pub fn dropped(&self, events: usize) {
         self.metrics.failed.inc_by((self.urls * events) as u64);
     }

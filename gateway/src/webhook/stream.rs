@@ -31,7 +31,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, S
 use redis::{AsyncCommands, RedisResult, Script};
 use switchboard::cluster::Keys;
 use switchboard::cluster::endpoint::Endpoint;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::Webhooks;
@@ -149,13 +149,15 @@ struct Unsettled {
     /// Read and not yet acknowledged (settled ones included until their `XACK` succeeds).
     ids: BTreeSet<EntryId>,
     /// Settled, to acknowledge (kept until an `XACK` succeeds, across reconnects).
-    acking: Vec<String>,
+    acking: Vec<(String, EntryId)>,
     settling: FuturesUnordered<Settling>,
     /// The newest entry read: the stream is trimmed up to it when nothing is unsettled.
     last_read: Option<EntryId>,
 }
 
-type Settling = futures_util::future::BoxFuture<'static, (String, bool)>;
+/// An entry on its way to the receivers: its id as Redis writes it and parsed, and whether
+/// every URL settled it.
+type Settling = futures_util::future::BoxFuture<'static, (String, EntryId, bool)>;
 
 impl Feed {
     async fn run(self) {
@@ -349,19 +351,19 @@ impl Feed {
             return;
         }
         unsettled.last_read = unsettled.last_read.max(Some(id));
-        let event = super::entry::event_of(self.keys.cluster(), &entry, id);
-        let settled: oneshot::Receiver<()> = match event {
-            Some(event) => self.hooks.deliver(event),
-            None => {
-                warn!(entry = %entry.id, "webhooks: an unreadable event; skipped");
-                self.hooks.unreadable();
-                let (done, settled) = oneshot::channel();
-                let _ = done.send(());
-                settled
+        let name = entry.id.clone();
+        match super::entry::event_of(self.keys.cluster(), &entry, id) {
+            Some(event) => {
+                let settled = self.hooks.deliver(event);
+                unsettled.settling.push(Box::pin(async move { (name, id, settled.await.is_ok()) }));
             }
-        };
-        let name = entry.id;
-        unsettled.settling.push(Box::pin(async move { (name, settled.await.is_ok()) }));
+            None => {
+                // Never deliverable: counted as given up, and acknowledged.
+                warn!(entry = %name, "webhooks: an unreadable event; skipped");
+                self.hooks.dropped(1);
+                unsettled.settling.push(Box::pin(futures_util::future::ready((name, id, true))));
+            }
+        }
     }
 
     /// Acknowledges what has settled and trims the stream behind it.
@@ -372,10 +374,10 @@ impl Feed {
         leader: bool,
     ) -> RedisResult<()> {
         let k = &self.keys;
-        while let Some(Some((name, ok))) = futures_util::FutureExt::now_or_never(unsettled.settling.next()) {
+        while let Some(Some((name, id, ok))) = futures_util::FutureExt::now_or_never(unsettled.settling.next()) {
             if ok {
-                unsettled.acking.push(name);
-            } else if let Some(id) = parse_id(&name) {
+                unsettled.acking.push((name, id));
+            } else {
                 // Not settled (the deliveries stopped): left pending, claimed again later.
                 unsettled.ids.remove(&id);
             }
@@ -383,11 +385,10 @@ impl Feed {
         if unsettled.acking.is_empty() {
             return Ok(());
         }
-        let () = con.xack(k.events(), GROUP, &unsettled.acking).await?;
-        for name in unsettled.acking.drain(..) {
-            if let Some(id) = parse_id(&name) {
-                unsettled.ids.remove(&id);
-            }
+        let names: Vec<&str> = unsettled.acking.iter().map(|(name, _)| name.as_str()).collect();
+        let () = con.xack(k.events(), GROUP, &names).await?;
+        for (_, id) in unsettled.acking.drain(..) {
+            unsettled.ids.remove(&id);
         }
         if !leader {
             return Ok(());

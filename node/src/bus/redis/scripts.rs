@@ -32,10 +32,11 @@ impl Script {
     }
 }
 
-/// A membership script that records webhook events: `lua/events.lua` before its own text.
+/// A membership script that records webhook events: the code they share (`lua/records.lua`,
+/// `lua/events.lua`) before its own text.
 fn recording(text: &str) -> String {
-    let prelude = include_str!("lua/events.lua").replace("@SEED_PREFIX@", RoomName::SEED_PREFIX);
-    format!("{prelude}{text}")
+    let events = include_str!("lua/events.lua").replace("@SEED_PREFIX@", RoomName::SEED_PREFIX);
+    format!("{}{events}{text}", include_str!("lua/records.lua"))
 }
 
 pub struct Scripts {

@@ -8,19 +8,9 @@
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
   return 0
 end
-local mine = ARGV[1] .. '|'
-local removed = 0
-for _, room in ipairs(redis.call('HKEYS', KEYS[3])) do
-  local key = ARGV[3] .. room
-  local entries = redis.call('HGETALL', key)
-  for i = 1, #entries, 2 do
-    if string.sub(entries[i + 1], 1, #mine) == mine then
-      redis.call('HDEL', key, entries[i])
-      member_left(key, room, entries[i], entries[i + 1], 'shutdown')
-      removed = removed + 1
-    end
-  end
-end
+local removed = clear_records(KEYS[3], ARGV[3], ARGV[1], function(key, room, peer, record)
+  member_left(key, room, peer, record, 'shutdown')
+end)
 settle_limbo(KEYS[5], 'shutdown')
 redis.call('DEL', KEYS[3], KEYS[2], KEYS[4])
 redis.call('ZREM', KEYS[1], ARGV[1])

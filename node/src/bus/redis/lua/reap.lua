@@ -15,17 +15,9 @@ for _, node in ipairs(dead) do
   redis.call('ZREM', KEYS[1], node)
   redis.call('DEL', ARGV[1] .. node, ARGV[7] .. node)
   local index = ARGV[2] .. node
-  local mine = node .. '|'
-  for _, room in ipairs(redis.call('HKEYS', index)) do
-    local key = ARGV[3] .. room
-    local entries = redis.call('HGETALL', key)
-    for i = 1, #entries, 2 do
-      if string.sub(entries[i + 1], 1, #mine) == mine then
-        redis.call('HDEL', key, entries[i])
-        member_left(key, room, entries[i], entries[i + 1], 'node-lost')
-      end
-    end
-  end
+  clear_records(index, ARGV[3], node, function(key, room, peer, record)
+    member_left(key, room, peer, record, 'node-lost')
+  end)
   redis.call('DEL', index)
   settle_limbo(ARGV[8] .. node, 'node-lost')
   redis.call('PUBLISH', ARGV[4], 'lost ' .. node)

@@ -13,25 +13,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local node, lease, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local epoch = redis.call('INCR', KEYS[1])
 -- Records of an earlier lease are stale: a live member is written again (re-asserted) under
--- the new epoch right after this, a departed one must not linger. (reap.lua and goodbye.lua
--- repeat this loop: EVAL scripts cannot share code, and a Redis Functions library would be
--- replaced by whichever node version loaded it last during a rolling upgrade.)
-local mine = node .. '|'
-local rooms = redis.call('HKEYS', KEYS[4])
-for _, room in ipairs(rooms) do
-  local key = ARGV[4] .. room
-  local entries = redis.call('HGETALL', key)
-  for i = 1, #entries, 2 do
-    if string.sub(entries[i + 1], 1, #mine) == mine then
-      redis.call('HDEL', key, entries[i])
-      if ARGV[5] == '1' then
-        member_left(key, room, entries[i], entries[i + 1], 'node-lost')
-      else
-        into_limbo(KEYS[5], key, room, entries[i], entries[i + 1])
-      end
-    end
+-- the new epoch right after this, a departed one must not linger. (The loop is records.lua's,
+-- shared with reap.lua and goodbye.lua: prepended to each rather than a Redis Functions
+-- library, which would be replaced by whichever node version loaded it last during a rolling
+-- upgrade.)
+local _, rooms = clear_records(KEYS[4], ARGV[4], node, function(key, room, peer, record)
+  if ARGV[5] == '1' then
+    member_left(key, room, peer, record, 'node-lost')
+  else
+    into_limbo(KEYS[5], key, room, peer, record)
   end
-end
+end)
 redis.call('DEL', KEYS[4])
 if ARGV[5] == '1' then
   settle_limbo(KEYS[5], 'node-lost')
@@ -41,7 +33,7 @@ elseif redis.call('EXISTS', KEYS[5]) == 1 then
 end
 -- A new process under an old node id (a restarted pod): whoever still shows the old
 -- incarnation's members must drop them, before this incarnation's joins arrive.
-if ARGV[5] == '1' and #rooms > 0 then
+if ARGV[5] == '1' and rooms > 0 then
   redis.call('PUBLISH', ARGV[6], 'lost ' .. node)
 end
 redis.call('SET', KEYS[3], epoch, 'PX', lease)
