@@ -84,9 +84,29 @@ pub struct RedisTlsArgs {
     /// PEM private key of `--redis-tls-cert-file`.
     #[arg(long, env = "SWITCHBOARD_REDIS_TLS_KEY_FILE")]
     pub redis_tls_key_file: Option<std::path::PathBuf>,
+
+    /// Buckets the cluster's keys are split into on a Redis Cluster (`redis+cluster://`): each
+    /// lives in one hash slot, so this bounds how many shards carry the cluster. Must be the
+    /// same on every node and gateway. Default: 12 on a Redis Cluster (as many on each of 2, 3, 4, 6
+    /// or 12 shards), 1 elsewhere.
+    #[arg(long, env = "SWITCHBOARD_REDIS_BUCKETS", value_parser = clap::value_parser!(u16).range(1..=i64::from(switchboard::cluster::MAX_BUCKETS)))]
+    pub redis_buckets: Option<u16>,
 }
 
+/// Buckets on a Redis Cluster when `--redis-buckets` is not given.
+pub const DEFAULT_CLUSTER_BUCKETS: u16 = 12;
+
 impl RedisTlsArgs {
+    /// The cluster's buckets on `endpoint` (see `--redis-buckets`).
+    pub fn buckets(
+        &self,
+        cluster: &str,
+        endpoint: &switchboard::cluster::endpoint::Endpoint,
+    ) -> switchboard::cluster::Buckets {
+        let default = if endpoint.sharded() { DEFAULT_CLUSTER_BUCKETS } else { 1 };
+        switchboard::cluster::Buckets::new(cluster, self.redis_buckets.unwrap_or(default))
+    }
+
     pub fn files(&self) -> switchboard::cluster::endpoint::TlsFiles {
         switchboard::cluster::endpoint::TlsFiles {
             ca: self.redis_tls_ca_file.clone(),

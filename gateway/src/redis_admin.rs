@@ -5,7 +5,9 @@
 //! each node's `node-info`, `room:<room>` hashes of [member records](switchboard::cluster::parse_record).
 //! Kick and close are [`Control`] messages on the control channel every node subscribes to;
 //! the node holding the member acts, and its Lua scripts remove the record, so the gateway
-//! answers only once the member is gone from the hash.
+//! answers only once the member is gone from the hash. On a Redis Cluster each bucket of the
+//! key space ([`Buckets`]) is read on the master holding it: a room in its own bucket, the
+//! room list bucket after bucket, the nodes from the first bucket that answers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisError, cmd};
 use switchboard::api::{Member, NodeInfo, RoomDetail, RoomList, RoomSummary};
 use switchboard::cluster::endpoint::Endpoint;
-use switchboard::cluster::{Control, Keys, parse_record};
+use switchboard::cluster::{Buckets, Control, Keys, parse_record};
 use switchboard::protocol::{PeerId, RoomName};
 use tracing::warn;
 
@@ -34,6 +36,12 @@ pub struct RedisAdmin {
 }
 
 struct Inner {
+    buckets: Buckets,
+    each: Vec<Bucket>,
+}
+
+/// One bucket of the key space (the whole of it, but on a Redis Cluster).
+struct Bucket {
     endpoint: Endpoint,
     /// The connection, made on first use and dropped after an operation fails for want of
     /// Redis: the next one connects again (through the sentinels: to the current master).
@@ -44,10 +52,16 @@ struct Inner {
 impl RedisAdmin {
     /// Nothing connects yet: a gateway starts, unready, while Redis is away. Operations must
     /// run inside a tokio runtime (an actix system), which then drives the connection.
-    pub fn new(endpoint: Endpoint, cluster: &str) -> Self {
-        // The gateway is no node: `Keys`' own-node keys are never used here.
-        let keys = Keys::new(cluster, "gateway".into());
-        Self { inner: Arc::new(Inner { endpoint, conn: tokio::sync::Mutex::new(None), keys }) }
+    pub fn new(endpoint: &Endpoint, buckets: Buckets) -> Self {
+        let each = (0..buckets.count())
+            .map(|b| Bucket {
+                endpoint: endpoint.for_slot(buckets.slot(b)),
+                conn: tokio::sync::Mutex::new(None),
+                // The gateway is no node: `Keys`' own-node keys are never used here.
+                keys: buckets.keys(b, "gateway".into()),
+            })
+            .collect();
+        Self { inner: Arc::new(Inner { buckets, each }) }
     }
 
     /// Runs one operation against Redis, bounded as a whole.
@@ -63,7 +77,9 @@ impl RedisAdmin {
                 Err(_) => Err(AdminError::Unavailable(format!("Redis did not answer within {} ms", bound.as_millis()))),
             };
             if matches!(result, Err(AdminError::Unavailable(_))) {
-                inner.conn.lock().await.take();
+                for b in &inner.each {
+                    b.conn.lock().await.take();
+                }
             }
             result
         })
@@ -75,6 +91,56 @@ fn down(e: RedisError) -> AdminError {
 }
 
 impl Inner {
+    fn of_room(&self, room: &str) -> &Bucket {
+        &self.each[self.buckets.of_room(room)]
+    }
+
+    /// From the first bucket that answers: every node registers in each.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, AdminError> {
+        let mut last = AdminError::Unavailable("no bucket".into());
+        for b in &self.each {
+            match b.nodes().await {
+                Ok(nodes) => return Ok(nodes),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// One page of rooms, bucket after bucket; with several buckets the cursor is
+    /// `<bucket>.<scan cursor>`.
+    async fn rooms(&self, cursor: Option<String>, limit: usize) -> Result<RoomList, AdminError> {
+        let bad = || AdminError::BadRequest("cursor must be the next_cursor of a previous page".into());
+        let (mut bucket, mut cursor) = match cursor.as_deref() {
+            None | Some("") => (0, None),
+            Some(c) if self.each.len() == 1 => (0, Some(c.to_string())),
+            Some(c) => {
+                let (b, c) = c.split_once('.').ok_or_else(bad)?;
+                (b.parse::<usize>().map_err(|_| bad())?, Some(c.to_string()))
+            }
+        };
+        let mut rooms = Vec::new();
+        while let Some(b) = self.each.get(bucket) {
+            let page = b.rooms(cursor.take(), limit - rooms.len()).await?;
+            rooms.extend(page.rooms);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => bucket += 1,
+            }
+            if rooms.len() >= limit {
+                break;
+            }
+        }
+        let next_cursor = match (self.each.len(), cursor) {
+            (_, None) if bucket >= self.each.len() => None,
+            (1, c) => c,
+            (_, c) => Some(format!("{bucket}.{}", c.unwrap_or_else(|| "0".into()))),
+        };
+        Ok(RoomList { rooms, next_cursor })
+    }
+}
+
+impl Bucket {
     async fn conn(&self) -> Result<MultiplexedConnection, AdminError> {
         let mut current = self.conn.lock().await;
         if let Some(conn) = current.as_ref() {
@@ -220,7 +286,8 @@ impl Inner {
 
     /// Publishes a control message; an error if no node is listening.
     async fn publish(&self, control: &Control) -> Result<(), AdminError> {
-        let receivers: u64 = cmd("PUBLISH")
+        let publish = if self.endpoint.sharded() { "SPUBLISH" } else { "PUBLISH" };
+        let receivers: u64 = cmd(publish)
             .arg(self.keys.control())
             .arg(control.encode())
             .query_async(&mut self.conn().await?)
@@ -302,23 +369,27 @@ impl ClusterAdmin for RedisAdmin {
 
     fn room(&self, room: &str) -> AdminResult<RoomDetail> {
         let (i, room) = (Arc::clone(&self.inner), room.to_string());
-        self.run(REDIS_TIMEOUT, async move { i.room(&room).await })
+        self.run(REDIS_TIMEOUT, async move { i.of_room(&room).room(&room).await })
     }
 
     fn kick(&self, room: &str, peer: PeerId) -> AdminResult<u64> {
         let (i, room) = (Arc::clone(&self.inner), room.to_string());
-        self.run(ACTION_TIMEOUT + REDIS_TIMEOUT, async move { i.kick(&room, peer).await })
+        self.run(ACTION_TIMEOUT + REDIS_TIMEOUT, async move { i.of_room(&room).kick(&room, peer).await })
     }
 
     fn close(&self, room: &str) -> AdminResult<u64> {
         let (i, room) = (Arc::clone(&self.inner), room.to_string());
-        self.run(ACTION_TIMEOUT + REDIS_TIMEOUT, async move { i.close(&room).await })
+        self.run(ACTION_TIMEOUT + REDIS_TIMEOUT, async move { i.of_room(&room).close(&room).await })
     }
 
+    /// Every bucket's master answers.
     fn healthy(&self) -> futures_util::future::BoxFuture<'static, bool> {
         let i = Arc::clone(&self.inner);
         let ping = self.run(Duration::from_secs(1), async move {
-            cmd("PING").query_async::<String>(&mut i.conn().await?).await.map_err(down)
+            for b in &i.each {
+                cmd("PING").query_async::<String>(&mut b.conn().await?).await.map_err(down)?;
+            }
+            Ok(())
         });
         Box::pin(async move { ping.await.is_ok() })
     }

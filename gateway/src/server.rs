@@ -53,11 +53,11 @@ struct Probe {
 /// Runs the gateway until SIGTERM or SIGINT. Must be called inside an actix `System`.
 pub async fn run(config: GatewayConfig) -> Result<(), GatewayError> {
     let endpoint = Endpoint::parse(&config.redis_url, &config.redis_tls.files())?;
-    endpoint.supported()?;
-    let admin: Arc<dyn ClusterAdmin> = Arc::new(RedisAdmin::new(endpoint.clone(), &config.cluster_name));
+    let buckets = config.redis_tls.buckets(&config.cluster_name, &endpoint);
+    let admin: Arc<dyn ClusterAdmin> = Arc::new(RedisAdmin::new(&endpoint, buckets.clone()));
     let edge = web::Data::new(Edge::new(&config.edge, &config.cluster_name, Arc::clone(&admin))?);
     // The cluster's nodes record the events in Redis; the gateways deliver them.
-    let feeding = edge.webhooks().map(|hooks| webhook::stream::start(endpoint, &config.cluster_name, hooks.clone()));
+    let feeding = edge.webhooks().map(|hooks| webhook::stream::start(&endpoint, &buckets, hooks.clone()));
     let probe = web::Data::new(Probe { admin, draining: AtomicBool::new(false) });
     let listener =
         TcpListener::bind(config.listen).map_err(|source| GatewayError::Listen { addr: config.listen, source })?;

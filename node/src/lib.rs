@@ -43,7 +43,7 @@ use tracing::{info, warn};
 use crate::admin::LocalAdmin;
 
 use crate::bus::redis::Settings;
-use crate::bus::{Bus, Inboxes, MemoryBus, NodeId, RedisBus};
+use crate::bus::{BucketedBus, Bus, Inboxes, MemoryBus, NodeId, RedisBus};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::{Attach, Registry, RoomDirectory};
@@ -77,17 +77,24 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         config.node_id.clone().unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>())).into();
     let metrics = Metrics::new(&node_id)?;
     let endpoint = config.redis_endpoint().transpose()?;
-    if let Some(e) = &endpoint {
-        e.supported()?;
-        if config.edge.webhooks_configured() {
-            return Err(EdgeError::WebhooksOnGateways.into());
-        }
+    if endpoint.is_some() && config.edge.webhooks_configured() {
+        return Err(EdgeError::WebhooksOnGateways.into());
     }
     let bus: Arc<dyn Bus> = match &endpoint {
         None => MemoryBus::new(),
         Some(e) => {
             let settings = redis_settings(&config);
-            RedisBus::new(e.clone(), &config.cluster_name, node_id.clone(), settings, metrics.bus.clone())
+            let buckets = config.redis_tls.buckets(&config.cluster_name, e);
+            if buckets.count() == 1 {
+                RedisBus::new(
+                    e.for_slot(buckets.slot(0)),
+                    buckets.keys(0, node_id.clone()),
+                    settings,
+                    metrics.bus.clone(),
+                )
+            } else {
+                BucketedBus::new(e, buckets, node_id.clone(), settings, metrics.bus.clone())
+            }
         }
     };
     let registry = Registry::new();
@@ -97,7 +104,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let state = Arc::new(NodeState::new(config, node_id.clone(), metrics, Arc::clone(&bus), registry.clone(), tokens));
     registry.do_send(Attach(Arc::downgrade(&state)));
     let status = Arc::new(Arc::downgrade(&state));
-    bus.attach(node_id.clone(), Inboxes { rooms: directory.clone(), cluster: registry.recipient(), status });
+    bus.attach(node_id.clone(), Inboxes { rooms: directory.clone(), cluster: Arc::new(registry.recipient()), status });
 
     let edge = web::Data::new(Edge::new(
         &state.config.edge,
@@ -140,7 +147,10 @@ fn cluster_admin(
 ) -> Result<Arc<dyn ClusterAdmin>, NodeError> {
     Ok(match redis {
         None => Arc::new(LocalAdmin::new(Arc::downgrade(state), Arc::clone(rooms))),
-        Some(endpoint) => Arc::new(RedisAdmin::new(endpoint, &state.config.cluster_name)),
+        Some(endpoint) => {
+            let buckets = state.config.redis_tls.buckets(&state.config.cluster_name, &endpoint);
+            Arc::new(RedisAdmin::new(&endpoint, buckets))
+        }
     })
 }
 

@@ -200,6 +200,13 @@ impl Handler<ClusterEvent> for Registry {
                     session.do_send(Surrender { secret: token.secret });
                 }
             }
+            ClusterEvent::Within { bucket, buckets, event } => {
+                for (room, entry) in &self.rooms {
+                    if buckets.of_room(room.as_str()) == *bucket {
+                        entry.addr.do_send((**event).clone());
+                    }
+                }
+            }
             _ => {
                 for entry in self.rooms.values() {
                     entry.addr.do_send(msg.clone());

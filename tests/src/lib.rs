@@ -12,6 +12,7 @@ mod peer_proc;
 mod process;
 mod proxy;
 mod redis;
+mod redis_cluster;
 mod resume;
 mod sentinel;
 mod tls;
@@ -27,6 +28,7 @@ pub use process::{
 };
 pub use proxy::Proxy;
 pub use redis::{Access, RedisServer};
+pub use redis_cluster::RedisCluster;
 pub use resume::{PeerLog, Received, Resume, ResumingPeer, StreamPlan, Streaming, percentile, with_query};
 pub use sentinel::{MASTER as SENTINEL_MASTER, SentinelSet};
 pub use tls::TestCa;

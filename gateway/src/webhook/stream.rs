@@ -29,8 +29,8 @@ use futures_util::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamPendingReply, StreamReadReply};
 use redis::{AsyncCommands, RedisResult, Script};
-use switchboard::cluster::Keys;
 use switchboard::cluster::endpoint::Endpoint;
+use switchboard::cluster::{Buckets, Keys};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -84,10 +84,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0";
 
-/// The delivering task, to stop it.
+/// The delivering tasks (one per bucket of the key space), to stop them.
 pub struct Feeding {
     stop: watch::Sender<bool>,
-    task: actix_rt::task::JoinHandle<()>,
+    tasks: Vec<actix_rt::task::JoinHandle<()>>,
 }
 
 impl Feeding {
@@ -96,31 +96,39 @@ impl Feeding {
     /// claims whatever did not settle.
     pub async fn hand_over(self) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(HAND_OVER + REDIS_TIMEOUT, self.task).await;
+        let _ = tokio::time::timeout(HAND_OVER + REDIS_TIMEOUT, futures_util::future::join_all(self.tasks)).await;
     }
 }
 
-/// Starts delivering the cluster's events through `hooks`, on the current actix system.
-pub fn start(endpoint: Endpoint, cluster: &str, hooks: Webhooks) -> Feeding {
+/// Starts delivering the cluster's events through `hooks`, on the current actix system: one
+/// feed per bucket (each bucket's rooms record into their bucket's stream, so each room's
+/// events stay in one stream, in order).
+pub fn start(endpoint: &Endpoint, buckets: &Buckets, hooks: Webhooks) -> Feeding {
     let (stop, stopping) = watch::channel(false);
-    let feed = Feed {
-        endpoint,
-        keys: Keys::new(cluster, "gateway".into()),
-        hooks,
-        // Where it runs (the pod, in Kubernetes) and which process: an operator reading the
-        // lease or the group's consumers sees which gateway delivers.
-        me: format!(
-            "{}-{}-{:08x}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "gateway".into()),
-            std::process::id(),
-            rand::random::<u32>()
-        ),
-        lease: Script::new(TAKE_LEASE),
-        give_up: Script::new(GIVE_UP_LEASE),
-        guarded: Script::new(GUARDED),
-        stopping,
-    };
-    Feeding { stop, task: actix_rt::spawn(feed.run()) }
+    // Where it runs (the pod, in Kubernetes) and which process: an operator reading the
+    // lease or the group's consumers sees which gateway delivers.
+    let me = format!(
+        "{}-{}-{:08x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "gateway".into()),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let tasks = (0..buckets.count())
+        .map(|b| {
+            let feed = Feed {
+                endpoint: endpoint.for_slot(buckets.slot(b)),
+                keys: buckets.keys(b, "gateway".into()),
+                hooks: hooks.clone(),
+                me: me.clone(),
+                lease: Script::new(TAKE_LEASE),
+                give_up: Script::new(GIVE_UP_LEASE),
+                guarded: Script::new(GUARDED),
+                stopping: stopping.clone(),
+            };
+            actix_rt::spawn(feed.run())
+        })
+        .collect();
+    Feeding { stop, tasks }
 }
 
 struct Feed {

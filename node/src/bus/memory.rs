@@ -83,7 +83,7 @@ impl Bus for MemoryBus {
         async move { Ok(Joined { others, settled: None }) }.boxed()
     }
 
-    fn ack(&self, _ack: JoinAck) {}
+    fn ack(&self, _room: &RoomName, _ack: JoinAck) {}
 
     fn leave(&self, room: &RoomName, node: &NodeId, peer: PeerId, reason: LeaveReason) -> BusResult<()> {
         let mut state = self.state();
@@ -121,7 +121,7 @@ impl Bus for MemoryBus {
         async { Ok(()) }.boxed()
     }
 
-    fn generation(&self) -> u64 {
+    fn generation(&self, _room: &RoomName) -> u64 {
         0
     }
 

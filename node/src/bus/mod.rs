@@ -11,6 +11,7 @@
 //! types — never Redis's — so the embedded [`MemoryBus`] and the [`RedisBus`] are
 //! interchangeable.
 
+mod buckets;
 mod memory;
 pub mod redis;
 
@@ -24,6 +25,7 @@ use switchboard::api::NodeInfo;
 use switchboard::protocol::v1::{LeaveReason, ResumeToken};
 use switchboard::protocol::{PeerId, Role, RoomName};
 
+pub use buckets::BucketedBus;
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
 
@@ -244,6 +246,9 @@ pub enum ClusterEvent {
     /// A client resumes on another node with this token: the node holding its session (it
     /// checks the secret) parks it there for the resume. The registry hands it to the session.
     Takeover(ResumeToken),
+    /// `event` concerns only the rooms of one bucket of a Redis Cluster (its bus reported it):
+    /// the registry hands it to those.
+    Within { bucket: usize, buckets: Arc<switchboard::cluster::Buckets>, event: Box<ClusterEvent> },
 }
 
 /// How a publish went.
@@ -284,6 +289,18 @@ pub trait RoomInbox: Send + Sync {
     fn deliver(&self, msg: Inbound) -> Result<(), Inbound>;
 }
 
+/// Where the bus reports news about the cluster (the registry; one bucket's bus reports
+/// through a filter naming its bucket).
+pub trait ClusterInbox: Send + Sync {
+    fn tell(&self, event: ClusterEvent);
+}
+
+impl ClusterInbox for Recipient<ClusterEvent> {
+    fn tell(&self, event: ClusterEvent) {
+        self.do_send(event);
+    }
+}
+
 /// What a node says about itself in its heartbeats (the admin API's node list).
 pub trait NodeStatus: Send + Sync {
     /// The node's current figures; `None` once the node is gone.
@@ -295,7 +312,7 @@ pub trait NodeStatus: Send + Sync {
 pub struct Inboxes {
     /// Straight to the rooms (the relay path takes no detour through another actor).
     pub rooms: Arc<dyn RoomInbox>,
-    pub cluster: Recipient<ClusterEvent>,
+    pub cluster: Arc<dyn ClusterInbox>,
     /// Read at every lease renewal.
     pub status: Arc<dyn NodeStatus>,
 }
@@ -315,8 +332,8 @@ pub trait Bus: Send + Sync + 'static {
     /// holder's user id.
     fn join(&self, room: &RoomName, member: MemberRecord, rules: JoinRules) -> BusResult<Joined>;
 
-    /// Tells a joiner's node that this node has taken its join in.
-    fn ack(&self, ack: JoinAck);
+    /// Tells a joiner's node that this node has taken its join in (to `room`).
+    fn ack(&self, room: &RoomName, ack: JoinAck);
 
     /// Removes this node's `peer` from `room` and tells the other nodes holding members
     /// (`Left`). Never removes another node's member.
@@ -328,10 +345,10 @@ pub trait Bus: Send + Sync + 'static {
     /// Every member of `room`, on every node.
     fn members(&self, room: &RoomName) -> BusResult<Vec<MemberRecord>>;
 
-    /// Changes whenever this node's membership records may have been lost from the cluster
-    /// (it took a new lease). A room whose members were written under an older generation
-    /// writes them again before relaying anything.
-    fn generation(&self) -> u64;
+    /// Changes whenever this node's membership records of `room` may have been lost from the
+    /// cluster (it took a new lease where the room lives). A room whose members were written
+    /// under an older generation writes them again before relaying anything.
+    fn generation(&self, room: &RoomName) -> u64;
 
     /// Leaves the cluster on purpose (after a drain): this node's lease and remaining records
     /// go at once, instead of other nodes waiting out the lease. The bus carries nothing after.

@@ -47,6 +47,8 @@ impl Handler<ClusterEvent> for Room {
             ClusterEvent::Resync => self.reconcile(ctx),
             // Sessions' business (the registry hands it to them).
             ClusterEvent::Takeover(_) => {}
+            // The registry unwraps it for the rooms it concerns.
+            ClusterEvent::Within { event, .. } => self.handle(*event, ctx),
         }
     }
 }
@@ -190,7 +192,7 @@ impl Room {
     /// were written (Redis lost them, or this node was declared lost and came back). Tried
     /// again until every write succeeded.
     pub(super) fn reassert_if_stale(&mut self, ctx: &mut Context<Self>) {
-        let generation = self.state.bus.generation();
+        let generation = self.state.bus.generation(&self.name);
         if self.asserted == generation || self.asserting {
             return;
         }

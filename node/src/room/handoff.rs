@@ -200,7 +200,7 @@ impl Handler<Resume> for Room {
             return self.check_idle();
         }
         if self.local == 0 {
-            self.asserted = self.state.bus.generation();
+            self.asserted = self.state.bus.generation(&self.name);
         }
         let record = MemberRecord {
             peer: r.peer,

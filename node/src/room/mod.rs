@@ -73,7 +73,7 @@ impl Room {
     pub fn new(name: RoomName, state: Arc<NodeState>, registry: Addr<Registry>) -> Self {
         let dialect = if name.is_seed() { Dialect::Seed } else { Dialect::V1 };
         let span = info_span!("room", node = %state.node_id, room = %name);
-        let asserted = state.bus.generation();
+        let asserted = state.bus.generation(&name);
         Self {
             name,
             dialect,
@@ -351,7 +351,7 @@ impl Room {
         };
         if self.local == 0 {
             // Nothing written under an older lease is left to write again.
-            self.asserted = self.state.bus.generation();
+            self.asserted = self.state.bus.generation(&self.name);
         }
         // Wait (holding the mailbox) so that joins and relays keep their order.
         // The cap holds across the cluster: the bus checks it against every node's members.

@@ -123,7 +123,7 @@ impl Handler<Inbound> for Room {
                 self.merge_remote(vec![r], Origin::Script);
                 // Now this room routes to the joiner: its node may tell it that it joined.
                 if let Some(ack) = ack {
-                    self.state.bus.ack(ack);
+                    self.state.bus.ack(&self.name, ack);
                 }
             }
             RoomEvent::Left { peer, reason } => {

@@ -11,6 +11,13 @@
 //! go to both. With Sentinel the master is asked of the sentinels on every (re)connect, so a
 //! caller that reconnects whenever its connection fails follows a failover by itself
 //! ([`Endpoint::client`]); [`Endpoint::sentinel_client`] lets it also hear `+switch-master`.
+//!
+//! A Redis Cluster is used one hash slot at a time ([`Endpoint::for_slot`]: a bucket of the
+//! cluster's keys, see [`Buckets`](super::Buckets)): every (re)connect asks the cluster
+//! (`CLUSTER SLOTS`, from the seeds and every node heard of since) which master holds the slot
+//! and connects to that master as to one Redis. A failover, or the slot moving, shows up as a
+//! dropped connection or a `MOVED`/`CLUSTERDOWN` answer ([`wrong_server`]): the caller connects
+//! again and is sent to the slot's new master.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,8 +49,6 @@ pub enum EndpointError {
         "--redis-tls-* files are set but the Redis URL does not use TLS: write rediss:// (or rediss+sentinel://, rediss+cluster://)"
     )]
     TlsFilesWithoutTls,
-    #[error("Redis Cluster (redis+cluster://) is not supported by this version yet; use one Redis or Sentinel")]
-    ClusterUnsupported,
 }
 
 /// PEM files completing a TLS URL: the CA that signed the servers' certificates (default: the
@@ -103,13 +108,26 @@ pub struct Endpoint {
     topology: Topology,
     shown: String,
     tls: bool,
+    /// The hash slot this endpoint serves on a Redis Cluster ([`Endpoint::for_slot`]).
+    slot: u16,
 }
 
 #[derive(Clone)]
 enum Topology {
     Single(Box<Client>),
     Sentinel(Box<Sentinel>),
-    Cluster,
+    Cluster(Box<Seeds>),
+}
+
+#[derive(Clone)]
+struct Seeds {
+    /// The URL's hosts, then every node `CLUSTER SLOTS` named since (so that losing the seeds
+    /// named in the URL does not lose the cluster).
+    known: Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    next: Arc<AtomicUsize>,
+    /// `user:password` as the URL wrote it (still percent-encoded), for the data nodes' URLs.
+    userinfo: Option<String>,
+    certs: Option<TlsCertificates>,
 }
 
 #[derive(Clone)]
@@ -143,6 +161,7 @@ struct Parsed {
     hosts: Vec<ConnectionInfo>,
     master: Option<String>,
     db: i64,
+    userinfo: Option<String>,
 }
 
 fn parse_url(url: &str) -> Result<Parsed, EndpointError> {
@@ -160,7 +179,7 @@ fn parse_url(url: &str) -> Result<Parsed, EndpointError> {
     if kind == Kind::Single {
         let info = url.into_connection_info().map_err(|e| EndpointError::Url(e.to_string()))?;
         let db = info.redis_settings().db();
-        return Ok(Parsed { kind, tls, hosts: vec![info], master: None, db });
+        return Ok(Parsed { kind, tls, hosts: vec![info], master: None, db, userinfo: None });
     }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hosts) = match authority.rsplit_once('@') {
@@ -196,7 +215,7 @@ fn parse_url(url: &str) -> Result<Parsed, EndpointError> {
     if parts.next().is_some() {
         return Err(bad("unexpected path after the hosts"));
     }
-    Ok(Parsed { kind, tls, hosts, master, db })
+    Ok(Parsed { kind, tls, hosts, master, db, userinfo: userinfo.map(String::from) })
 }
 
 impl Endpoint {
@@ -235,21 +254,56 @@ impl Endpoint {
                 let s = Sentinel { sentinels, next, master, db: p.db, username, password, certs };
                 (Topology::Sentinel(Box::new(s)), shown)
             }
-            Kind::Cluster => (Topology::Cluster, format!("cluster {}{tls_note}", addrs.join(","))),
+            Kind::Cluster => {
+                let known = p
+                    .hosts
+                    .iter()
+                    .filter_map(|h| match h.addr() {
+                        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                            Some((host.clone(), *port))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let seeds = Seeds {
+                    known: Arc::new(std::sync::Mutex::new(known)),
+                    next: Arc::new(AtomicUsize::new(0)),
+                    userinfo: p.userinfo,
+                    certs,
+                };
+                (Topology::Cluster(Box::new(seeds)), format!("cluster {}{tls_note}", addrs.join(",")))
+            }
         };
         if let Topology::Sentinel(s) = &topology {
             // Certificates and settings are checked now, not at the first connect.
             s.client(p.tls).map_err(|e| EndpointError::Url(e.to_string()))?;
         }
-        Ok(Endpoint { topology, shown, tls: p.tls })
+        Ok(Endpoint { topology, shown, tls: p.tls, slot: 0 })
     }
 
     pub fn kind(&self) -> Kind {
         match self.topology {
             Topology::Single(_) => Kind::Single,
             Topology::Sentinel(_) => Kind::Sentinel,
-            Topology::Cluster => Kind::Cluster,
+            Topology::Cluster(_) => Kind::Cluster,
         }
+    }
+
+    /// This endpoint for the keys of hash `slot` (on a Redis Cluster: its master, wherever it
+    /// is at each connect; elsewhere the same Redis).
+    pub fn for_slot(&self, slot: u16) -> Endpoint {
+        let mut e = self.clone();
+        e.slot = slot;
+        if let Topology::Cluster(_) = e.topology {
+            e.shown = format!("{} slot {slot}", self.shown);
+        }
+        e
+    }
+
+    /// Whether node channels are shard channels (`SPUBLISH`/`SSUBSCRIBE`): on a Redis Cluster,
+    /// where classic pub/sub would copy every message to every shard.
+    pub fn sharded(&self) -> bool {
+        self.kind() == Kind::Cluster
     }
 
     /// Where it points, for logs: hosts and ports, the master's name, whether TLS — never the
@@ -266,14 +320,6 @@ impl Endpoint {
         }
     }
 
-    /// Refuses a topology this version cannot run on (Redis Cluster, for now).
-    pub fn supported(&self) -> Result<(), EndpointError> {
-        match self.topology {
-            Topology::Cluster => Err(EndpointError::ClusterUnsupported),
-            _ => Ok(()),
-        }
-    }
-
     /// A client for the Redis to use now: the one Redis, or the master the sentinels name at
     /// this moment (after checking it calls itself master). Bounded by `within`.
     pub async fn client(&self, within: Duration) -> RedisResult<Client> {
@@ -284,7 +330,22 @@ impl Endpoint {
                 let mut sentinel = s.client(self.tls)?;
                 tokio::time::timeout(within, sentinel.async_get_client()).await.map_err(|_| timed_out())?
             }
-            Topology::Cluster => Err(RedisError::from((redis::ErrorKind::InvalidClientConfig, "Redis Cluster"))),
+            Topology::Cluster(c) => c.client(self.slot, self.tls, false, within).await,
+        }
+    }
+
+    /// A client speaking RESP3 (for shard-channel subscriptions, whose messages come as
+    /// pushes), to the Redis [`Endpoint::client`] names.
+    pub async fn resp3_client(&self, within: Duration) -> RedisResult<Client> {
+        match &self.topology {
+            Topology::Cluster(c) => c.client(self.slot, self.tls, true, within).await,
+            _ => {
+                let client = self.client(within).await?;
+                // The connection info carries the TLS parameters already.
+                let info = client.get_connection_info().clone();
+                let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+                Client::open(info.set_redis_settings(settings))
+            }
         }
     }
 
@@ -333,6 +394,91 @@ impl Endpoint {
     }
 }
 
+impl Seeds {
+    /// A client for the master holding `slot` now, as the first node that answers says.
+    async fn client(&self, slot: u16, tls: bool, resp3: bool, within: Duration) -> RedisResult<Client> {
+        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = RedisError::from((redis::ErrorKind::Io, "no cluster node to ask"));
+        let deadline = tokio::time::Instant::now() + within;
+        // A dead node refuses at once; a frozen one would hold the whole bound: each gets a share.
+        let each = (within / 2).max(Duration::from_millis(200));
+        for i in 0..known.len() {
+            let (host, port) = &known[(start + i) % known.len()];
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let asked = tokio::time::timeout(left.min(each), self.ask(host, *port, slot, tls)).await;
+            match asked {
+                Ok(Ok((master, nodes))) => {
+                    self.learn(nodes);
+                    return self.open(&master.0, master.1, tls, resp3);
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = RedisError::from((redis::ErrorKind::Io, "a cluster node did not answer in time")),
+            }
+        }
+        Err(last)
+    }
+
+    /// Asks the node at `host:port` which master holds `slot`; also every node it knows.
+    async fn ask(
+        &self,
+        host: &str,
+        port: u16,
+        slot: u16,
+        tls: bool,
+    ) -> RedisResult<((String, u16), Vec<(String, u16)>)> {
+        let mut con = self.open(host, port, tls, false)?.get_multiplexed_async_connection().await?;
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut con).await?;
+        let mut master = None;
+        let mut nodes = Vec::new();
+        for range in ranges {
+            let redis::Value::Array(parts) = range else { continue };
+            let (Some(lo), Some(hi)) = (parts.first(), parts.get(1)) else { continue };
+            let (lo, hi): (i64, i64) = (redis::from_redis_value_ref(lo)?, redis::from_redis_value_ref(hi)?);
+            for (i, node) in parts.iter().skip(2).enumerate() {
+                let redis::Value::Array(node) = node else { continue };
+                let (Some(ip), Some(p)) = (node.first(), node.get(1)) else { continue };
+                let ip: String = redis::from_redis_value_ref(ip)?;
+                let p: u16 = redis::from_redis_value_ref(p)?;
+                // An empty address means "the one you asked me on".
+                let addr = (if ip.is_empty() || ip == "?" { host.to_string() } else { ip }, p);
+                if i == 0 && (lo..=hi).contains(&i64::from(slot)) {
+                    master = Some(addr.clone());
+                }
+                nodes.push(addr);
+            }
+        }
+        let master = master.ok_or_else(|| {
+            RedisError::from((redis::ErrorKind::Io, "the cluster has no master for the slot", format!("slot {slot}")))
+        })?;
+        Ok((master, nodes))
+    }
+
+    fn learn(&self, nodes: Vec<(String, u16)>) {
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for n in nodes {
+            if !known.contains(&n) {
+                known.push(n);
+            }
+        }
+    }
+
+    fn open(&self, host: &str, port: u16, tls: bool, resp3: bool) -> RedisResult<Client> {
+        let scheme = if tls { "rediss" } else { "redis" };
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        let auth = self.userinfo.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+        let protocol = if resp3 { "/?protocol=resp3" } else { "" };
+        let info = format!("{scheme}://{auth}{host}:{port}{protocol}").into_connection_info()?.set_tcp_settings(tcp());
+        match &self.certs {
+            Some(certs) if tls => Client::build_with_tls(info, certs.clone()),
+            _ => Client::open(info),
+        }
+    }
+}
+
 impl Sentinel {
     fn client(&self, tls: bool) -> RedisResult<SentinelClient> {
         let mut sentinels = self.sentinels.clone();
@@ -361,10 +507,11 @@ impl Sentinel {
 }
 
 /// Whether `e` says the server is no longer (or not yet) the writable primary — a master
-/// demoted by a failover answers `READONLY`: the caller must reconnect (through the sentinels)
+/// demoted by a failover answers `READONLY`, a Redis Cluster node that no longer holds the
+/// slot `MOVED`: the caller must reconnect (through the sentinels, or asking the cluster)
 /// rather than keep using it.
 pub fn wrong_server(e: &RedisError) -> bool {
-    const CODES: [&str; 3] = ["READONLY", "MASTERDOWN", "LOADING"];
+    const CODES: [&str; 7] = ["READONLY", "MASTERDOWN", "LOADING", "MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN"];
     e.code().is_some_and(|c| CODES.contains(&c))
         || e.detail().is_some_and(|d| CODES.iter().any(|c| d.contains(&format!("-{c} ")) || d.starts_with(c)))
 }
@@ -391,7 +538,8 @@ mod tests {
         assert_eq!(e.shown(), "master m via sentinels s1:26379 (TLS)");
         let e = parse("redis+cluster://a:7000,b:7001").unwrap();
         assert_eq!(e.kind(), Kind::Cluster);
-        assert!(matches!(e.supported(), Err(EndpointError::ClusterUnsupported)));
+        assert!(e.sharded());
+        assert_eq!(e.for_slot(42).shown(), "cluster a:7000,b:7001 slot 42");
         assert!(!parse("redis+sentinel://:s3cret@h:1/m").unwrap().shown().contains("s3cret"));
     }
 

@@ -3,7 +3,8 @@
 //! Everything starts with `sb:{<cluster>}:`, so two clusters share a Redis without meeting,
 //! and (the braces are a Redis Cluster hash tag) one cluster's membership keys sit in one
 //! hash slot, which lets one Lua script touch a room, a node's lease and its room index
-//! atomically. Pub/sub is per node, not per room: see `docs/architecture.md` for the numbers.
+//! atomically. On a Redis Cluster each bucket of the cluster has this whole key space under a
+//! tag of its own, `sb:{<cluster>/<b>}:` (see [`Buckets`](super::Buckets)). Pub/sub is per node, not per room: see `docs/architecture.md` for the numbers.
 //!
 //! | key / channel                   | type    | holds                                     | TTL         |
 //! |---------------------------------|---------|-------------------------------------------|-------------|
@@ -34,7 +35,13 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(cluster: &str, node: NodeId) -> Self {
-        Self { prefix: format!("sb:{{{cluster}}}:"), cluster: cluster.to_string(), node }
+        Self::tagged(cluster, cluster, node)
+    }
+
+    /// The key space under hash tag `tag`: one bucket of a cluster spread over a Redis Cluster
+    /// (see [`Buckets`](super::Buckets)).
+    pub fn tagged(cluster: &str, tag: &str, node: NodeId) -> Self {
+        Self { prefix: format!("sb:{{{tag}}}:"), cluster: cluster.to_string(), node }
     }
 
     /// The cluster's name (`--cluster-name`).

@@ -6,12 +6,16 @@
 //! messages between nodes are the node's own business and stay in its bus.)
 
 #[cfg(feature = "redis")]
+mod buckets;
+#[cfg(feature = "redis")]
 pub mod endpoint;
 mod keys;
 mod record;
 
 use std::sync::Arc;
 
+#[cfg(feature = "redis")]
+pub use buckets::{Buckets, MAX_BUCKETS, SLOTS, slot};
 pub use keys::Keys;
 pub use record::{Record, RecordError, parse_record, write_record};
 

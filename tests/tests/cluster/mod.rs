@@ -8,7 +8,7 @@ pub mod members;
 
 use std::time::Duration;
 
-use switchboard_tests::{Node, RedisServer, SentinelSet, node_binary};
+use switchboard_tests::{Node, RedisCluster, RedisServer, SentinelSet, node_binary};
 
 pub struct Cluster {
     /// The one Redis, or (Sentinel) the replica the failover will promote: `sentinels` holds the
@@ -17,6 +17,9 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub args: Vec<String>,
     pub sentinels: Option<SentinelSet>,
+    /// A Redis Cluster (three masters, three replicas), the nodes on `redis+cluster://`:
+    /// `redis` is then one more server of it (the first replica).
+    pub redis_cluster: Option<RedisCluster>,
 }
 
 /// A lease short enough for tests to see a lost node quickly.
@@ -34,7 +37,7 @@ impl Cluster {
         let mut args: Vec<String> =
             vec!["--redis-url".into(), redis.url(), "--node-lease-ms".into(), lease_ms.to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut c = Cluster { redis, nodes: Vec::new(), args, sentinels: None };
+        let mut c = Cluster { redis, nodes: Vec::new(), args, sentinels: None, redis_cluster: None };
         for i in 0..n {
             let node = c.start_node(&format!("n{i}"));
             c.nodes.push(node);
@@ -49,7 +52,23 @@ impl Cluster {
         let url = set.url();
         let mut args: Vec<String> = vec!["--redis-url".into(), url, "--node-lease-ms".into(), LEASE_MS.to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut c = Cluster { redis: replica, nodes: Vec::new(), args, sentinels: Some(set) };
+        let mut c = Cluster { redis: replica, nodes: Vec::new(), args, sentinels: Some(set), redis_cluster: None };
+        for i in 0..n {
+            let node = c.start_node(&format!("n{i}"));
+            c.nodes.push(node);
+        }
+        c
+    }
+
+    /// `n` nodes on a Redis Cluster of three masters and three replicas (`redis+cluster://`,
+    /// every server a seed).
+    pub fn with_redis_cluster(n: usize, extra: &[&str]) -> Cluster {
+        let mut rc = RedisCluster::start();
+        let url = rc.url();
+        let redis = rc.servers.remove(rc.masters);
+        let mut args: Vec<String> = vec!["--redis-url".into(), url, "--node-lease-ms".into(), LEASE_MS.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut c = Cluster { redis, nodes: Vec::new(), args, sentinels: None, redis_cluster: Some(rc) };
         for i in 0..n {
             let node = c.start_node(&format!("n{i}"));
             c.nodes.push(node);

@@ -43,7 +43,7 @@ impl Shared {
             },
             Control::Takeover { peer, secret } => ClusterEvent::Takeover(ResumeToken { peer, secret }),
         };
-        inboxes.cluster.do_send(event);
+        inboxes.cluster.tell(event);
     }
 
     /// Hands one received channel message to the node.

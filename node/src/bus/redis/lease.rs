@@ -132,6 +132,6 @@ pub(super) async fn leave_cluster(shared: &Shared, l: &mut Link) -> RedisResult<
 
 pub(super) async fn publish_canary(shared: &Shared, l: &mut Link, seq: u64) -> RedisResult<Next> {
     let payload = wire::encode(&wire::Wire::Canary { seq });
-    let _: i64 = redis::cmd("PUBLISH").arg(shared.keys.own_channel()).arg(payload).query_async(&mut l.con).await?;
+    let _: i64 = redis::cmd(shared.publish).arg(shared.keys.own_channel()).arg(payload).query_async(&mut l.con).await?;
     Ok(Next::Continue)
 }

@@ -93,8 +93,9 @@ pub struct RedisBus {
 }
 
 impl RedisBus {
-    /// Nothing connects until [`Bus::attach`].
-    pub fn new(endpoint: Endpoint, cluster: &str, node: NodeId, settings: Settings, metrics: BusMetrics) -> Arc<Self> {
+    /// The bus of the key space `keys` (a whole cluster's, or one bucket's on a Redis Cluster:
+    /// see [`super::buckets`]). Nothing connects until [`Bus::attach`] or [`RedisBus::start`].
+    pub fn new(endpoint: Endpoint, keys: Keys, settings: Settings, metrics: BusMetrics) -> Arc<Self> {
         // Hosts and ports only: the password stays out of the logs.
         let addr = endpoint.shown().to_string();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -102,10 +103,11 @@ impl RedisBus {
             // Ordered by start time: a message from an earlier process of the same node id that
             // arrives late is told apart from the current one's.
             incarnation: wire::now_us(),
-            inlets: Mutex::new(Inlets::new(node.clone(), metrics.clone())),
+            inlets: Mutex::new(Inlets::new(keys.node().clone(), metrics.clone())),
             upkeep: Mutex::new(None),
             addr,
-            keys: Keys::new(cluster, node),
+            publish: if endpoint.sharded() { "SPUBLISH" } else { "PUBLISH" },
+            keys,
             settings,
             health: Health::new(),
             metrics,
@@ -121,6 +123,20 @@ impl RedisBus {
     }
 }
 
+impl RedisBus {
+    /// Starts the bus's tasks on `arbiter` (a thread of its own: Redis I/O never waits for a
+    /// WebSocket worker's turn; the buckets of a Redis Cluster share one).
+    pub fn start(&self, inboxes: Inboxes, arbiter: &actix::ArbiterHandle) {
+        let _ = self.shared.inboxes.set(inboxes);
+        let Some(rx) = self.start.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        arbiter.spawn(subscriber::run(Arc::clone(&self.shared)));
+        arbiter.spawn(writer::run(Arc::clone(&self.shared), rx));
+        if self.shared.endpoint.kind() == Kind::Sentinel {
+            arbiter.spawn(sentinel::run(Arc::clone(&self.shared)));
+        }
+    }
+}
+
 fn answer<T: Send + 'static>(rx: oneshot::Receiver<Result<T, BusError>>) -> BusResult<T> {
     async move { rx.await.unwrap_or_else(|_| Err(BusError::Unavailable("the bus has stopped".into()))) }.boxed()
 }
@@ -128,14 +144,8 @@ fn answer<T: Send + 'static>(rx: oneshot::Receiver<Result<T, BusError>>) -> BusR
 impl Bus for RedisBus {
     fn attach(&self, node: NodeId, inboxes: Inboxes) {
         debug_assert_eq!(&node, self.shared.keys.node());
-        let _ = self.shared.inboxes.set(inboxes);
-        let Some(rx) = self.start.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
         let arbiter = actix::Arbiter::new();
-        arbiter.spawn(subscriber::run(Arc::clone(&self.shared)));
-        arbiter.spawn(writer::run(Arc::clone(&self.shared), rx));
-        if self.shared.endpoint.kind() == Kind::Sentinel {
-            arbiter.spawn(sentinel::run(Arc::clone(&self.shared)));
-        }
+        self.start(inboxes, &arbiter.handle());
         let _ = self.arbiter.set(arbiter);
     }
 
@@ -168,7 +178,7 @@ impl Bus for RedisBus {
         .boxed()
     }
 
-    fn ack(&self, ack: JoinAck) {
+    fn ack(&self, _room: &RoomName, ack: JoinAck) {
         self.shared.send_ack(ack);
     }
 
@@ -224,7 +234,7 @@ impl Bus for RedisBus {
         .boxed()
     }
 
-    fn generation(&self) -> u64 {
+    fn generation(&self, _room: &RoomName) -> u64 {
         self.shared.generation.load(Ordering::SeqCst)
     }
 
@@ -298,6 +308,8 @@ pub struct Shared {
     /// Where Redis is (host:port), for logs.
     addr: String,
     keys: Keys,
+    /// `PUBLISH`, or `SPUBLISH` on a Redis Cluster (node channels are shard channels there).
+    publish: &'static str,
     settings: Settings,
     health: Health,
     metrics: BusMetrics,
@@ -397,7 +409,7 @@ impl Shared {
 
     fn send_cluster(&self, event: ClusterEvent) {
         if let Some(i) = self.inboxes.get() {
-            i.cluster.do_send(event);
+            i.cluster.tell(event);
         }
     }
 }

@@ -54,7 +54,7 @@ pub(super) async fn execute(
                 for (node, reply) in nodes.into_iter().zip(replies) {
                     match links.open(&node, &body, reply) {
                         Ok((seq, payload)) => {
-                            pipe.add_command(publish(k.channel(&node), &payload));
+                            pipe.add_command(publish(shared.publish, k.channel(&node), &payload));
                             sent.push(Sent::Link(node, seq));
                         }
                         Err(reply) => {
@@ -66,11 +66,11 @@ pub(super) async fn execute(
                 }
             }
             Op::Send { node, payload } => {
-                pipe.add_command(publish(k.channel(&node), &payload));
+                pipe.add_command(publish(shared.publish, k.channel(&node), &payload));
                 sent.push(Sent::Upkeep);
             }
             Op::Control { payload } => {
-                pipe.add_command(publish(k.control(), &payload));
+                pipe.add_command(publish(shared.publish, k.control(), &payload));
                 sent.push(Sent::Upkeep);
             }
             op => {
@@ -220,8 +220,8 @@ fn add_command(pipe: &mut redis::Pipeline, shared: &Shared, l: &Link, op: &Op, e
     }
 }
 
-fn publish(channel: String, payload: &Bytes) -> Cmd {
-    let mut cmd = redis::cmd("PUBLISH");
+fn publish(command: &str, channel: String, payload: &Bytes) -> Cmd {
+    let mut cmd = redis::cmd(command);
     cmd.arg(channel).arg(payload.as_ref());
     cmd
 }

@@ -51,20 +51,24 @@ pub struct Scripts {
 }
 
 impl Scripts {
-    pub async fn load(con: &mut MultiplexedConnection) -> RedisResult<Self> {
-        async fn one(con: &mut MultiplexedConnection, text: &str) -> RedisResult<Script> {
+    /// Loads every script; `publish` is the command they notify nodes with (`SPUBLISH` on a
+    /// Redis Cluster: the channels share the keys' slot, and a shard channel stays on its shard).
+    pub async fn load(con: &mut MultiplexedConnection, publish: &str) -> RedisResult<Self> {
+        let call = format!("redis.call('{publish}'");
+        let mut one = async |text: &str| -> RedisResult<Script> {
+            let text = text.replace("redis.call('PUBLISH'", &call);
             let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(text).query_async(con).await?;
             Ok(Script { sha })
-        }
+        };
         Ok(Self {
-            register: one(con, &recording(include_str!("lua/register.lua"))).await?,
-            renew: one(con, &recording(include_str!("lua/renew.lua"))).await?,
-            reap: one(con, &recording(include_str!("lua/reap.lua"))).await?,
-            join: one(con, &recording(include_str!("lua/join.lua"))).await?,
-            leave: one(con, &recording(include_str!("lua/leave.lua"))).await?,
-            goodbye: one(con, &recording(include_str!("lua/goodbye.lua"))).await?,
-            moves: one(con, include_str!("lua/move.lua")).await?,
-            claim: one(con, include_str!("lua/claim.lua")).await?,
+            register: one(&recording(include_str!("lua/register.lua"))).await?,
+            renew: one(&recording(include_str!("lua/renew.lua"))).await?,
+            reap: one(&recording(include_str!("lua/reap.lua"))).await?,
+            join: one(&recording(include_str!("lua/join.lua"))).await?,
+            leave: one(&recording(include_str!("lua/leave.lua"))).await?,
+            goodbye: one(&recording(include_str!("lua/goodbye.lua"))).await?,
+            moves: one(include_str!("lua/move.lua")).await?,
+            claim: one(include_str!("lua/claim.lua")).await?,
         })
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use redis::{Msg, PushKind};
 use tracing::{info, warn};
 
 use super::Shared;
@@ -34,14 +35,8 @@ pub async fn run(shared: Arc<Shared>) {
     loop {
         switched.borrow_and_update();
         // A stalled network path would hang a connect without a bound.
-        let subscribed = tokio::time::timeout(shared.settings.timeout, async {
-            let client = shared.endpoint.client(shared.settings.timeout).await?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&[shared.keys.own_channel(), shared.keys.control()]).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        let mut pubsub = match subscribed {
+        let subscribed = tokio::time::timeout(shared.settings.timeout, subscribe(&shared)).await;
+        let mut stream = match subscribed {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 let error = e.to_string();
@@ -78,7 +73,6 @@ pub async fn run(shared: Arc<Shared>) {
             });
         }
         first = false;
-        let mut stream = pubsub.on_message();
         loop {
             let idle_owed = shared.inlets.lock().unwrap_or_else(PoisonError::into_inner).owed(true);
             tokio::select! {
@@ -116,6 +110,52 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
+type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = Msg> + Send>>;
+
+/// Subscribes to this node's channel and the control channel; the stream ends when the
+/// subscription does.
+///
+/// On a Redis Cluster they are shard channels, on the master of their slot: `SSUBSCRIBE` on a
+/// RESP3 connection, whose messages come as pushes. The server drops a shard subscription
+/// when its slot moves (a `sunsubscribe` push) and a failover drops the connection
+/// (`Disconnection`); the redis crate subscribes again neither way on a plain connection, so
+/// either ends the stream and this task subscribes again, on the slot's master now.
+async fn subscribe(shared: &Shared) -> redis::RedisResult<Messages> {
+    let channels = [shared.keys.own_channel(), shared.keys.control()];
+    if !shared.endpoint.sharded() {
+        let client = shared.endpoint.client(shared.settings.timeout).await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(&channels).await?;
+        return Ok(Box::pin(pubsub.into_on_message()));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.settings.timeout))
+        .set_response_timeout(Some(shared.settings.timeout))
+        .set_push_sender(tx);
+    let client = shared.endpoint.resp3_client(shared.settings.timeout).await?;
+    let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
+    // One channel per command: each is answered by exactly one confirmation.
+    for channel in channels {
+        redis::cmd("SSUBSCRIBE").arg(channel).exec_async(&mut con).await?;
+    }
+    let pushes = futures_util::stream::unfold((rx, con), |(mut rx, con)| async move {
+        loop {
+            let push = rx.recv().await?;
+            match push.kind {
+                PushKind::SMessage | PushKind::Message => {
+                    if let Some(msg) = Msg::from_push_info(push) {
+                        return Some((msg, (rx, con)));
+                    }
+                }
+                PushKind::SUnsubscribe | PushKind::Disconnection => return None,
+                _ => {}
+            }
+        }
+    });
+    Ok(Box::pin(pushes))
+}
+
 /// Sends the statuses the links owe (`eager`: everything delivered so far, at once).
 ///
 /// They go out on a clone of the writer's multiplexed connection, from a task of their own:
@@ -130,7 +170,7 @@ fn send_statuses(shared: &Shared, eager: bool) {
     let Some(mut con) = shared.upkeep() else { return };
     let mut pipe = redis::pipe();
     for (node, payload) in statuses {
-        pipe.cmd("PUBLISH").arg(shared.keys.channel(&node)).arg(payload.as_ref()).ignore();
+        pipe.cmd(shared.publish).arg(shared.keys.channel(&node)).arg(payload.as_ref()).ignore();
     }
     tokio::spawn(async move {
         let _: redis::RedisResult<()> = pipe.query_async(&mut con).await;

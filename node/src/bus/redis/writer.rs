@@ -379,7 +379,7 @@ fn bounce(shared: &Shared, links: &mut Outboxes, from: NodeId, link: Option<Link
 
 async fn connect(shared: &Shared, fresh: bool) -> RedisResult<Link> {
     let mut con = shared.endpoint.connection(shared.settings.timeout).await?;
-    let scripts = Scripts::load(&mut con).await?;
+    let scripts = Scripts::load(&mut con, shared.publish).await?;
     let mut link = Link { con, scripts, epoch: 0, registered: Instant::now(), since: Instant::now() };
     link.epoch = register(shared, &mut link, fresh).await?;
     Ok(link)

@@ -194,6 +194,50 @@ impl Run {
 }
 
 impl Run {
+    /// `Fault::ClusterFailover`: the master holding the cross-node room SIGKILLed for good; its
+    /// replica must be promoted, and every node ready again on it; `heal` is then.
+    pub(super) async fn cluster_failover(&mut self) {
+        let rc = self.c.redis_cluster.as_mut().expect("a Redis Cluster");
+        let victim = rc
+            .servers
+            .iter()
+            .position(|s| {
+                !s.keys("sb:*:room:cross-node").is_empty() && s.command(&["ROLE"]).is_some_and(|r| r.contains("master"))
+            })
+            .expect("a master holds the cross-node room");
+        let port = rc.servers[victim].port;
+        let key = rc.servers[victim].keys("sb:*:room:cross-node").remove(0);
+        let slot: u16 = rc.servers[victim]
+            .command(&["CLUSTER", "KEYSLOT", &key])
+            .and_then(|r| r.trim().trim_start_matches(':').parse().ok())
+            .expect("CLUSTER KEYSLOT");
+        rc.servers[victim].kill();
+        let from = self.now();
+        self.mark(format!("master on port {port} (holding {key}, slot {slot}) SIGKILL; its replica must be promoted"));
+        let unready = all_unready_once(&self.c.nodes, Duration::from_secs(5)).await;
+        let ready = all_ready(&self.c.nodes, Duration::from_secs(15)).await;
+        self.heal = self.now();
+        let gap = self.heal - from;
+        match ready {
+            Some(_) => {
+                self.mark(format!("every node ready again, {} ms after the SIGKILL (heal)", gap.as_millis()));
+                self.evidence.push(format!("failover gap (SIGKILL → every node ready): {} ms", gap.as_millis()));
+            }
+            None => self.problems.push("a node was not ready 15 s after the master's SIGKILL".into()),
+        }
+        let rc = self.c.redis_cluster.as_ref().expect("a Redis Cluster");
+        let now = rc.master_port_of(slot);
+        self.evidence.push(format!(
+            "slot {slot}: master port {port} before, {now:?} after; nodes unready during the failover: {unready}"
+        ));
+        if now.is_none() || now == Some(port) {
+            self.problems.push(format!("no replica was promoted for slot {slot} (master now {now:?})"));
+        }
+        let back = self.now();
+        let from = from.saturating_sub(IN_FLIGHT);
+        self.paused.extend((0..self.c.nodes.len()).map(|n| (n, from, back)));
+    }
+
     /// Kills the master with writes its replica never got: the replica is stopped (SIGSTOP,
     /// shorter than the sentinels' `down-after`) and its replication link cut (`CLIENT KILL TYPE
     /// replica`) while `late` joins the mesh on n1, the master is SIGKILLed, and the replica

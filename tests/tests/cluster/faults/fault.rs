@@ -44,7 +44,15 @@ pub enum Fault {
     /// master lives on (demoted to a replica): the nodes must move to the new master, not stay
     /// on the old one. No live peer may see another leave.
     SentinelFailover { kill: bool },
+    /// A Redis Cluster (three masters, three replicas; three nodes on `redis+cluster://`) with
+    /// 300 more rooms, each with a member on n1 and one on n2, spread over every master: the
+    /// master holding the streams' cross-node room is SIGKILLed for good and its replica
+    /// promoted. `heal`, the bound and the criteria as for [`Fault::SentinelFailover`].
+    ClusterFailover,
 }
+
+/// Rooms of [`Fault::ClusterFailover`] beyond the streams' (`bulk-0`, `bulk-1`, …).
+pub const BULK_ROOMS: usize = 300;
 
 impl Fault {
     /// The faults of issue 12, as the test file and the soak run them.
@@ -68,6 +76,7 @@ impl Fault {
             Fault::RedisFreeze(d) => format!("redis-freeze-{}ms", d.as_millis()),
             Fault::SentinelFailover { kill: true } => "sentinel-failover-kill".into(),
             Fault::SentinelFailover { kill: false } => "sentinel-failover-manual".into(),
+            Fault::ClusterFailover => "redis-cluster-failover".into(),
         }
     }
 }

@@ -59,7 +59,7 @@ mod view;
 use std::time::{Duration, Instant};
 
 pub use counts::{Counts, Outcome};
-pub use fault::{FLOOD_EVERY, FLOOD_FOR, FLOOD_PAD, Fault, PUBSUB_LIMIT};
+pub use fault::{BULK_ROOMS, FLOOD_EVERY, FLOOD_FOR, FLOOD_PAD, Fault, PUBSUB_LIMIT};
 
 use self::scenario::{Run, STREAMS};
 use crate::cluster::flow::SEND_EVERY;
@@ -97,6 +97,7 @@ pub async fn run(fault: Fault) -> Outcome {
         Fault::RedisRestart(n) => r.redis_restart(n).await,
         Fault::RedisFreeze(d) => r.redis_freeze(d).await,
         Fault::SentinelFailover { kill } => r.sentinel_failover(kill).await,
+        Fault::ClusterFailover => r.cluster_failover().await,
     }
     r.judge(started).await
 }

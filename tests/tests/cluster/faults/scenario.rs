@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use switchboard_tests::{Proxy, STEP_TIMEOUT};
 
 use super::member::Member;
-use super::{Fault, PUBSUB_LIMIT};
+use super::{BULK_ROOMS, Fault, PUBSUB_LIMIT};
 use crate::cluster::Cluster;
 use crate::cluster::flow::{UNLIMITED, secs};
 
@@ -70,6 +70,7 @@ impl Run {
             }
             Fault::SubscriberCut => (Cluster::start(3, &extra), None),
             Fault::SentinelFailover { .. } => (Cluster::with_sentinels(2, &extra), None),
+            Fault::ClusterFailover => (Cluster::with_redis_cluster(3, &extra), None),
             _ => (Cluster::start(2, &extra), None),
         };
         let mut plan = vec![
@@ -88,10 +89,17 @@ impl Run {
             plan.extend([("f0", 0, "flood-a"), ("f1", 1, "flood-a"), ("g2", 2, "flood-b"), ("g1", 1, "flood-b")]);
             flows.extend(FLOODS);
         }
+        let mut plan: Vec<(String, usize, String)> =
+            plan.into_iter().map(|(name, n, room)| (name.to_string(), n, room.to_string())).collect();
+        if fault == Fault::ClusterFailover {
+            for i in 0..BULK_ROOMS {
+                plan.extend([(format!("b{i}a"), 1, format!("bulk-{i}")), (format!("b{i}b"), 2, format!("bulk-{i}"))]);
+            }
+        }
         let t0 = Instant::now();
         let mut members = Vec::new();
-        for (name, n, room) in plan {
-            members.push(Member::start(name, n, &c.nodes[n], room, t0).await.unwrap_or_else(|e| panic!("{e}")));
+        for (name, n, room) in &plan {
+            members.push(Member::start(name, *n, &c.nodes[*n], room, t0).await.unwrap_or_else(|e| panic!("{e}")));
         }
         let mut r = Run {
             fault,
@@ -118,6 +126,14 @@ impl Run {
             let get = r.c.redis.command(&["CONFIG", "GET", "client-output-buffer-limit"]).unwrap_or_default();
             let now = get.find("pubsub").map_or(get.as_str(), |i| &get[i..]).trim();
             r.evidence.push(format!("Redis client-output-buffer-limit (CONFIG GET): {now}"));
+        }
+        if let Some(rc) = &r.c.redis_cluster {
+            // The rooms spread over the shards: every master holds some.
+            let held: Vec<(u16, usize)> = rc.masters().iter().map(|m| (m.port, m.keys("sb:*:room:*").len())).collect();
+            r.evidence.push(format!("room keys per master (port, count): {held:?}"));
+            if held.len() != 3 || held.iter().any(|(_, n)| *n == 0) {
+                r.problems.push(format!("the rooms are not spread over the three masters: {held:?}"));
+            }
         }
         r
     }
