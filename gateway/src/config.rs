@@ -18,7 +18,8 @@ pub struct GatewayConfig {
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// The cluster's Redis, as the nodes reach it (`redis[s]://`, `redis[s]+sentinel://`; see
+    /// The cluster's Redis, as the nodes reach it (`redis[s]://`, `redis[s]+sentinel://`,
+    /// `redis[s]+cluster://`; see
     /// the node's `--redis-url`): the nodes' membership and heartbeats are read there, kicks and
     /// closes published there.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL", value_parser = switchboard::cluster::endpoint::check_url)]

@@ -38,7 +38,9 @@ pub struct Config {
     /// Redis URL for clustering. Absent: the node runs alone on the embedded in-memory bus.
     /// One Redis: `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`; Sentinel (the master is asked
     /// of the sentinels, failovers followed): `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,
-    /// HOST:PORT…]/MASTER[/DB]`. `rediss` instead of `redis` for TLS (see `--redis-tls-*`).
+    /// HOST:PORT…]/MASTER[/DB]`; Redis Cluster (rooms spread over its shards, see
+    /// `--redis-buckets`): `redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…]`.
+    /// `rediss` instead of `redis` for TLS (see `--redis-tls-*`).
     #[arg(long, env = "SWITCHBOARD_REDIS_URL", value_parser = switchboard::cluster::endpoint::check_url)]
     pub redis_url: Option<String>,
 

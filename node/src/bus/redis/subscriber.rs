@@ -126,7 +126,13 @@ async fn subscribe(shared: &Shared) -> redis::RedisResult<Messages> {
         let client = shared.endpoint.client(shared.settings.timeout).await?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&channels).await?;
-        return Ok(Box::pin(pubsub.into_on_message()));
+        // The sink stays alive with the stream: once every sink is gone, the crate's driver
+        // reads one message at a time and then waits for a wake-up that never comes.
+        let (sink, stream) = pubsub.split();
+        return Ok(Box::pin(stream.map(move |msg| {
+            let _alive = &sink;
+            msg
+        })));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let config = redis::AsyncConnectionConfig::new()
