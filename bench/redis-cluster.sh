@@ -2,18 +2,21 @@
 # Sizing Redis Cluster shards: the same two-node Switchboard cluster, the same release binary and
 # generator, on three Redis setups side by side, runs alternating:
 #   single    one redis-server, redis:// (one bucket: the one-Redis key space)
-#   shards-1  a Redis Cluster of one master holding every slot, redis+cluster:// (12 buckets)
-#   shards-3  a Redis Cluster of three masters, redis+cluster:// (12 buckets, 4 per master)
+#   shards-1  a Redis Cluster of one master holding every slot, redis+cluster:// (6 buckets: the default)
+#   shards-3  a Redis Cluster of three masters, redis+cluster:// (6 buckets, 2 per master)
 # Prints each side's medians: loaded cross-node throughput and p99, server CPU per message (the
 # two nodes plus every redis-server), Redis CPU per message (the redis-servers alone), the
 # busiest shard's share of that, and unloaded cross-node p50.
-# Usage: [WORKERS=n] bench/redis-cluster.sh [ROOMS=200] [ROUNDS=50] [RUNS=3]
+# Usage: [WORKERS=n] [BUCKETS=n] bench/redis-cluster.sh [ROOMS=200] [ROUNDS=50] [RUNS=3]
+# (BUCKETS: --redis-buckets on the cluster sides, default the node's 12.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rooms=${1:-200} rounds=${2:-50} runs=${3:-3}
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 workers=${WORKERS:-1}
+buckets=()
+[ -n "${BUCKETS:-}" ] && buckets=(--redis-buckets "$BUCKETS")
 
 cargo build --quiet --release -p switchboard-node -p switchboard --features switchboard/peer
 dir=$(mktemp -d)
@@ -26,7 +29,7 @@ redis() { # PORT [ARGS...]: a redis-server in its own directory; prints nothing,
 }
 
 start_side() { # NAME SHARDS(0 = no cluster): sets NAME_nodes, NAME_redis (pids), NAME_urls
-  local name=$1 shards=$2 url ports=() rps="" a b nps=""
+  local name=$1 shards=$2 url ports=() rps="" a b nps="" extra=()
   if [ "$shards" = 0 ]; then
     ports=("$(port)"); redis "${ports[0]}"; rps=$!
     url="redis://127.0.0.1:${ports[0]}"
@@ -45,10 +48,11 @@ start_side() { # NAME SHARDS(0 = no cluster): sets NAME_nodes, NAME_redis (pids)
       for _ in $(seq 100); do redis-cli -p "$p" CLUSTER INFO | grep -q cluster_state:ok && break; sleep 0.1; done
     done
     url="redis+cluster://127.0.0.1:${ports[0]}"
+    extra=("${buckets[@]}")
   fi
   a=$(port); b=$(port)
   for p in "$a" "$b"; do
-    "$bin/switchboard-node" --listen "127.0.0.1:$p" --node-id "$name-$p" --redis-url "$url" \
+    "$bin/switchboard-node" --listen "127.0.0.1:$p" --node-id "$name-$p" --redis-url "$url" "${extra[@]}" \
       --log warn --workers "$workers" "${unlimited[@]}" >/dev/null & pids+=($!); nps="$nps $!"
   done
   for p in "$a" "$b"; do wait_port "$p"; for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done; done

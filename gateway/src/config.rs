@@ -88,14 +88,14 @@ pub struct RedisTlsArgs {
 
     /// Buckets the cluster's keys are split into on a Redis Cluster (`redis+cluster://`): each
     /// lives in one hash slot, so this bounds how many shards carry the cluster. Must be the
-    /// same on every node and gateway. Default: 12 on a Redis Cluster (as many on each of 2, 3, 4, 6
-    /// or 12 shards), 1 elsewhere.
+    /// same on every node and gateway. Default: 6 on a Redis Cluster (as many on each of 2, 3 or 6
+    /// shards), 1 elsewhere. More buckets than shards cost CPU per message (smaller pipelines).
     #[arg(long, env = "SWITCHBOARD_REDIS_BUCKETS", value_parser = clap::value_parser!(u16).range(1..=i64::from(switchboard::cluster::MAX_BUCKETS)))]
     pub redis_buckets: Option<u16>,
 }
 
 /// Buckets on a Redis Cluster when `--redis-buckets` is not given.
-pub const DEFAULT_CLUSTER_BUCKETS: u16 = 12;
+pub const DEFAULT_CLUSTER_BUCKETS: u16 = 6;
 
 impl RedisTlsArgs {
     /// The cluster's buckets on `endpoint` (see `--redis-buckets`).

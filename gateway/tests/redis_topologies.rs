@@ -76,7 +76,7 @@ fn a_gateway_follows_a_sentinel_failover() {
 /// bucket of the key space, each on the master holding it: 24 rooms spread over all three
 /// masters are listed page by page, each once; a room's members are read from its bucket; a
 /// kick and a close reach the node holding the members (sharded control channels); and the
-/// webhooks of every room, recorded in twelve buckets' streams, are delivered in order per room.
+/// webhooks of every room, recorded in six buckets' streams, are delivered in order per room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_and_webhooks_span_every_shard_of_a_redis_cluster() {
     use std::collections::BTreeSet;
@@ -99,8 +99,8 @@ async fn admin_and_webhooks_span_every_shard_of_a_redis_cluster() {
     let gw = production_like_gateway(&url, &["--webhook-urls", &hook, "--webhook-secret", HOOK_SECRET]);
     lists_within(&gw, &["n1", "n2"], Duration::from_secs(15));
     // The nodes record events once the gateway's marker is in every bucket.
-    wait_for("the webhook marker in all 12 buckets", Duration::from_secs(10), || {
-        rc.masters().iter().map(|m| m.keys("sb:*:webhooks").len()).sum::<usize>() == 12
+    wait_for("the webhook marker in all 6 buckets", Duration::from_secs(10), || {
+        rc.masters().iter().map(|m| m.keys("sb:*:webhooks").len()).sum::<usize>() == 6
     });
 
     let rooms: Vec<String> = (0..24).map(|i| format!("room-{i}")).collect();
@@ -119,6 +119,7 @@ async fn admin_and_webhooks_span_every_shard_of_a_redis_cluster() {
 
     let auth = format!("Bearer {API_KEY}");
     let admin = |method: &str, path: &str| call(method, &gw.http_url(path), &[("Authorization", &auth)], None);
+    // A page is SCAN's (its size a hint, as on one Redis), bucket after bucket.
     let mut seen = Vec::new();
     let mut cursor = String::new();
     for _ in 0..100 {
@@ -126,7 +127,6 @@ async fn admin_and_webhooks_span_every_shard_of_a_redis_cluster() {
         assert_eq!(page.status, 200, "{}", page.body);
         let page: Value = page.json();
         let listed = page["rooms"].as_array().expect("rooms");
-        assert!(listed.len() <= 5, "{page}");
         seen.extend(listed.iter().map(|r| (r["room"].as_str().unwrap_or("").to_string(), r["members"].as_u64())));
         match page["next_cursor"].as_str() {
             Some(next) => cursor = next.to_string(),

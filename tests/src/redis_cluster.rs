@@ -111,6 +111,51 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// The server listening on `port`.
+    pub fn server(&self, port: u16) -> &RedisServer {
+        self.servers.iter().find(|s| s.port == port).expect("one of ours")
+    }
+
+    /// Moves `slot` (and its keys) to the master on `to`, as `redis-cli --cluster reshard` does,
+    /// one slot: `IMPORTING`/`MIGRATING`, `MIGRATE` of its keys, then `SETSLOT … NODE` on both
+    /// and on every other master.
+    pub fn move_slot(&self, slot: u16, to: u16) {
+        let slot_s = slot.to_string();
+        let from = self.server(self.master_port_of(slot).expect("the slot's master"));
+        let dst = self.server(to);
+        let id = |s: &RedisServer| s.command(&["CLUSTER", "MYID"]).map(|r| bulk(&r)).expect("CLUSTER MYID");
+        let (from_id, to_id) = (id(from), id(dst));
+        let ok = |r: Option<String>, what: &str| {
+            assert!(r.as_deref().is_some_and(|r| r.starts_with("+OK")), "{what}: {r:?}")
+        };
+        ok(dst.command(&["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &from_id]), "SETSLOT IMPORTING");
+        ok(from.command(&["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &to_id]), "SETSLOT MIGRATING");
+        loop {
+            let reply = from.command(&["CLUSTER", "GETKEYSINSLOT", &slot_s, "100"]).unwrap_or_default();
+            let keys: Vec<&str> = reply.split("\r\n").filter(|l| !l.is_empty() && !l.starts_with(['*', '$'])).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "REPLACE", "KEYS"];
+            args.extend(keys);
+            let r = from.command(&args);
+            assert!(r.as_deref().is_some_and(|r| r.starts_with("+OK") || r.starts_with("+NOKEY")), "MIGRATE: {r:?}");
+        }
+        ok(dst.command(&["CLUSTER", "SETSLOT", &slot_s, "NODE", &to_id]), "SETSLOT NODE (target)");
+        ok(from.command(&["CLUSTER", "SETSLOT", &slot_s, "NODE", &to_id]), "SETSLOT NODE (source)");
+        for m in self.masters() {
+            let _ = m.command(&["CLUSTER", "SETSLOT", &slot_s, "NODE", &to_id]);
+        }
+    }
+}
+
+/// A bulk string reply's text.
+fn bulk(reply: &str) -> String {
+    reply.split("\r\n").nth(1).unwrap_or_default().to_string()
+}
+
 /// In a `CLUSTER SHARDS` reply (RESP, flat), the port of the master of the shard whose slot
 /// ranges hold `slot`.
 fn shard_master(reply: &str, slot: u16) -> Option<u16> {

@@ -121,8 +121,11 @@ enum Topology {
 
 #[derive(Clone)]
 struct Seeds {
-    /// The URL's hosts, then every node `CLUSTER SLOTS` named since (so that losing the seeds
-    /// named in the URL does not lose the cluster).
+    /// The URL's hosts.
+    seeds: Vec<(String, u16)>,
+    /// The nodes to ask: the URL's hosts and every node the last `CLUSTER SLOTS` answer named
+    /// (so that losing the URL's hosts does not lose the cluster, and nodes gone since are
+    /// not asked again).
     known: Arc<std::sync::Mutex<Vec<(String, u16)>>>,
     next: Arc<AtomicUsize>,
     /// `user:password` as the URL wrote it (still percent-encoded), for the data nodes' URLs.
@@ -255,7 +258,7 @@ impl Endpoint {
                 (Topology::Sentinel(Box::new(s)), shown)
             }
             Kind::Cluster => {
-                let known = p
+                let known: Vec<(String, u16)> = p
                     .hosts
                     .iter()
                     .filter_map(|h| match h.addr() {
@@ -266,6 +269,7 @@ impl Endpoint {
                     })
                     .collect();
                 let seeds = Seeds {
+                    seeds: known.clone(),
                     known: Arc::new(std::sync::Mutex::new(known)),
                     next: Arc::new(AtomicUsize::new(0)),
                     userinfo: p.userinfo,
@@ -398,7 +402,8 @@ impl Seeds {
     /// A client for the master holding `slot` now, as the first node that answers says.
     async fn client(&self, slot: u16, tls: bool, resp3: bool, within: Duration) -> RedisResult<Client> {
         let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // The last node that answered first; one that failed is passed over by the next caller.
+        let start = self.next.load(Ordering::Relaxed);
         let mut last = RedisError::from((redis::ErrorKind::Io, "no cluster node to ask"));
         let deadline = tokio::time::Instant::now() + within;
         // A dead node refuses at once; a frozen one would hold the whole bound: each gets a share.
@@ -412,12 +417,13 @@ impl Seeds {
             let asked = tokio::time::timeout(left.min(each), self.ask(host, *port, slot, tls)).await;
             match asked {
                 Ok(Ok((master, nodes))) => {
-                    self.learn(nodes);
+                    self.learn(nodes, (host, *port));
                     return self.open(&master.0, master.1, tls, resp3);
                 }
                 Ok(Err(e)) => last = e,
                 Err(_) => last = RedisError::from((redis::ErrorKind::Io, "a cluster node did not answer in time")),
             }
+            self.next.store(start + i + 1, Ordering::Relaxed);
         }
         Err(last)
     }
@@ -457,13 +463,17 @@ impl Seeds {
         Ok((master, nodes))
     }
 
-    fn learn(&self, nodes: Vec<(String, u16)>) {
-        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for n in nodes {
-            if !known.contains(&n) {
-                known.push(n);
+    /// Asks `answered` first next time, then the nodes it named, then the URL's hosts.
+    fn learn(&self, nodes: Vec<(String, u16)>, answered: (&str, u16)) {
+        let first = (answered.0.to_string(), answered.1);
+        let mut fresh = vec![first];
+        for n in nodes.into_iter().chain(self.seeds.iter().cloned()) {
+            if !fresh.contains(&n) {
+                fresh.push(n);
             }
         }
+        *self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        self.next.store(0, Ordering::Relaxed);
     }
 
     fn open(&self, host: &str, port: u16, tls: bool, resp3: bool) -> RedisResult<Client> {

@@ -108,7 +108,7 @@ pub(super) async fn execute(
         next = Next::Register;
     }
     if results.iter().any(|r| r.as_ref().is_err_and(wrong_server)) {
-        next = Next::Reconnect("Redis answers as a replica (READONLY): the master moved");
+        next = Next::Reconnect("this Redis no longer serves the keys (READONLY, MOVED…): the master or the slot moved");
     }
     for (s, result) in sent.into_iter().zip(results) {
         match s {
