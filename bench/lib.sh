@@ -34,4 +34,18 @@ measure() {
   rm -f "$tf"
   emit "$server" "$gen" "$result"
 }
+# two_nodes NAME BIN URL [NODE ARGS...]: two nodes of BIN/switchboard-node on the Redis at URL
+# (--workers $workers, rate limits off), waited for until ready; sets NAME_nodes (their pids)
+# and NAME_urls (their WebSocket URLs, for a generator's --urls).
+two_nodes() {
+  local name=$1 nb=$2 url=$3 a b nps=""; shift 3
+  a=$(port); b=$(port)
+  for p in "$a" "$b"; do
+    "$nb/switchboard-node" --listen "127.0.0.1:$p" --node-id "$name-$p" --redis-url "$url" "$@" \
+      --log warn --workers "$workers" "${unlimited[@]}" >/dev/null & pids+=($!); nps="$nps $!"
+  done
+  for p in "$a" "$b"; do wait_port "$p"; for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done; done
+  curl -sf "http://127.0.0.1:$a/readyz" >/dev/null || { echo "$name: node not ready" >&2; exit 1; }
+  eval "${name}_nodes=\"$nps\" ${name}_urls=\"ws://127.0.0.1:$a/ws,ws://127.0.0.1:$b/ws\""
+}
 unlimited=(--messages-per-sec 0 --candidates-per-sec 0 --descriptions-per-min 0 --max-candidates-per-negotiation 0)

@@ -29,7 +29,7 @@ redis() { # PORT [ARGS...]: a redis-server in its own directory; prints nothing,
 }
 
 start_side() { # NAME SHARDS(0 = no cluster): sets NAME_nodes, NAME_redis (pids), NAME_urls
-  local name=$1 shards=$2 url ports=() rps="" a b nps="" extra=()
+  local name=$1 shards=$2 url ports=() rps="" extra=()
   if [ "$shards" = 0 ]; then
     ports=("$(port)"); redis "${ports[0]}"; rps=$!
     url="redis://127.0.0.1:${ports[0]}"
@@ -50,14 +50,8 @@ start_side() { # NAME SHARDS(0 = no cluster): sets NAME_nodes, NAME_redis (pids)
     url="redis+cluster://127.0.0.1:${ports[0]}"
     extra=("${buckets[@]}")
   fi
-  a=$(port); b=$(port)
-  for p in "$a" "$b"; do
-    "$bin/switchboard-node" --listen "127.0.0.1:$p" --node-id "$name-$p" --redis-url "$url" "${extra[@]}" \
-      --log warn --workers "$workers" "${unlimited[@]}" >/dev/null & pids+=($!); nps="$nps $!"
-  done
-  for p in "$a" "$b"; do wait_port "$p"; for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done; done
-  curl -sf "http://127.0.0.1:$a/readyz" >/dev/null || { echo "$name: node not ready" >&2; exit 1; }
-  eval "${name}_nodes=\"$nps\" ${name}_redis=\"$rps\" ${name}_urls=\"ws://127.0.0.1:$a/ws,ws://127.0.0.1:$b/ws\""
+  two_nodes "$name" "$bin" "$url" "${extra[@]}"
+  eval "${name}_redis=\"$rps\""
 }
 start_side single 0
 start_side shards1 1

@@ -24,7 +24,7 @@ ca=$(mktemp -d)
 )
 
 start_side() { # NAME TLS(0/1): a Redis and two nodes; sets NAME_pids, NAME_urls
-  local name=$1 tls=$2 rp a b url args=()
+  local name=$1 tls=$2 rp url args=()
   rp=$(port)
   if [ "$tls" = 1 ]; then
     redis-server --port 0 --tls-port "$rp" --tls-cert-file "$ca/server.pem" --tls-key-file "$ca/server.key" \
@@ -36,14 +36,9 @@ start_side() { # NAME TLS(0/1): a Redis and two nodes; sets NAME_pids, NAME_urls
   fi
   local ps="$!"
   wait_port "$rp"
-  a=$(port); b=$(port)
-  for p in "$a" "$b"; do
-    "$bin/switchboard-node" --listen "127.0.0.1:$p" --node-id "$name-$p" --redis-url "$url" "${args[@]}" \
-      --log warn --workers "$workers" "${unlimited[@]}" >/dev/null & pids+=($!); ps="$ps $!"
-  done
-  for p in "$a" "$b"; do wait_port "$p"; for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done; done
-  curl -sf "http://127.0.0.1:$a/readyz" >/dev/null || { echo "$name: node not ready" >&2; exit 1; }
-  eval "${name}_pids=\"$ps\" ${name}_urls=\"ws://127.0.0.1:$a/ws,ws://127.0.0.1:$b/ws\""
+  two_nodes "$name" "$bin" "$url" "${args[@]}"
+  local nodes=${name}_nodes
+  eval "${name}_pids=\"$ps ${!nodes}\""
 }
 start_side plain 0
 start_side tls 1

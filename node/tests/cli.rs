@@ -39,10 +39,12 @@ fn mistakes_are_answered_with_what_to_type_instead() {
         &["--redis-url", "rediss://cache:6380", "--redis-tls-cert-file", "/nonexistent/client.pem"],
         "--redis-tls-cert-file and --redis-tls-key-file go together",
     );
+    refuses_to_start(&["--redis-url", "redis+cluster://c1:7000,c2:7000/0"], "unexpected path after the hosts");
     refuses_to_start(
-        &["--redis-url", "redis+cluster://c1:7000,c2:7000"],
-        "Redis Cluster (redis+cluster://) is not supported by this version yet",
+        &["--redis-url", "redis+cluster://c1:7000", "--redis-buckets", "0"],
+        "invalid value '0' for '--redis-buckets <REDIS_BUCKETS>'",
     );
+    refuses_to_start(&["--redis-url", "redis+cluster://c1:7000", "--redis-buckets", "257"], "1..=256");
 }
 
 #[test]

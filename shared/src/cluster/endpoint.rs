@@ -598,6 +598,17 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_is_asked_where_it_answered_then_what_it_named_then_the_seeds() {
+        let e = parse("redis+cluster://a:1,b:2").unwrap();
+        let Topology::Cluster(seeds) = &e.topology else { panic!("a cluster URL") };
+        seeds.learn(vec![("c".into(), 3), ("b".into(), 2), ("gone-since".into(), 4)], ("c", 3));
+        seeds.learn(vec![("c".into(), 3), ("b".into(), 2)], ("b", 2));
+        let known = seeds.known.lock().unwrap().clone();
+        assert_eq!(known, [("b".to_string(), 2), ("c".into(), 3), ("a".into(), 1)]);
+        assert_eq!(seeds.next.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn a_demoted_master_is_told_apart() {
         let readonly = RedisError::from((redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly), "x"));
         assert!(wrong_server(&readonly));
