@@ -53,13 +53,10 @@ for i in $(seq "$runs"); do
   done
 done
 
-python3 - "$out" "$(nproc)" "$(free -g | awk '/Mem:/{print $2}')" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-def med(side, gen, key):
-    xs = [r["result"][key] for r in rows if r["server"] == side and r["generator"] == gen and key in r["result"]]
-    return statistics.median(xs) if xs else None
-s = {"machine": f"{sys.argv[2]} cores, {sys.argv[3]} GiB"}
+PYTHONPATH="$root/bench" python3 - "$out" "$(nproc)" "$(free -g | awk '/Mem:/{print $2}')" <<'PY'
+import json, sys
+from summary import load
+rows, med, s = load(sys.argv)
 for gen, key in [("loaded-cross", "msgs_per_s"), ("loaded-cross", "p99_ms"), ("loaded-cross", "server_cpu_us_per_msg"),
                  ("unloaded-cross", "p50_ms")]:
     b, h = med("plain", gen, key), med("tls", gen, key)
