@@ -54,11 +54,10 @@ impl RedisAdmin {
     /// run inside a tokio runtime (an actix system), which then drives the connection.
     pub fn new(endpoint: &Endpoint, buckets: Buckets) -> Self {
         let each = (0..buckets.count())
-            .map(|b| Bucket {
-                endpoint: endpoint.for_slot(buckets.slot(b)),
-                conn: tokio::sync::Mutex::new(None),
+            .map(|b| {
                 // The gateway is no node: `Keys`' own-node keys are never used here.
-                keys: buckets.keys(b, "gateway".into()),
+                let (endpoint, keys) = buckets.reach(b, endpoint, "gateway".into());
+                Bucket { endpoint, conn: tokio::sync::Mutex::new(None), keys }
             })
             .collect();
         Self { inner: Arc::new(Inner { buckets, each }) }
@@ -286,8 +285,7 @@ impl Bucket {
 
     /// Publishes a control message; an error if no node is listening.
     async fn publish(&self, control: &Control) -> Result<(), AdminError> {
-        let publish = if self.endpoint.sharded() { "SPUBLISH" } else { "PUBLISH" };
-        let receivers: u64 = cmd(publish)
+        let receivers: u64 = cmd(self.endpoint.publish_command())
             .arg(self.keys.control())
             .arg(control.encode())
             .query_async(&mut self.conn().await?)

@@ -86,12 +86,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             let settings = redis_settings(&config);
             let buckets = config.redis_tls.buckets(&config.cluster_name, e);
             if buckets.count() == 1 {
-                RedisBus::new(
-                    e.for_slot(buckets.slot(0)),
-                    buckets.keys(0, node_id.clone()),
-                    settings,
-                    metrics.bus.clone(),
-                )
+                let (endpoint, keys) = buckets.reach(0, e, node_id.clone());
+                RedisBus::new(endpoint, keys, settings, metrics.bus.clone())
             } else {
                 BucketedBus::new(e, buckets, node_id.clone(), settings, metrics.bus.clone())
             }

@@ -115,9 +115,10 @@ pub fn start(endpoint: &Endpoint, buckets: &Buckets, hooks: Webhooks) -> Feeding
     );
     let tasks = (0..buckets.count())
         .map(|b| {
+            let (endpoint, keys) = buckets.reach(b, endpoint, "gateway".into());
             let feed = Feed {
-                endpoint: endpoint.for_slot(buckets.slot(b)),
-                keys: buckets.keys(b, "gateway".into()),
+                endpoint,
+                keys,
                 hooks: hooks.clone(),
                 me: me.clone(),
                 lease: Script::new(TAKE_LEASE),

@@ -52,8 +52,8 @@ impl BucketedBus {
             .map(|b| {
                 let mut metrics = metrics.clone();
                 metrics.up = IntGauge::new("bucket_up", "one bucket's bus is up").unwrap_or_else(|_| up.clone());
-                let endpoint = endpoint.for_slot(buckets.slot(b));
-                RedisBus::new(endpoint, buckets.keys(b, node.clone()), settings.clone(), metrics)
+                let (endpoint, keys) = buckets.reach(b, endpoint, node.clone());
+                RedisBus::new(endpoint, keys, settings.clone(), metrics)
             })
             .collect();
         Arc::new(Self { buckets: Arc::new(buckets), buses, up, arbiter: OnceLock::new() })

@@ -13,6 +13,7 @@
 
 use crc::{CRC_16_XMODEM, Crc};
 
+use super::endpoint::Endpoint;
 use super::{Keys, NodeId};
 
 /// The number of hash slots of a Redis Cluster.
@@ -77,6 +78,11 @@ impl Buckets {
     /// The hash slot of bucket `b` (where a Redis Cluster keeps it).
     pub fn slot(&self, b: usize) -> u16 {
         slot(&format!("{{{}}}", self.tags[b % self.tags.len()]))
+    }
+
+    /// Bucket `b` as `node` reaches it: `endpoint` aimed at the bucket's slot, and its keys.
+    pub fn reach(&self, b: usize, endpoint: &Endpoint, node: NodeId) -> (Endpoint, Keys) {
+        (endpoint.for_slot(self.slot(b)), self.keys(b, node))
     }
 }
 

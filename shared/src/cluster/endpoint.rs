@@ -310,6 +310,11 @@ impl Endpoint {
         self.kind() == Kind::Cluster
     }
 
+    /// The command that publishes to a node or control channel here.
+    pub fn publish_command(&self) -> &'static str {
+        if self.sharded() { "SPUBLISH" } else { "PUBLISH" }
+    }
+
     /// Where it points, for logs: hosts and ports, the master's name, whether TLS — never the
     /// password.
     pub fn shown(&self) -> &str {

@@ -106,7 +106,7 @@ impl RedisBus {
             inlets: Mutex::new(Inlets::new(keys.node().clone(), metrics.clone())),
             upkeep: Mutex::new(None),
             addr,
-            publish: if endpoint.sharded() { "SPUBLISH" } else { "PUBLISH" },
+            publish: endpoint.publish_command(),
             keys,
             settings,
             health: Health::new(),
